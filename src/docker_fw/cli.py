@@ -1,0 +1,314 @@
+"""Command line: the seed's syntax, mapped onto the service layer.
+
+Thin on purpose: parse, call one Service method, print, and turn errors
+into a one-line message and an exit code (see errors.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import NoReturn
+
+from . import __version__
+from .actions import AddRequest, Service
+from .engine import Engine
+from .errors import EXIT_OK, EXIT_PENDING_CHANGES, DockerFwError, UsageError
+from .iptables import Iptables
+from .model import Kind, parse_filter, parse_port
+from .store import Store
+
+ADD_ACTIONS = ("add", "add-input", "add-internal")
+
+ADDRESS_HELP = (
+    "an address specification: '.' (the container the rule is for), '/' (the "
+    "Docker host: the gateway of the container's network), a container name or id, "
+    "or an IPv4 address or subnet (an address without a prefix means /32)"
+)
+
+MAIN_DESCRIPTION = """\
+docker-fw keeps a whitelisting firewall for Docker containers. Rules name
+containers, not addresses: they are recorded in docker-fw's state store and
+re-resolved whenever they are applied, so 'replay' makes them follow a
+container to a new address after a restart.
+
+Where the rules live (filter table), each chain reached by one jump:
+  add           DOCKER-FW-FORWARD (jumped to from FORWARD): matches go to
+                Docker's DOCKER chain, so only published ports can open
+  add-input     DOCKER-FW-INPUT (jumped to from INPUT): matches are accepted
+  add-internal  DOCKER-FW-INTERNAL (jumped to from DOCKER): matches are accepted
+Every rule carries the comment 'docker-fw:<container>:<hash>'.
+"""
+
+EXIT_CODES = """\
+exit codes:
+  0  success (replay --dry-run: nothing would change)
+  1  replay --dry-run: something would change
+  2  bad usage or invalid input; nothing was changed
+  3  Docker engine problem (unreachable, unknown or stopped container)
+  4  firewall problem (iptables missing, change refused, unknown layout)
+  5  state store problem (locked by another run, unreadable)
+
+environment:
+  DOCKER_HOST          the engine to talk to (as for the docker CLI)
+  DOCKER_FW_STATE_DIR  state store directory (default /var/lib/docker-fw)
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so --from lines report their line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _rule_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-s", "--source", help="source: " + ADDRESS_HELP + " (mandatory)")
+    parser.add_argument("--sport", help="source port")
+    parser.add_argument("-d", "--dest", help="destination: " + ADDRESS_HELP + " (default '.')")
+    parser.add_argument("--dport", help="destination port (mandatory for add-input and add-internal)")
+    parser.add_argument(
+        "-p", "--protocol", choices=("tcp", "udp"), help="protocol (default tcp)"
+    )
+    parser.add_argument(
+        "--filter",
+        help="extra iptables match conditions, e.g. \"-i docker0 -o docker0\" "
+        "(no targets or chain commands)",
+    )
+
+
+def _line_parser() -> Parser:
+    """Parses one line of a --from file: CONTAINER [rule options]."""
+    parser = Parser(prog="--from line", add_help=False)
+    parser.add_argument("container")
+    _rule_options(parser)
+    return parser
+
+
+def build_parser() -> Parser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", help="print every iptables change"
+    )
+    parser = Parser(
+        prog="docker-fw",
+        description=MAIN_DESCRIPTION,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"docker-fw {__version__}")
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
+
+    def action(name: str, help_text: str, description: str = "") -> Parser:
+        return sub.add_parser(
+            name,
+            help=help_text,
+            description=description or help_text,
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[common],
+        )
+
+    action(
+        "init",
+        "turn Docker's FORWARD chain into a whitelist",
+        "Remove Docker's catch-all rule 'FORWARD -o <bridge> -j DOCKER' (anyone may "
+        "reach published ports) and send traffic between containers to the DOCKER "
+        "chain ('FORWARD -i <bridge> -o <bridge> -j DOCKER', first). Safe to re-run: "
+        "a second run changes nothing. Refuses an iptables layout it does not know.",
+    )
+
+    descriptions = {
+        "add": "Allow traffic between an external address and a container, through "
+        "Docker's DOCKER chain (so only published ports open). Rule in DOCKER-FW-FORWARD.",
+        "add-input": "Allow traffic from a container to the host (INPUT chain). "
+        "Rule in DOCKER-FW-INPUT. --dport is mandatory.",
+        "add-internal": "Allow traffic between containers (or a container and the "
+        "host). Rule in DOCKER-FW-INTERNAL, reached from DOCKER. --dport is mandatory.",
+    }
+    for name in ADD_ACTIONS:
+        p = action(
+            name,
+            descriptions[name].split(".")[0],
+            descriptions[name]
+            + "\n\nEither --source or --dest must be '.', not both. "
+            "With --from FILE|-, every line of FILE (or standard input) is "
+            "'CONTAINER [options]' and the whole file is applied as one transaction.",
+        )
+        p.add_argument("container", nargs="?", help="container name or id")
+        _rule_options(p)
+        p.add_argument(
+            "--rev-lookup",
+            action="store_true",
+            help="accept a container's current IPv4 address and record the container's name instead",
+        )
+        p.add_argument("--from", dest="from_file", metavar="FILE|-", help="read rules from FILE (- for stdin)")
+
+    p = action(
+        "allow",
+        "allow external addresses to every port a container publishes",
+        "Record an 'add' rule from each address to each port the container publishes.",
+    )
+    p.add_argument("container")
+    p.add_argument("addresses", nargs="+", metavar="address", help="IPv4 address or subnet")
+
+    p = action("ls", "print recorded rules as docker-fw commands that re-create them")
+    p.add_argument("containers", nargs="*", metavar="container")
+
+    p = action("drop", "delete a container's rules from iptables and from the store")
+    p.add_argument("containers", nargs="+", metavar="container")
+
+    p = action(
+        "replay",
+        "re-resolve addresses and make iptables match the recorded rules",
+        "Re-resolve the addresses of the named containers (all recorded containers "
+        "when none is named) and make iptables match the record: missing rules are "
+        "added, stale ones (old addresses) removed. Rules of other containers that "
+        "name these are replayed too. Rules naming a container that is not running "
+        "are withdrawn (its old address may be given to another container) and come "
+        "back with the next replay after it starts.",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print what would change; exit 1 if anything would")
+    p.add_argument("containers", nargs="*", metavar="container")
+    return parser
+
+
+def _request(args: argparse.Namespace, where: str = "") -> AddRequest:
+    if not args.container:
+        raise UsageError("name a container, or use --from FILE")
+    if args.source is None:
+        raise UsageError("--source is mandatory")
+    if args.source == "" or args.dest == "":
+        raise UsageError("empty address specification")
+    return AddRequest(
+        container=args.container,
+        source=args.source,
+        dest=args.dest if args.dest is not None else ".",
+        sport=parse_port(args.sport, "--sport"),
+        dport=parse_port(args.dport, "--dport"),
+        proto=args.protocol or "tcp",
+        filter=parse_filter(args.filter),
+        where=where,
+    )
+
+
+def read_from(path: str, action: str, stdin=None) -> list[AddRequest]:
+    """Requests from a --from file: one 'CONTAINER [options]' per line.
+
+    Blank lines and '#' comments are skipped; a line may also be a whole
+    command as 'docker-fw ls' prints it ('docker-fw ACTION CONTAINER ...'),
+    whose action must be the one being run.
+    """
+    try:
+        if path == "-":
+            text = (stdin or sys.stdin).read()
+        else:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+    except OSError as exc:
+        raise UsageError(f"--from {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--from {path}: not a UTF-8 text file") from None
+    parser = _line_parser()
+    requests = []
+    for number, line in enumerate(text.splitlines(), 1):
+        where = f"{'stdin' if path == '-' else path} line {number}"
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            tokens = shlex.split(line)
+            if tokens and tokens[0] == "docker-fw":
+                tokens = tokens[1:]
+            if tokens and tokens[0] in ADD_ACTIONS + ("add-two-ways",):
+                if tokens[0] != action:
+                    raise UsageError(f"this line is for {tokens[0]}, not {action}")
+                tokens = tokens[1:]
+            requests.append(_request(parser.parse_args(tokens), where))
+        except ValueError as exc:  # shlex
+            raise UsageError(f"{where}: {exc}") from None
+        except UsageError as exc:
+            message = str(exc).removeprefix("--from line: ")
+            if message.startswith(where):
+                raise
+            raise UsageError(f"{where}: {message}") from None
+    if not requests:
+        raise UsageError(f"--from {path}: no rules in input")
+    return requests
+
+
+def _add_requests(args: argparse.Namespace) -> list[AddRequest]:
+    if args.from_file is None:
+        return [_request(args)]
+    given = [
+        opt
+        for opt, value in (
+            ("--source", args.source),
+            ("--sport", args.sport),
+            ("--dest", args.dest),
+            ("--dport", args.dport),
+            ("--protocol", args.protocol),
+            ("--filter", args.filter),
+        )
+        if value is not None
+    ]
+    if args.container or given:
+        raise UsageError(
+            "with --from, no container or rule option may be given (only --rev-lookup): "
+            + ", ".join(([args.container] if args.container else []) + given)
+        )
+    return read_from(args.from_file, args.action)
+
+
+def run(argv: list[str], out=None, err=None) -> int:
+    out = out or (lambda s: print(s, flush=True))
+    err = err or (lambda s: print(s, file=sys.stderr, flush=True))
+    parser = build_parser()
+    args = None
+    try:
+        args = parser.parse_args(argv)
+        if not args.action:
+            parser.print_help()
+            return 2
+        # Everything the command line says is checked before the engine,
+        # iptables or the store is touched.
+        requests = _add_requests(args) if args.action in ADD_ACTIONS else None
+        verbose = (lambda line: out(f"docker-fw: {line}")) if args.verbose else None
+        engine = Engine()
+        firewall = Iptables(verbose=verbose)
+        with Store.open() as store:
+            service = Service(engine, firewall, store, out=out, warn=lambda s: err(f"docker-fw: warning: {s}"))
+            if args.action == "init":
+                service.init()
+            elif args.action in ADD_ACTIONS:
+                service.add(Kind.from_action(args.action), requests, rev_lookup=args.rev_lookup)
+            elif args.action == "allow":
+                service.allow(args.container, args.addresses)
+            elif args.action == "ls":
+                service.ls(args.containers)
+            elif args.action == "drop":
+                service.drop(args.containers)
+            elif args.action == "replay":
+                plan = service.replay(args.containers, dry_run=args.dry_run)
+                if args.dry_run and plan:
+                    return EXIT_PENDING_CHANGES
+        return EXIT_OK
+    except DockerFwError as exc:
+        message = str(exc)
+        if not message.startswith("docker-fw"):
+            action = getattr(args, "action", None)
+            message = f"docker-fw {action}: {message}" if action else f"docker-fw: {message}"
+        err(f"{message}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err("docker-fw: interrupted")
+        return 130
+
+
+def main() -> NoReturn:
+    sys.exit(run(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""The Docker engine, through the docker SDK for Python.
+
+This is the one place that talks to the engine, and the one place where its
+errors become ours (``EngineError``).  Everything docker-fw needs to resolve
+rules comes from two list calls (containers, networks), cached for the run as
+a ``Snapshot``: one call returns every container's addresses on every
+network, which is much cheaper than one inspect per container.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import EngineError
+
+
+@dataclass(frozen=True)
+class Network:
+    id: str
+    name: str
+    driver: str
+    bridge: str  # interface name on the host ('' for non-bridge drivers)
+    subnets: tuple[ipaddress.IPv4Network, ...]
+    gateway: str  # IPv4 of the bridge ('' when unknown)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A running container's attachment to one network."""
+
+    network: str  # network name
+    bridge: str
+    ip: str
+    gateway: str
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    private_port: int
+    proto: str
+    host_ip: str
+    host_port: int
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    name: str  # without leading slash
+    state: str  # running, paused, exited, created, ...
+    endpoints: tuple[Endpoint, ...] = ()
+    ports: tuple[PortBinding, ...] = ()
+
+    @property
+    def has_address(self) -> bool:
+        return self.state in ("running", "paused") and any(e.ip for e in self.endpoints)
+
+
+@dataclass
+class Snapshot:
+    """Containers and networks as the engine saw them at one moment."""
+
+    containers: list[Container]
+    networks: list[Network]
+    _by_name: dict[str, Container] = field(default_factory=dict, repr=False)
+    _by_id: dict[str, Container] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_name = {c.name: c for c in self.containers}
+        self._by_id = {c.id: c for c in self.containers}
+
+    def find(self, ref: str) -> Container | None:
+        """A container by name, full id or unique id prefix (as the Docker CLI)."""
+        ref = ref.lstrip("/")
+        if ref in self._by_name:
+            return self._by_name[ref]
+        if ref in self._by_id:
+            return self._by_id[ref]
+        if len(ref) >= 3 and all(c in "0123456789abcdef" for c in ref):
+            matches = [c for cid, c in self._by_id.items() if cid.startswith(ref)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise EngineError(f"container id prefix {ref!r} is ambiguous")
+        return None
+
+    def get(self, ref: str) -> Container:
+        container = self.find(ref)
+        if container is None:
+            raise EngineError(f"no such container: {ref}")
+        return container
+
+    def running(self, ref: str) -> Container:
+        container = self.get(ref)
+        if not container.has_address:
+            raise EngineError(
+                f"container {container.name} is {container.state} and has no address: start it first"
+            )
+        return container
+
+    def network(self, name: str) -> Network | None:
+        for net in self.networks:
+            if net.name == name:
+                return net
+        return None
+
+    def owner_of_address(self, ip: str) -> Container | None:
+        for container in self.containers:
+            if container.has_address and any(e.ip == ip for e in container.endpoints):
+                return container
+        return None
+
+    def is_docker_address(self, net: ipaddress.IPv4Network) -> bool:
+        """Whether a network spec lies inside a Docker network's subnet."""
+        return any(net.subnet_of(sub) for n in self.networks for sub in n.subnets)
+
+    def bridges(self) -> list[Network]:
+        return [n for n in self.networks if n.driver == "bridge" and n.bridge]
+
+
+def _bridge_name(net: dict[str, Any]) -> str:
+    if net.get("Driver") != "bridge":
+        return ""
+    options = net.get("Options") or {}
+    # Docker names the default bridge docker0 (through this option) and every
+    # user-defined bridge br-<first 12 hex digits of the network id>.
+    return options.get("com.docker.network.bridge.name") or "br-" + net["Id"][:12]
+
+
+def parse_network(net: dict[str, Any]) -> Network:
+    subnets: list[ipaddress.IPv4Network] = []
+    gateway = ""
+    for cfg in (net.get("IPAM") or {}).get("Config") or []:
+        try:
+            subnet = ipaddress.ip_network(cfg.get("Subnet", ""), strict=False)
+        except ValueError:
+            continue
+        if subnet.version != 4:
+            continue
+        subnets.append(subnet)
+        if not gateway and cfg.get("Gateway"):
+            gateway = cfg["Gateway"].split("/")[0]
+    return Network(
+        id=net["Id"],
+        name=net["Name"],
+        driver=net.get("Driver", ""),
+        bridge=_bridge_name(net),
+        subnets=tuple(subnets),
+        gateway=gateway,
+    )
+
+
+def _container_name(names: list[str]) -> str:
+    # The list API also reports legacy link aliases as '/other/alias': the
+    # container's own name is the one with a single slash.
+    for name in names or []:
+        if name.count("/") == 1:
+            return name[1:]
+    return (names or ["/"])[0].lstrip("/")
+
+
+def parse_container(summary: dict[str, Any], networks: dict[str, Network]) -> Container:
+    endpoints = []
+    for net_name, ep in ((summary.get("NetworkSettings") or {}).get("Networks") or {}).items():
+        if not ep or not ep.get("IPAddress"):
+            continue
+        net = networks.get(net_name)
+        endpoints.append(
+            Endpoint(
+                network=net_name,
+                bridge=net.bridge if net else "",
+                ip=ep["IPAddress"],
+                gateway=ep.get("Gateway") or (net.gateway if net else ""),
+            )
+        )
+    ports = []
+    for p in summary.get("Ports") or []:
+        if p.get("PublicPort"):
+            ports.append(
+                PortBinding(
+                    private_port=int(p["PrivatePort"]),
+                    proto=p.get("Type", "tcp"),
+                    host_ip=p.get("IP", ""),
+                    host_port=int(p["PublicPort"]),
+                )
+            )
+    return Container(
+        id=summary["Id"],
+        name=_container_name(summary.get("Names")),
+        state=summary.get("State", ""),
+        endpoints=tuple(sorted(endpoints, key=lambda e: e.network)),
+        ports=tuple(ports),
+    )
+
+
+class Engine:
+    """Lazy docker SDK client honouring DOCKER_HOST; one snapshot per run."""
+
+    def __init__(self, client: Any = None):
+        self._client = client
+        self._snapshot: Snapshot | None = None
+
+    @property
+    def api(self) -> Any:
+        if self._client is None:
+            import docker  # imported late: 'docker-fw --help' needs no engine
+
+            try:
+                self._client = docker.from_env()
+            except docker.errors.DockerException as exc:
+                raise EngineError(f"cannot reach the Docker engine: {_short(exc)}") from None
+        return self._client.api
+
+    def _call(self, what: str, func, *args, **kwargs):
+        import docker
+        import requests
+
+        try:
+            return func(*args, **kwargs)
+        except docker.errors.NotFound as exc:
+            raise EngineError(f"{what}: {_short(exc)}") from None
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise EngineError(f"cannot reach the Docker engine ({what}): {_short(exc)}") from None
+
+    def snapshot(self, refresh: bool = False) -> Snapshot:
+        if self._snapshot is None or refresh:
+            raw_networks = self._call("list networks", self.api.networks)
+            networks = [parse_network(n) for n in raw_networks]
+            by_name = {n.name: n for n in networks}
+            raw = self._call("list containers", self.api.containers, all=True)
+            self._snapshot = Snapshot(
+                containers=[parse_container(s, by_name) for s in raw], networks=networks
+            )
+        return self._snapshot
+
+    def ping(self) -> None:
+        self._call("ping", self.api.ping)
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        return self._call(f"inspect {ref}", self.api.inspect_container, ref)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]

@@ -1,0 +1,150 @@
+"""iptables through iptables-save / iptables-restore: the one process runner.
+
+Nothing else in docker-fw starts processes for the firewall.  Rules are never
+passed through a shell: a batch is written to iptables-restore's standard
+input, and iptables-restore applies a table's batch atomically (one failing
+line and nothing of it is applied).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+from .errors import FirewallError
+
+
+@dataclass(frozen=True)
+class SavedRule:
+    """One '-A CHAIN ...' line of iptables-save output."""
+
+    chain: str
+    args: tuple[str, ...]  # after '-A CHAIN'
+    line: str  # as printed, for deleting it verbatim
+
+    @property
+    def comment(self) -> str | None:
+        args = self.args
+        for i, token in enumerate(args[:-1]):
+            if token == "--comment":
+                return args[i + 1]
+        return None
+
+    def target(self) -> str | None:
+        for i, token in enumerate(self.args[:-1]):
+            if token in ("-j", "-g"):
+                return self.args[i + 1]
+        return None
+
+
+@dataclass
+class Table:
+    """A parsed table of iptables-save output."""
+
+    name: str
+    chains: dict[str, str] = field(default_factory=dict)  # name -> policy ('-' for user chains)
+    rules: list[SavedRule] = field(default_factory=list)
+
+    def chain_rules(self, chain: str) -> list[SavedRule]:
+        return [r for r in self.rules if r.chain == chain]
+
+    def has_rule(self, chain: str, *args: str) -> bool:
+        return any(r.chain == chain and r.args == args for r in self.rules)
+
+
+def parse_save(text: str, table: str = "filter") -> Table:
+    """Parse one table out of iptables-save output (other tables are skipped)."""
+    result = Table(table)
+    current = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("*"):
+            current = line[1:]
+            continue
+        if current != table:
+            continue
+        if line.startswith(":"):
+            name, _, rest = line[1:].partition(" ")
+            result.chains[name] = rest.split(" ", 1)[0] if rest else "-"
+        elif line.startswith("-A "):
+            tokens = shlex.split(line)
+            result.rules.append(SavedRule(chain=tokens[1], args=tuple(tokens[2:]), line=line))
+    return result
+
+
+_FAILED_LINE = re.compile(r"line:? (\d+) failed|Error occurred at line: (\d+)")
+
+
+class Iptables:
+    """Runs iptables-save/-restore for one address family (4 for now)."""
+
+    def __init__(self, family: int = 4, verbose=None):
+        prefix = "iptables" if family == 4 else "ip6tables"
+        self.save_bin = shutil.which(f"{prefix}-save")
+        self.restore_bin = shutil.which(f"{prefix}-restore")
+        self.verbose = verbose  # callable(str) or None
+        self.saves = 0  # counters, used by tests and benchmarks
+        self.restores = 0
+
+    def _need(self, binary: str | None, name: str) -> str:
+        if not binary:
+            raise FirewallError(f"{name} not found on PATH: install the iptables package")
+        return binary
+
+    def save(self, table: str = "filter") -> Table:
+        binary = self._need(self.save_bin, "iptables-save")
+        self.saves += 1
+        try:
+            proc = subprocess.run(
+                [binary, "-t", table], capture_output=True, text=True, check=False
+            )
+        except OSError as exc:
+            raise FirewallError(f"cannot run {binary}: {exc}") from None
+        if proc.returncode != 0:
+            raise FirewallError(f"iptables-save failed: {_first_line(proc.stderr)}")
+        return parse_save(proc.stdout, table)
+
+    def restore(self, table: str, lines: list[str]) -> None:
+        """Apply lines ('-A ...', '-D ...', '-I ...', ':CHAIN - [0:0]') in one transaction."""
+        if not lines:
+            return
+        binary = self._need(self.restore_bin, "iptables-restore")
+        payload = "\n".join([f"*{table}", *lines, "COMMIT", ""])
+        if self.verbose:
+            for line in lines:
+                self.verbose(f"iptables -t {table} {line}")
+        self.restores += 1
+        try:
+            proc = subprocess.run(
+                [binary, "--wait", "--noflush"],
+                input=payload,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        except OSError as exc:
+            raise FirewallError(f"cannot run {binary}: {exc}") from None
+        if proc.returncode != 0:
+            raise FirewallError(_explain_failure(proc.stderr, lines))
+
+
+def _first_line(text: str) -> str:
+    text = text.strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
+def _explain_failure(stderr: str, lines: list[str]) -> str:
+    """Name the line of the batch that iptables-restore refused."""
+    detail = " ".join(stderr.split())[:300] or "(no message)"
+    match = _FAILED_LINE.search(stderr)
+    if match:
+        number = int(match.group(1) or match.group(2))
+        index = number - 2  # line 1 is '*table'
+        if 0 <= index < len(lines):
+            return f"iptables refused the change, nothing was applied: {lines[index]}: {detail}"
+    return f"iptables refused the change, nothing was applied: {detail}"

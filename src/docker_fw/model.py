@@ -1,0 +1,262 @@
+"""Immutable values: address specifications and recorded rules.
+
+A recorded rule (``RuleSpec``) names containers, never their addresses: the
+addresses are looked up each time the rule is applied, which is what lets
+``replay`` and ``start`` follow a container to a new IP after a restart.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from .errors import UsageError
+
+# Docker's own rule for container names (moby: daemon/names), with an optional
+# leading slash as the API prints them.
+CONTAINER_NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+PROTOCOLS = ("tcp", "udp")
+
+# Chains that docker-fw owns.  Each is reached by one jump from a chain of the
+# kernel or of Docker, so that all our rules can be listed, diffed and removed
+# without ever touching a rule we did not write.
+CHAIN_FORWARD = "DOCKER-FW-FORWARD"  # 'add': jumped to from FORWARD
+CHAIN_INPUT = "DOCKER-FW-INPUT"  # 'add-input': jumped to from INPUT
+CHAIN_INTERNAL = "DOCKER-FW-INTERNAL"  # 'add-internal': jumped to from DOCKER
+OWN_CHAINS = (CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL)
+
+
+class Kind(enum.Enum):
+    """The action a rule was recorded with, and where it lives.
+
+    ``chain`` is our chain, ``parent`` the chain that jumps to it and
+    ``target`` what a match does.  'add' rules send matches to Docker's DOCKER
+    chain rather than accepting them, so that only ports the engine actually
+    publishes can open (the seed's semantics).
+    """
+
+    ADD = ("add", CHAIN_FORWARD, "FORWARD", "DOCKER")
+    INPUT = ("add-input", CHAIN_INPUT, "INPUT", "ACCEPT")
+    INTERNAL = ("add-internal", CHAIN_INTERNAL, "DOCKER", "ACCEPT")
+
+    def __init__(self, action: str, chain: str, parent: str, target: str):
+        self.action = action
+        self.chain = chain
+        self.parent = parent
+        self.target = target
+
+    @classmethod
+    def from_action(cls, action: str) -> "Kind":
+        for kind in cls:
+            if kind.action == action:
+                return kind
+        raise UsageError(f"unknown rule action: {action}")
+
+
+class AddressKind(enum.Enum):
+    SELF = "self"  # '.': the container the rule is recorded for
+    HOST = "host"  # '/': the Docker host (gateway of the shared network)
+    CONTAINER = "container"  # another container, by name
+    NETWORK = "network"  # a literal IPv4 address or subnet
+
+
+@dataclass(frozen=True)
+class AddressSpec:
+    """One side of a rule, as the user meant it (``.``, ``/``, a name, a CIDR)."""
+
+    kind: AddressKind
+    value: str = ""  # container name, or canonical CIDR
+
+    @classmethod
+    def self_(cls) -> "AddressSpec":
+        return cls(AddressKind.SELF)
+
+    @classmethod
+    def host(cls) -> "AddressSpec":
+        return cls(AddressKind.HOST)
+
+    @classmethod
+    def container(cls, name: str) -> "AddressSpec":
+        return cls(AddressKind.CONTAINER, name.lstrip("/"))
+
+    @classmethod
+    def network(cls, net: ipaddress.IPv4Network) -> "AddressSpec":
+        return cls(AddressKind.NETWORK, str(net))
+
+    @property
+    def text(self) -> str:
+        """How the spec is written on the command line (and stored)."""
+        if self.kind is AddressKind.SELF:
+            return "."
+        if self.kind is AddressKind.HOST:
+            return "/"
+        if self.kind is AddressKind.NETWORK and self.value.endswith("/32"):
+            return self.value[:-3]
+        return self.value
+
+    @property
+    def ip_network(self) -> ipaddress.IPv4Network:
+        assert self.kind is AddressKind.NETWORK
+        return ipaddress.IPv4Network(self.value)
+
+    @classmethod
+    def from_text(cls, text: str) -> "AddressSpec":
+        return parse_address(text)
+
+
+def parse_ipv4_network(text: str) -> ipaddress.IPv4Network | None:
+    """An IPv4 address (taken as /32) or subnet, else None.
+
+    Host bits are cleared (``10.1.2.3/24`` -> ``10.1.2.0/24``) since that is
+    what iptables matches and prints anyway.
+    """
+    if not text or not re.fullmatch(r"[0-9./]+", text):
+        return None
+    try:
+        return ipaddress.IPv4Network(text, strict=False)
+    except ValueError:
+        return None
+
+
+def parse_address(text: str) -> AddressSpec:
+    """Parse an address specification as the seed accepted it.
+
+    ``.`` (this container), ``/`` (the Docker host), an IPv4 address or
+    subnet, or a container name or id.  Raises UsageError otherwise.
+    """
+    text = text.strip()
+    if text == ".":
+        return AddressSpec.self_()
+    if text == "/":
+        return AddressSpec.host()
+    net = parse_ipv4_network(text)
+    if net is not None:
+        return AddressSpec.network(net)
+    if ":" in text:
+        raise UsageError(f"IPv6 address specifications are not supported yet: {text!r}")
+    if re.fullmatch(r"[0-9./]+", text):
+        raise UsageError(f"invalid IPv4 address or subnet: {text!r}")
+    if not CONTAINER_NAME_RE.match(text):
+        raise UsageError(
+            f"invalid address specification {text!r}: expected '.', '/', an IPv4 "
+            "address or subnet, or a container name/id"
+        )
+    return AddressSpec.container(text)
+
+
+def parse_port(text: str | int | None, option: str) -> int:
+    """A port number 1-65535; 0 means 'not given'."""
+    if text is None or text == "":
+        return 0
+    try:
+        port = int(str(text), 10)
+    except ValueError:
+        raise UsageError(f"{option}: not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise UsageError(f"{option}: port out of range 1-65535: {text}")
+    return port
+
+
+# Options that would change what a rule does beyond matching packets, or that
+# would escape the chain the rule belongs to.  --filter is for extra *match*
+# conditions only.
+_FORBIDDEN_FILTER_TOKENS = {
+    "-j", "--jump", "-g", "--goto", "-A", "--append", "-I", "--insert",
+    "-D", "--delete", "-R", "--replace", "-N", "--new-chain", "-X",
+    "--delete-chain", "-F", "--flush", "-P", "--policy", "-E",
+    "--rename-chain", "-t", "--table", "-Z", "--zero", "-L", "--list",
+    "-S", "--list-rules", "-C", "--check",
+}
+
+
+def parse_filter(text: str | None) -> tuple[str, ...]:
+    """Split --filter into iptables tokens (like a shell would, without one)."""
+    if not text or not text.strip():
+        return ()
+    if any(c in text for c in "\n\r\0"):
+        raise UsageError("--filter must be a single line")
+    try:
+        tokens = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise UsageError(f"--filter: {exc}") from None
+    for token in tokens:
+        opt = token.split("=", 1)[0]
+        if opt in _FORBIDDEN_FILTER_TOKENS or opt.startswith("--comment"):
+            raise UsageError(
+                f"--filter may only hold match conditions; {token!r} is not allowed"
+            )
+        if token.startswith("-") and not token.startswith("--") and len(token) > 2 and token[1] in "jgAIDRNXFPEtZLSC":
+            # iptables accepts glued short options such as '-jACCEPT'.
+            raise UsageError(
+                f"--filter may only hold match conditions; {token!r} is not allowed"
+            )
+    return tokens
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """A firewall intent recorded for one container (the *owner*)."""
+
+    owner: str  # container name, without leading slash
+    kind: Kind
+    source: AddressSpec
+    dest: AddressSpec
+    proto: str = "tcp"
+    sport: int = 0  # 0: any
+    dport: int = 0  # 0: any
+    filter: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.proto not in PROTOCOLS:
+            raise UsageError(f"protocol must be one of {', '.join(PROTOCOLS)}: {self.proto!r}")
+
+    def validate(self) -> None:
+        """The seed's rules for a well-formed flow (checked before any lookup)."""
+        kinds = (self.source.kind, self.dest.kind)
+        if self.source == self.dest:
+            raise UsageError("source and destination are the same")
+        if AddressKind.SELF not in kinds:
+            raise UsageError(
+                "either --source or --dest must be '.' (the container the rule is for)"
+            )
+        if self.kind in (Kind.INPUT, Kind.INTERNAL) and not self.dport:
+            raise UsageError(f"--dport is mandatory for {self.kind.action}")
+        if self.kind is Kind.ADD:
+            other = self.dest if self.source.kind is AddressKind.SELF else self.source
+            if other.kind in (AddressKind.CONTAINER, AddressKind.HOST):
+                raise UsageError(
+                    "'add' is for traffic from or to external addresses; use "
+                    "add-internal for traffic between containers or with the host"
+                )
+
+    @property
+    def filter_text(self) -> str:
+        """The filter as typed: tokens quoted only where they must be."""
+        return " ".join(
+            t if re.fullmatch(r"[^\s'\"\\$`]+", t) else shlex.quote(t) for t in self.filter
+        )
+
+    def command(self) -> list[str]:
+        """argv (after 'docker-fw') that records this rule again: used by 'ls'."""
+        argv = [self.kind.action, self.owner, f"--source={self.source.text}"]
+        if self.sport:
+            argv.append(f"--sport={self.sport}")
+        argv.append(f"--dest={self.dest.text}")
+        if self.dport:
+            argv.append(f"--dport={self.dport}")
+        argv.append(f"--protocol={self.proto}")
+        if self.filter:
+            argv.append(f"--filter={self.filter_text}")
+        return argv
+
+    def describe(self) -> str:
+        """The command as a shell line, e.g. for 'ls' output."""
+        words = []
+        for arg in self.command():
+            option, sep, value = arg.partition("=")
+            words.append(option + sep + shlex.quote(value) if sep else shlex.quote(arg))
+        return "docker-fw " + " ".join(words)

@@ -1,0 +1,127 @@
+"""Desired rules versus the live ruleset: a plan, and its restore lines.
+
+kube-proxy style: compute what our chains must hold for the containers in
+scope, compare with what ``iptables-save`` shows (by the owner/hash tag in
+each rule's comment), and produce the minimal list of changes, applied by
+the caller in one ``iptables-restore --noflush`` transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .errors import FirewallError
+from .iptables import SavedRule, Table
+from .model import Kind, RuleSpec
+from .resolve import ResolvedRule, parse_comment
+
+_PLAIN_TOKEN = re.compile(r"^[A-Za-z0-9_./:,!=+@%^-]+$")
+
+
+def quote(token: str) -> str:
+    """Quote a token for iptables-restore's tokenizer (double quotes only)."""
+    if _PLAIN_TOKEN.match(token):
+        return token
+    return '"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def rule_line(op: str, chain: str, args: list[str] | tuple[str, ...]) -> str:
+    return " ".join([op, chain, *(quote(a) for a in args)])
+
+
+@dataclass(frozen=True)
+class Change:
+    """One line of an iptables-restore batch, with why it is there."""
+
+    line: str
+    why: str  # owner name, or a short reason such as 'init'
+
+    @property
+    def verb(self) -> str:
+        return {"-A": "add", "-I": "insert", "-D": "delete", ":": "create"}.get(
+            self.line[:2] if self.line.startswith("-") else ":", "change"
+        )
+
+
+@dataclass
+class Plan:
+    changes: list[Change] = field(default_factory=list)
+    # Recorded rules left out (not applied, and removed if present) because a
+    # container they name is not running: its old address may be handed to
+    # another container.
+    withdrawn: list[tuple[RuleSpec, str]] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [c.line for c in self.changes]
+
+    def __bool__(self) -> bool:
+        return bool(self.changes)
+
+    def extend(self, changes: list[Change]) -> None:
+        self.changes.extend(changes)
+
+
+def ensure_chains(table: Table) -> list[Change]:
+    """Create our chains and the jumps to them where missing.
+
+    The jumps go first in their parent chain: from FORWARD before Docker's
+    final inter-container DROP (--icc=false) and the DROP policy; from DOCKER
+    before Docker's own rules (whose order does not matter: they accept).
+    """
+    changes = []
+    for kind in Kind:
+        if kind.parent not in table.chains:
+            raise FirewallError(
+                f"chain {kind.parent} not found in the filter table: is the Docker "
+                "engine running with iptables enabled (--iptables=true)?"
+            )
+        if kind.chain not in table.chains:
+            # Declaring an existing chain with --noflush would flush it, so only
+            # missing chains are declared.
+            changes.append(Change(f":{kind.chain} - [0:0]", "setup"))
+        if not table.has_rule(kind.parent, "-j", kind.chain):
+            changes.append(Change(rule_line("-I", kind.parent, ["1", "-j", kind.chain]), "setup"))
+    return changes
+
+
+def our_rules(table: Table) -> dict[tuple[str, str], list[SavedRule]]:
+    """Rules in our chains that carry our tag, by (owner, digest)."""
+    chains = {k.chain for k in Kind}
+    found: dict[tuple[str, str], list[SavedRule]] = {}
+    for rule in table.rules:
+        if rule.chain not in chains:
+            continue
+        key = parse_comment(rule.comment or "")
+        if key is not None:
+            found.setdefault(key, []).append(rule)
+    return found
+
+
+def delete_line(rule: SavedRule) -> str:
+    assert rule.line.startswith("-A ")
+    return "-D " + rule.line[3:]
+
+
+def plan_rules(table: Table, desired: list[ResolvedRule], scope: set[str] | None) -> list[Change]:
+    """Changes that make our chains hold exactly ``desired`` for the owners in scope.
+
+    ``scope`` None means every owner (a full reconcile).  Rules of owners out
+    of scope are left alone.  Duplicates of a wanted rule are removed.
+    """
+    wanted: dict[tuple[str, str], ResolvedRule] = {}
+    for rule in desired:
+        wanted.setdefault(rule.key, rule)
+    actual = {
+        key: rules
+        for key, rules in our_rules(table).items()
+        if scope is None or key[0] in scope
+    }
+    changes: list[Change] = []
+    for key, rules in actual.items():
+        extra = rules if key not in wanted else rules[1:]
+        changes.extend(Change(delete_line(r), key[0]) for r in extra)
+    for key, rule in wanted.items():
+        if key not in actual:
+            changes.append(Change(rule_line("-A", rule.chain, rule.argv()), rule.owner))
+    return changes
