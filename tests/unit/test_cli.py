@@ -1,0 +1,216 @@
+"""cli: argument errors (exit 2) before anything is touched; an unreachable engine (exit 3)."""
+
+from __future__ import annotations
+
+import importlib
+import io
+
+import pytest
+
+from docker_fw.errors import UsageError
+from docker_fw.iptables import Iptables
+
+
+class _LazyCli:
+    """docker_fw.cli, imported on first use: an import error fails the tests that
+    need it instead of stopping the whole collection."""
+
+    def __getattr__(self, name):
+        return getattr(importlib.import_module("docker_fw.cli"), name)
+
+
+cli = _LazyCli()
+
+
+class Run:
+    def __init__(self, code: int, out: list[str], err: list[str]):
+        self.code, self.out, self.err = code, out, err
+
+    @property
+    def message(self) -> str:
+        assert len(self.err) == 1, self.err
+        line = self.err[0]
+        assert "\n" not in line.strip(), line
+        assert "Traceback" not in line
+        return line
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """No engine, a state directory that does not exist yet, and no iptables."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    monkeypatch.setenv("DOCKER_FW_STATE_DIR", str(state))
+
+    def no_firewall(*args, **kwargs):
+        raise AssertionError("iptables must not be run by this test")
+
+    monkeypatch.setattr(Iptables, "save", no_firewall)
+    monkeypatch.setattr(Iptables, "restore", no_firewall)
+    return state
+
+
+def run(argv: list[str]) -> Run:
+    out: list[str] = []
+    err: list[str] = []
+    code = cli.run(argv, out=out.append, err=err.append)
+    return Run(code, out, err)
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["add", "web", "--dport", "80"], "--source is mandatory"),
+        (["add-internal", "web", "--dest", "db", "--dport", "80"], "--source is mandatory"),
+        (["add", "--source", "1.2.3.4"], "name a container"),
+        (["add", "web", "--source", "1.2.3.4", "--dport", "http"], "--dport: not a port number"),
+        (["add", "web", "--source", "1.2.3.4", "--dport", "70000"], "--dport: port out of range"),
+        (["add", "web", "--source", "1.2.3.4", "--sport", "0"], "--sport: port out of range"),
+        (["add", "web", "--source", "1.2.3.4", "--protocol", "icmp"], "invalid choice: 'icmp'"),
+        (["add", "web", "--source", "1.2.3.4", "-p", "sctp"], "invalid choice: 'sctp'"),
+        (["add", "web", "--source", "1.2.3.4", "--filter", "-j ACCEPT"], "may only hold match conditions"),
+        (["add", "web", "--source", ""], "empty address"),
+        (["add-input", "web", "--source", ".", "--bogus"], "unrecognized arguments: --bogus"),
+        (["frobnicate", "web"], "invalid choice: 'frobnicate'"),
+        (["drop"], "required: container"),
+        (["allow", "web"], "required: address"),
+    ],
+)
+def test_argument_errors(env, argv, needle):
+    result = run(argv)
+    assert result.code == 2
+    assert needle in result.message
+    assert result.message.startswith("docker-fw")
+    assert result.out == []
+    assert not env.exists(), "the state store was touched"
+
+
+def test_error_message_names_the_action(env):
+    result = run(["add", "web", "--dport", "80"])
+    assert result.message == "docker-fw add: --source is mandatory"
+
+
+@pytest.mark.parametrize("option", [["--source", "1.2.3.4"], ["--dport", "80"], ["--protocol", "udp"], ["--filter", "-i eth0"]])
+def test_from_cannot_be_combined_with_rule_options(env, tmp_path, option):
+    rules = tmp_path / "rules.txt"
+    rules.write_text("web --source 1.2.3.4 --dport 80\n")
+    result = run(["add", "--from", str(rules), *option])
+    assert result.code == 2
+    assert "with --from, no container or rule option may be given" in result.message
+    assert option[0] in result.message
+    assert not env.exists()
+
+
+def test_from_cannot_be_combined_with_a_container(env, tmp_path):
+    rules = tmp_path / "rules.txt"
+    rules.write_text("web --source 1.2.3.4 --dport 80\n")
+    result = run(["add", "web", "--from", str(rules)])
+    assert result.code == 2
+    assert "with --from" in result.message
+    assert not env.exists()
+
+
+@pytest.mark.parametrize(
+    "bad_line, needle",
+    [
+        ("web --source 1.2.3.4 --dport eighty", "--dport: not a port number"),
+        ("web --dport 80", "--source is mandatory"),
+        ("web --source 1.2.3.4 --protocol icmp", "invalid choice"),
+        ("web --source '1.2.3.4", "closing quotation"),
+        ("add-internal web --source db --dport 80", "this line is for add-internal, not add"),
+        ("web --source 1.2.3.4 --filter '-j ACCEPT'", "may only hold match conditions"),
+    ],
+)
+def test_from_file_with_a_bad_line_names_file_and_line(env, tmp_path, bad_line, needle):
+    rules = tmp_path / "rules.txt"
+    rules.write_text(
+        "# recorded rules\n"
+        "web --source 203.0.113.0/24 --dport 80\n"
+        "\n"
+        f"{bad_line}\n"
+        "web --source 198.51.100.1 --dport 443\n"
+    )
+    result = run(["add", "--from", str(rules)])
+    assert result.code == 2
+    assert f"{rules} line 4: " in result.message
+    assert needle in result.message
+    assert not env.exists()
+
+
+def test_from_missing_file(env, tmp_path):
+    result = run(["add", "--from", str(tmp_path / "nope.txt")])
+    assert result.code == 2
+    assert "nope.txt" in result.message
+    assert not env.exists()
+
+
+def test_from_file_without_rules(env, tmp_path):
+    rules = tmp_path / "empty.txt"
+    rules.write_text("# nothing\n\n   \n")
+    result = run(["add-internal", "--from", str(rules)])
+    assert result.code == 2
+    assert "no rules in input" in result.message
+
+
+def test_unreachable_engine_is_exit_3(env):
+    result = run(["add", "web", "--source", "203.0.113.0/24", "--dport", "80"])
+    assert result.code == 3
+    assert result.message.startswith("docker-fw add: cannot reach the Docker engine")
+    assert result.out == []
+
+
+def test_unreachable_engine_for_init_is_exit_3(env):
+    result = run(["init"])
+    assert result.code == 3
+    assert "cannot reach the Docker engine" in result.message
+
+
+# --- read_from -----------------------------------------------------------------------
+
+
+def test_read_from_skips_comments_and_blank_lines_and_takes_ls_lines(tmp_path):
+    path = tmp_path / "rules.txt"
+    path.write_text(
+        "# a comment\n"
+        "\n"
+        "   # an indented comment\n"
+        "web --source 203.0.113.0/24 --dport 80\n"
+        "docker-fw add web --source=198.51.100.7 --dest=. --dport=443 --protocol=tcp --filter='! -i docker0 -o docker0'\n"
+        "   \n"
+        "add db -s 192.0.2.0/24 -d . --sport 1024 --dport 5432 -p udp\n"
+        "docker-fw add web2 --source=. --dest=192.0.2.9 --protocol=tcp --filter='-m string --string '\"'\"'a b'\"'\"' --algo bm'\n"
+    )
+    requests = cli.read_from(str(path), "add")
+    assert [(r.container, r.source, r.dest, r.sport, r.dport, r.proto, r.filter) for r in requests] == [
+        ("web", "203.0.113.0/24", ".", 0, 80, "tcp", ()),
+        ("web", "198.51.100.7", ".", 0, 443, "tcp", ("!", "-i", "docker0", "-o", "docker0")),
+        ("db", "192.0.2.0/24", ".", 1024, 5432, "udp", ()),
+        ("web2", ".", "192.0.2.9", 0, 0, "tcp", ("-m", "string", "--string", "a b", "--algo", "bm")),
+    ]
+    assert [r.where for r in requests] == [f"{path} line {n}" for n in (4, 5, 7, 8)]
+
+
+def test_read_from_refuses_a_line_for_another_action(tmp_path):
+    path = tmp_path / "rules.txt"
+    path.write_text("web --source 203.0.113.0/24 --dport 80\ndocker-fw add-input web --source=. --dest=/ --dport=53\n")
+    with pytest.raises(UsageError) as info:
+        cli.read_from(str(path), "add")
+    assert str(info.value) == f"{path} line 2: this line is for add-input, not add"
+
+
+def test_read_from_stdin():
+    stdin = io.StringIO("# from a pipe\nweb --source db --dport 5432\n")
+    requests = cli.read_from("-", "add-internal", stdin=stdin)
+    assert [(r.container, r.source, r.dport, r.where) for r in requests] == [("web", "db", 5432, "stdin line 2")]
+
+
+def test_read_from_stdin_error_names_stdin():
+    with pytest.raises(UsageError, match="^stdin line 1: --dport: port out of range"):
+        cli.read_from("-", "add", stdin=io.StringIO("web --source 1.2.3.4 --dport 0\n"))
+
+
+def test_read_from_non_utf8_file(tmp_path):
+    path = tmp_path / "rules.bin"
+    path.write_bytes(b"web --source \xff\xfe\n")
+    with pytest.raises(UsageError, match="not a UTF-8 text file"):
+        cli.read_from(str(path), "add")
