@@ -253,3 +253,18 @@ def test_from_file_bad_address_is_a_usage_error(env, tmp_path):
     assert result.code == 2
     assert f"{rules} line 2: " in result.message and "invalid IPv4" in result.message
     assert not env.exists()
+
+
+def test_verbose_after_the_action():
+    assert cli.build_parser().parse_args(["replay", "-v"]).verbose is True
+    assert cli.build_parser().parse_args(["replay"]).verbose is False
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: cli.build_parser: '-v' before the action (as 'docker-fw [-h] [-v] ACTION' "
+    "advertises) is overwritten by the subparser's default and ignored",
+)
+@pytest.mark.parametrize("argv", [["-v", "replay"], ["--verbose", "init"], ["-v", "add", "web", "-s", "1.2.3.4"]])
+def test_verbose_before_the_action(argv):
+    assert cli.build_parser().parse_args(argv).verbose is True
