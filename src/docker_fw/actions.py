@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from . import layouts
-from .engine import Engine
+from . import depgraph, hostconfig, hosts, layouts
+from .engine import Engine, Snapshot
 from .errors import DockerFwError, EngineError, UsageError
 from .iptables import Iptables, Table
 from .model import AddressKind, Kind, RuleSpec, parse_address
@@ -78,6 +78,9 @@ class Service:
         plan.extend(plan_rules(table, desired, scope))
         return plan
 
+    def _apply(self, plan: Plan) -> None:
+        self.firewall.restore("filter", plan.lines(), shown=plan.shown())
+
     def _report_withdrawn(self, plan: Plan) -> None:
         for spec, reason in plan.withdrawn:
             self.warn(f"not applied ({reason}): {spec.describe()}")
@@ -106,7 +109,7 @@ class Service:
         plan = Plan()
         plan.extend(layouts.plan_init(table, bridges))
         plan.extend(ensure_chains(table))
-        self.firewall.restore("filter", plan.lines())
+        self._apply(plan)
         if plan:
             for change in plan.changes:
                 if change.why == "init":
@@ -147,12 +150,16 @@ class Service:
         specs = [self.spec_from_request(kind, r, rev_lookup) for r in requests]
         return self.record(specs)
 
-    def record(self, specs: list[RuleSpec]) -> Plan:
+    def record(self, specs: list[RuleSpec], host_entries: list[tuple[str, str]] = ()) -> Plan:
+        """Store rules (and hosts entries), apply them, commit if iptables took them."""
         with self.store.transaction():
             new = [s for s in specs if self.store.add(s)]
+            for owner, name in host_entries:
+                self.store.add_host_entry(owner, name)
             table = self.firewall.save()
             plan = self._plan(table, {s.owner for s in specs})
-            self.firewall.restore("filter", plan.lines())
+            self._apply(plan)
+            self._apply_hosts({owner for owner, _ in host_entries})
         if any(s.kind is Kind.ADD for s in specs):
             self._warn_if_not_initialised(table)
         self._report_withdrawn(plan)
@@ -205,16 +212,18 @@ class Service:
             raise UsageError("drop: name at least one container")
         owners = [self._owner_name(c) for c in containers]
         with self.store.transaction():
+            hosts_owners = self.store.host_entry_owners(owners)
             counts = {o: self.store.drop_owner(o) for o in owners}
             table = self.firewall.save()
             plan = self._plan(table, set(owners))
-            self.firewall.restore("filter", plan.lines())
+            self._apply(plan)
+            self._apply_hosts(hosts_owners)
         for owner, count in counts.items():
             self.out(f"{owner}: dropped {count} rule{'s' if count != 1 else ''}")
         return plan
 
     def replay(self, containers: list[str], dry_run: bool = False) -> Plan:
-        """Re-resolve addresses and make iptables match the record.
+        """Re-resolve addresses and make iptables (and hosts files) match the record.
 
         With containers, also replays the rules of other containers that
         name them (their addresses are in those rules too).  Without, replays
@@ -222,19 +231,192 @@ class Service:
         """
         scope: set[str] | None = None
         if containers:
-            owners = {self._owner_name(c) for c in containers}
-            scope = owners | self.store.referrers(owners)
+            scope = {self._owner_name(c) for c in containers}
+        plan = self._sync(scope, dry_run)
+        if dry_run:
+            for change in plan.changes:
+                self.out(f"would {change.verb} ({change.why}): {change.note or change.line}")
+            for owner in plan.hosts:
+                self.out(f"would rewrite /etc/hosts of {owner}")
+            if not plan:
+                self.out("replay: nothing to change")
+        else:
+            added = sum(1 for c in plan.changes if c.line.startswith("-A"))
+            deleted = sum(1 for c in plan.changes if c.line.startswith("-D"))
+            self.out(f"replay: {added} rule(s) added, {deleted} removed")
+        return plan
+
+    def _sync(self, owners: set[str] | None, dry_run: bool = False) -> Plan:
+        """Replay the rules and hosts entries of these containers and of those naming them."""
+        scope = None if owners is None else owners | self.store.referrers(owners)
         table = self.firewall.save()
         plan = self._plan(table, scope)
         self._report_withdrawn(plan)
+        hosts_owners = self.store.host_entry_owners(owners) if owners is not None else set(self.store.host_entries())
         if dry_run:
-            for change in plan.changes:
-                self.out(f"would {change.verb} ({change.why}): {change.line}")
-            if not plan:
-                self.out("replay: nothing to change")
+            plan.hosts = [owner for owner, _, _ in self._hosts_changes(hosts_owners)]
             return plan
-        self.firewall.restore("filter", plan.lines())
-        added = sum(1 for c in plan.changes if c.line.startswith("-A"))
-        deleted = sum(1 for c in plan.changes if c.line.startswith("-D"))
-        self.out(f"replay: {added} rule(s) added, {deleted} removed")
+        self._apply(plan)
+        self._apply_hosts(hosts_owners)
         return plan
+
+    # -- /etc/hosts entries (add-two-ways) --------------------------------
+
+    def _hosts_mapping(self, owner: str, snapshot: Snapshot) -> dict[str, str]:
+        """name -> address lines that a running container's hosts file must hold."""
+        container = snapshot.find(owner)
+        mapping: dict[str, str] = {}
+        for name in self.store.host_entries([owner]).get(owner, []):
+            target = snapshot.find(name)
+            if target is None or not target.has_address:
+                # Same reason as for rules: the name must not point at an
+                # address that may be handed to another container.
+                self.warn(f"hosts entry for {name} in {owner} not applied: {name} is not running")
+                continue
+            shared = sorted(
+                {e.network for e in container.endpoints} & {e.network for e in target.endpoints}
+            )
+            if not shared:
+                self.warn(f"hosts entry for {name} in {owner} not applied: they share no network")
+                continue
+            mapping[name] = next(e.ip for e in target.endpoints if e.network == shared[0])
+        return mapping
+
+    def _hosts_changes(self, owners: set[str]):
+        """(owner, HostsPath, new content) for hosts files that must change."""
+        snapshot = self.engine.snapshot()
+        for owner in sorted(owners):
+            container = snapshot.find(owner)
+            if container is None or not container.has_address:
+                continue  # Docker writes a fresh file when it starts
+            path = self.engine.inspect(container.id).get("HostsPath")
+            if not path:
+                continue
+            mapping = self._hosts_mapping(owner, snapshot)
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    current = handle.read()
+            except OSError as exc:
+                raise EngineError(f"cannot read {owner}'s hosts file {path}: {exc.strerror}") from None
+            content = hosts.render_hosts(current, mapping)
+            if content != current:
+                yield owner, path, content
+
+    def _apply_hosts(self, owners: set[str]) -> None:
+        for owner, path, content in list(self._hosts_changes(owners)):
+            try:
+                hosts.write_in_place(path, content)
+            except OSError as exc:
+                raise EngineError(f"cannot write {owner}'s hosts file {path}: {exc.strerror}") from None
+            self.out(f"{owner}: /etc/hosts updated")
+
+    def add_two_ways(self, requests: list[AddRequest], rev_lookup: bool = False) -> Plan:
+        """add-internal, plus an /etc/hosts line for CONTAINER in the source container."""
+        if not requests:
+            raise UsageError("no rules to add")
+        specs, entries = [], []
+        for req in requests:
+            spec = self.spec_from_request(Kind.INTERNAL, req, rev_lookup)
+            if spec.source.kind is not AddressKind.CONTAINER:
+                where = f"{req.where}: " if req.where else ""
+                raise UsageError(f"{where}add-two-ways needs --source to be another container")
+            specs.append(spec)
+            entries.append((spec.source.value, spec.owner))
+        return self.record(specs, entries)
+
+    # -- save-hostconfig and start ------------------------------------------
+
+    def save_hostconfig(self, containers: list[str]) -> None:
+        snapshot = self.engine.snapshot()
+        records = {}
+        for ref in containers:
+            container = snapshot.get(ref)
+            if container.state != "running":
+                raise EngineError(f"container {container.name} is {container.state}: save-hostconfig needs it running")
+            records[container.name] = hostconfig.record(self.engine.inspect(container.id))
+        with self.store.transaction():
+            for name, config in records.items():
+                self.store.save_hostconfig(name, config)
+        for name, config in records.items():
+            ports = ", ".join(
+                f"{port}->{','.join(b['HostPort'] for b in bindings)}"
+                for port, bindings in config["bindings"].items()
+            )
+            self.out(f"{name}: host configuration saved" + (f" (ports {ports})" if ports else ""))
+
+    def start_order(self, containers: list[str], pull_deps: bool) -> tuple[list[str], dict]:
+        """Dependency order of the selection (and, with pull_deps, its dependencies)."""
+        if not containers:
+            raise UsageError("start: name at least one container")
+        snapshot = self.engine.snapshot()
+        selected = [snapshot.get(ref).name for ref in containers]
+        inspects: dict[str, dict] = {}
+
+        def info(name: str) -> dict:
+            if name not in inspects:
+                inspects[name] = self.engine.inspect(snapshot.get(name).id)
+            return inspects[name]
+
+        def deps(name: str) -> list[str]:
+            found = []
+            for ref in hostconfig.dependencies(info(name)):
+                dep = snapshot.find(ref)
+                if dep is None:
+                    raise EngineError(f"{name} depends on container {ref}, which does not exist")
+                found.append(dep.name)
+            return found
+
+        try:
+            order = depgraph.start_order(selected, deps, pull_deps=pull_deps)
+        except (depgraph.DependencyCycleError, depgraph.MissingDependencyError) as exc:
+            raise UsageError(str(exc)) from None
+        return order, {name: info(name) for name in order}
+
+    def start(
+        self, containers: list[str], dry_run: bool = False, paused: bool = False, pull_deps: bool = False
+    ) -> list[str]:
+        """Start containers in dependency order, protecting each as soon as it runs."""
+        order, inspects = self.start_order(containers, pull_deps)
+        if dry_run:
+            for name in order:
+                self.out(name)
+            return order
+        # Refuse before anything is started.
+        for name in order:
+            saved = self.store.hostconfig(name)
+            if saved and not inspects[name]["State"]["Running"]:
+                changed = hostconfig.wiring_changes(saved, inspects[name])
+                if changed:
+                    raise UsageError(
+                        f"container {name}: host configuration changed since it was saved "
+                        f"({', '.join(changed)}); check it, run 'docker-fw save-hostconfig {name}', "
+                        "then start again"
+                    )
+        can_pin: bool | None = None
+        started = []
+        for name in order:
+            info = inspects[name]
+            if not info["State"]["Running"]:  # True for paused containers too
+                saved = self.store.hostconfig(name) or {}
+                bindings = None
+                if saved.get("dynamic") and saved.get("bindings"):
+                    if can_pin is None:
+                        can_pin = self.engine.accepts_start_with_hostconfig()
+                    bindings = saved["bindings"] if can_pin else None
+                self.engine.start(info["Id"], bindings)
+                if paused:
+                    self.engine.pause(info["Id"])
+                started.append(name)
+                self.engine.snapshot(refresh=True)
+                # Replay at once, so no container waits for the others.
+                self._sync({name})
+            self.out(name)
+        with self.store.transaction():
+            for name in started:
+                now = self.engine.inspect(inspects[name]["Id"])
+                saved = self.store.hostconfig(name)
+                changes = hostconfig.port_changes(saved, now) if saved else []
+                if changes:
+                    self.warn(f"{name}: host ports changed: {'; '.join(changes)}")
+                self.store.save_hostconfig(name, hostconfig.record(now))
+        return order

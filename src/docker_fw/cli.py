@@ -16,10 +16,10 @@ from .actions import AddRequest, Service
 from .engine import Engine
 from .errors import EXIT_OK, EXIT_PENDING_CHANGES, DockerFwError, UsageError
 from .iptables import Iptables
-from .model import Kind, parse_filter, parse_port
+from .model import AddressKind, AddressSpec, Kind, RuleSpec, parse_address, parse_filter, parse_port
 from .store import Store
 
-ADD_ACTIONS = ("add", "add-input", "add-internal")
+ADD_ACTIONS = ("add", "add-input", "add-internal", "add-two-ways")
 
 ADDRESS_HELP = (
     "an address specification: '.' (the container the rule is for), '/' (the "
@@ -87,16 +87,19 @@ def _line_parser() -> Parser:
 
 
 def build_parser() -> Parser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "-v", "--verbose", action="store_true", help="print every iptables change"
-    )
     parser = Parser(
         prog="docker-fw",
         description=MAIN_DESCRIPTION,
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[common],
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every iptables change")
+    # -v also after the action; SUPPRESS keeps the subparser from resetting a
+    # -v given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+        help="print every iptables change",
     )
     parser.add_argument("--version", action="version", version=f"docker-fw {__version__}")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
@@ -127,6 +130,10 @@ def build_parser() -> Parser:
         "Rule in DOCKER-FW-INPUT. --dport is mandatory.",
         "add-internal": "Allow traffic between containers (or a container and the "
         "host). Rule in DOCKER-FW-INTERNAL, reached from DOCKER. --dport is mandatory.",
+        "add-two-ways": "Allow a source container to reach CONTAINER by name: an "
+        "add-internal rule, plus a line for CONTAINER in the source container's "
+        "/etc/hosts, both restored by 'start' and 'replay'. --source must be a "
+        "container; --dport is mandatory.",
     }
     for name in ADD_ACTIONS:
         p = action(
@@ -172,17 +179,73 @@ def build_parser() -> Parser:
     )
     p.add_argument("--dry-run", action="store_true", help="print what would change; exit 1 if anything would")
     p.add_argument("containers", nargs="*", metavar="container")
+
+    p = action(
+        "save-hostconfig",
+        "record running containers' host configuration and assigned host ports",
+        "Record each running container's wiring (links, volumes-from, network mode, "
+        "published ports) and the host ports the engine assigned to dynamically "
+        "published ports. 'start' uses it to ask for the same host ports again, and "
+        "refuses to start a container whose wiring changed since. 'start' saves it "
+        "again after every successful start.",
+    )
+    p.add_argument("containers", nargs="+", metavar="container")
+
+    p = action(
+        "start",
+        "start containers in dependency order and restore their rules",
+        "Order the containers by their dependencies (legacy links, --volumes-from, "
+        "--network container:X), start each stopped one (running or paused ones keep "
+        "their state), pause it with --paused, then at once restore its /etc/hosts "
+        "entries and replay its rules. Dynamically published ports get the host ports "
+        "saved by save-hostconfig again where the engine allows it (API 1.23); "
+        "otherwise changed host ports are reported. A dependency outside the "
+        "selection is an error unless --pull-deps; a cycle is an error naming it.",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the start order, change nothing")
+    p.add_argument("--paused", action="store_true", help="pause each container right after it starts")
+    p.add_argument("--pull-deps", action="store_true", help="start the containers' dependencies too")
+    p.add_argument("containers", nargs="+", metavar="container")
     return parser
 
 
-def _request(args: argparse.Namespace, where: str = "") -> AddRequest:
+def _static_check(action: str, req: AddRequest) -> None:
+    """Everything about a rule that can be checked without the engine."""
+
+    def side(text: str) -> AddressSpec:
+        spec = parse_address(text)
+        if spec.kind is AddressKind.CONTAINER and spec.value == req.container.lstrip("/"):
+            return AddressSpec.self_()  # the container's own name means '.'
+        return spec
+
+    kind = Kind.INTERNAL if action == "add-two-ways" else Kind.from_action(action)
+    spec = RuleSpec(
+        owner=req.container.lstrip("/"), kind=kind, source=side(req.source), dest=side(req.dest),
+        proto=req.proto, sport=req.sport, dport=req.dport, filter=req.filter,
+    )
+    spec.validate()
+    if action == "add-two-ways" and spec.source.kind is not AddressKind.CONTAINER:
+        raise UsageError("add-two-ways needs --source to be another container")
+
+
+def _request(args: argparse.Namespace, action: str | None = None, where: str = "") -> AddRequest:
+    action = action or getattr(args, "action", None) or "add"
+    try:
+        return _checked_request(args, action, where)
+    except UsageError as exc:
+        if where and not str(exc).startswith(where):
+            raise UsageError(f"{where}: {exc}") from None
+        raise
+
+
+def _checked_request(args: argparse.Namespace, action: str, where: str) -> AddRequest:
     if not args.container:
         raise UsageError("name a container, or use --from FILE")
     if args.source is None:
         raise UsageError("--source is mandatory")
     if args.source == "" or args.dest == "":
         raise UsageError("empty address specification")
-    return AddRequest(
+    request = AddRequest(
         container=args.container,
         source=args.source,
         dest=args.dest if args.dest is not None else ".",
@@ -192,6 +255,8 @@ def _request(args: argparse.Namespace, where: str = "") -> AddRequest:
         filter=parse_filter(args.filter),
         where=where,
     )
+    _static_check(action, request)
+    return request
 
 
 def read_from(path: str, action: str, stdin=None) -> list[AddRequest]:
@@ -221,11 +286,11 @@ def read_from(path: str, action: str, stdin=None) -> list[AddRequest]:
             tokens = shlex.split(line)
             if tokens and tokens[0] == "docker-fw":
                 tokens = tokens[1:]
-            if tokens and tokens[0] in ADD_ACTIONS + ("add-two-ways",):
+            if tokens and tokens[0] in ADD_ACTIONS:
                 if tokens[0] != action:
                     raise UsageError(f"this line is for {tokens[0]}, not {action}")
                 tokens = tokens[1:]
-            requests.append(_request(parser.parse_args(tokens), where))
+            requests.append(_request(parser.parse_args(tokens), action, where))
         except ValueError as exc:  # shlex
             raise UsageError(f"{where}: {exc}") from None
         except UsageError as exc:
@@ -240,7 +305,7 @@ def read_from(path: str, action: str, stdin=None) -> list[AddRequest]:
 
 def _add_requests(args: argparse.Namespace) -> list[AddRequest]:
     if args.from_file is None:
-        return [_request(args)]
+        return [_request(args, args.action)]
     given = [
         opt
         for opt, value in (
@@ -274,6 +339,10 @@ def run(argv: list[str], out=None, err=None) -> int:
         # Everything the command line says is checked before the engine,
         # iptables or the store is touched.
         requests = _add_requests(args) if args.action in ADD_ACTIONS else None
+        if args.action == "allow":
+            for text in args.addresses:
+                if parse_address(text).kind is not AddressKind.NETWORK:
+                    raise UsageError(f"allow takes IPv4 addresses or subnets, not {text!r}")
         verbose = (lambda line: out(f"docker-fw: {line}")) if args.verbose else None
         engine = Engine()
         firewall = Iptables(verbose=verbose)
@@ -281,6 +350,8 @@ def run(argv: list[str], out=None, err=None) -> int:
             service = Service(engine, firewall, store, out=out, warn=lambda s: err(f"docker-fw: warning: {s}"))
             if args.action == "init":
                 service.init()
+            elif args.action == "add-two-ways":
+                service.add_two_ways(requests, rev_lookup=args.rev_lookup)
             elif args.action in ADD_ACTIONS:
                 service.add(Kind.from_action(args.action), requests, rev_lookup=args.rev_lookup)
             elif args.action == "allow":
@@ -289,6 +360,12 @@ def run(argv: list[str], out=None, err=None) -> int:
                 service.ls(args.containers)
             elif args.action == "drop":
                 service.drop(args.containers)
+            elif args.action == "save-hostconfig":
+                service.save_hostconfig(args.containers)
+            elif args.action == "start":
+                service.start(
+                    args.containers, dry_run=args.dry_run, paused=args.paused, pull_deps=args.pull_deps
+                )
             elif args.action == "replay":
                 plan = service.replay(args.containers, dry_run=args.dry_run)
                 if args.dry_run and plan:

@@ -240,6 +240,39 @@ class Engine:
     def inspect(self, ref: str) -> dict[str, Any]:
         return self._call(f"inspect {ref}", self.api.inspect_container, ref)
 
+    def version(self) -> dict[str, Any]:
+        return self._call("version", self.api.version)
+
+    def accepts_start_with_hostconfig(self) -> bool:
+        """Whether POST /v1.23/containers/ID/start with a HostConfig body is accepted.
+
+        Only API <= 1.23 takes a body there: the 20.10 engine does (its minimum
+        API version is 1.12), 25.x only when DOCKER_MIN_API_VERSION allows it,
+        26 and newer never.
+        """
+        minimum = self.version().get("MinAPIVersion", "99")
+        return tuple(int(x) for x in minimum.split(".")) <= (1, 23)
+
+    def start(self, container_id: str, port_bindings: dict | None = None) -> None:
+        """Start a container; with port_bindings, pin those host ports (API 1.23)."""
+        if port_bindings is None:
+            self._call(f"start {container_id}", self.api.start, container_id)
+            return
+        import json
+
+        api = self.api
+
+        def post() -> None:
+            url = f"{api.base_url}/v1.23/containers/{container_id}/start"
+            body = json.dumps({"PortBindings": port_bindings})
+            response = api._post(url, data=body, headers={"Content-Type": "application/json"})
+            api._raise_for_status(response)
+
+        self._call(f"start {container_id}", post)
+
+    def pause(self, container_id: str) -> None:
+        self._call(f"pause {container_id}", self.api.pause, container_id)
+
 
 def _short(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

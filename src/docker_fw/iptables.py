@@ -9,7 +9,6 @@ line and nothing of it is applied).
 from __future__ import annotations
 
 import re
-import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -23,7 +22,8 @@ class SavedRule:
 
     chain: str
     args: tuple[str, ...]  # after '-A CHAIN'
-    line: str  # as printed, for deleting it verbatim
+    line: str  # as printed
+    position: int = 0  # 1-based, within its chain
 
     @property
     def comment(self) -> str | None:
@@ -58,6 +58,7 @@ class Table:
 def parse_save(text: str, table: str = "filter") -> Table:
     """Parse one table out of iptables-save output (other tables are skipped)."""
     result = Table(table)
+    positions: dict[str, int] = {}
     current = None
     for raw in text.splitlines():
         line = raw.strip()
@@ -72,9 +73,45 @@ def parse_save(text: str, table: str = "filter") -> Table:
             name, _, rest = line[1:].partition(" ")
             result.chains[name] = rest.split(" ", 1)[0] if rest else "-"
         elif line.startswith("-A "):
-            tokens = shlex.split(line)
-            result.rules.append(SavedRule(chain=tokens[1], args=tuple(tokens[2:]), line=line))
+            tokens = split_saved(line)
+            chain = tokens[1]
+            positions[chain] = positions.get(chain, 0) + 1
+            result.rules.append(
+                SavedRule(chain=chain, args=tuple(tokens[2:]), line=line, position=positions[chain])
+            )
     return result
+
+
+def split_saved(line: str) -> list[str]:
+    """Split a rule as iptables-save prints it (not shell syntax).
+
+    Only double quotes group, and inside them a backslash escapes the next
+    character: single quotes are ordinary characters (``-i a'b``).
+    """
+    if '"' not in line:
+        return line.split()
+    tokens: list[str] = []
+    current: list[str] = []
+    in_token = quoted = escaped = False
+    for char in line:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+            in_token = True
+        elif char.isspace() and not quoted:
+            if in_token:
+                tokens.append("".join(current))
+                current, in_token = [], False
+        else:
+            current.append(char)
+            in_token = True
+    if in_token:
+        tokens.append("".join(current))
+    return tokens
 
 
 _FAILED_LINE = re.compile(r"line:? (\d+) failed|Error occurred at line: (\d+)")
@@ -109,15 +146,18 @@ class Iptables:
             raise FirewallError(f"iptables-save failed: {_first_line(proc.stderr)}")
         return parse_save(proc.stdout, table)
 
-    def restore(self, table: str, lines: list[str]) -> None:
-        """Apply lines ('-A ...', '-D ...', '-I ...', ':CHAIN - [0:0]') in one transaction."""
+    def restore(self, table: str, lines: list[str], shown: list[str] | None = None) -> None:
+        """Apply lines ('-A ...', '-D ...', '-I ...', ':CHAIN - [0:0]') in one transaction.
+
+        ``shown``: what --verbose prints for each line (defaults to the line).
+        """
         if not lines:
             return
         binary = self._need(self.restore_bin, "iptables-restore")
         payload = "\n".join([f"*{table}", *lines, "COMMIT", ""])
         if self.verbose:
-            for line in lines:
-                self.verbose(f"iptables -t {table} {line}")
+            for text in shown or lines:
+                self.verbose(f"iptables -t {table} {text}")
         self.restores += 1
         try:
             proc = subprocess.run(

@@ -81,8 +81,11 @@ def plan_init(table: Table, bridges: list[str]) -> list[Change]:
             # e.g. an --internal network: Docker gives it no DOCKER jump at all.
             continue
         recognised += 1
-        if has_catch_all:
-            changes.append(Change(rule_line("-D", "FORWARD", catch_all(bridge)), "init"))
+        # Every copy goes: one left behind keeps published ports open to all.
+        copies = sum(1 for r in table.chain_rules("FORWARD") if r.args == catch_all(bridge))
+        changes.extend(
+            Change(rule_line("-D", "FORWARD", catch_all(bridge)), "init") for _ in range(copies)
+        )
         if not has_internal:
             changes.append(
                 Change(rule_line("-I", "FORWARD", ["1", *internal_jump(bridge)]), "init")

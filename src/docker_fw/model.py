@@ -138,7 +138,9 @@ def parse_address(text: str) -> AddressSpec:
         return AddressSpec.network(net)
     if ":" in text:
         raise UsageError(f"IPv6 address specifications are not supported yet: {text!r}")
-    if re.fullmatch(r"[0-9./]+", text):
+    if re.fullmatch(r"[0-9./]+", text) and re.search(r"[./]", text):
+        # All digits without a dot or slash is a valid container name or id
+        # prefix ('8080', '123456789012'), not an address.
         raise UsageError(f"invalid IPv4 address or subnet: {text!r}")
     if not CONTAINER_NAME_RE.match(text):
         raise UsageError(
@@ -152,25 +154,37 @@ def parse_port(text: str | int | None, option: str) -> int:
     """A port number 1-65535; 0 means 'not given'."""
     if text is None or text == "":
         return 0
-    try:
-        port = int(str(text), 10)
-    except ValueError:
-        raise UsageError(f"{option}: not a port number: {text!r}") from None
+    text = str(text)
+    if not (text.isascii() and text.isdigit()):
+        raise UsageError(f"{option}: not a port number: {text!r}")
+    port = int(text, 10)
     if not 1 <= port <= 65535:
         raise UsageError(f"{option}: port out of range 1-65535: {text}")
     return port
 
 
-# Options that would change what a rule does beyond matching packets, or that
-# would escape the chain the rule belongs to.  --filter is for extra *match*
-# conditions only.
-_FORBIDDEN_FILTER_TOKENS = {
-    "-j", "--jump", "-g", "--goto", "-A", "--append", "-I", "--insert",
-    "-D", "--delete", "-R", "--replace", "-N", "--new-chain", "-X",
-    "--delete-chain", "-F", "--flush", "-P", "--policy", "-E",
-    "--rename-chain", "-t", "--table", "-Z", "--zero", "-L", "--list",
-    "-S", "--list-rules", "-C", "--check",
-}
+# Options that would change what a rule does beyond matching packets, escape
+# the chain the rule belongs to, forge our comment tag, or make
+# iptables-restore print help and exit 0 having applied nothing.  --filter is
+# for extra *match* conditions only.
+_FORBIDDEN_SHORT = set("jgAIDRNXFPEtZLSChV")
+_FORBIDDEN_LONG = (
+    "--jump", "--goto", "--append", "--insert", "--delete", "--replace",
+    "--new-chain", "--delete-chain", "--flush", "--policy", "--rename-chain",
+    "--table", "--zero", "--list", "--list-rules", "--check", "--comment",
+    "--help", "--version",
+)
+
+
+def _forbidden_filter_token(token: str) -> bool:
+    option = token.split("=", 1)[0]
+    if option.startswith("--"):
+        # iptables' getopt_long takes any unambiguous prefix ('--ju' for --jump).
+        return len(option) >= 3 and any(long.startswith(option) for long in _FORBIDDEN_LONG)
+    if option.startswith("-") and len(option) >= 2 and not option[1].isdigit():
+        # Short options may be glued together or to their value ('-jACCEPT').
+        return option[1] in _FORBIDDEN_SHORT
+    return False
 
 
 def parse_filter(text: str | None) -> tuple[str, ...]:
@@ -184,16 +198,8 @@ def parse_filter(text: str | None) -> tuple[str, ...]:
     except ValueError as exc:
         raise UsageError(f"--filter: {exc}") from None
     for token in tokens:
-        opt = token.split("=", 1)[0]
-        if opt in _FORBIDDEN_FILTER_TOKENS or opt.startswith("--comment"):
-            raise UsageError(
-                f"--filter may only hold match conditions; {token!r} is not allowed"
-            )
-        if token.startswith("-") and not token.startswith("--") and len(token) > 2 and token[1] in "jgAIDRNXFPEtZLSC":
-            # iptables accepts glued short options such as '-jACCEPT'.
-            raise UsageError(
-                f"--filter may only hold match conditions; {token!r} is not allowed"
-            )
+        if _forbidden_filter_token(token):
+            raise UsageError(f"--filter may only hold match conditions; {token!r} is not allowed")
     return tokens
 
 

@@ -36,12 +36,17 @@ class Change:
 
     line: str
     why: str  # owner name, or a short reason such as 'init'
+    note: str = ""  # what the line means, when the line alone does not say
+
+    @property
+    def shown(self) -> str:
+        return f"{self.line}  ({self.note})" if self.note else self.line
 
     @property
     def verb(self) -> str:
-        return {"-A": "add", "-I": "insert", "-D": "delete", ":": "create"}.get(
-            self.line[:2] if self.line.startswith("-") else ":", "change"
-        )
+        if self.line.startswith(":"):
+            return "create"
+        return {"-A": "add", "-I": "insert", "-D": "delete"}.get(self.line[:2], "change")
 
 
 @dataclass
@@ -51,12 +56,17 @@ class Plan:
     # container they name is not running: its old address may be handed to
     # another container.
     withdrawn: list[tuple[RuleSpec, str]] = field(default_factory=list)
+    # Containers whose /etc/hosts must be rewritten (add-two-ways entries).
+    hosts: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         return [c.line for c in self.changes]
 
+    def shown(self) -> list[str]:
+        return [c.shown for c in self.changes]
+
     def __bool__(self) -> bool:
-        return bool(self.changes)
+        return bool(self.changes or self.hosts)
 
     def extend(self, changes: list[Change]) -> None:
         self.changes.extend(changes)
@@ -98,9 +108,19 @@ def our_rules(table: Table) -> dict[tuple[str, str], list[SavedRule]]:
     return found
 
 
-def delete_line(rule: SavedRule) -> str:
-    assert rule.line.startswith("-A ")
-    return "-D " + rule.line[3:]
+def delete_changes(rules: list[tuple[str, SavedRule]]) -> list[Change]:
+    """Delete rules by position, highest first within each chain.
+
+    By position rather than by spec: iptables-nft cannot find some rules by
+    the spec iptables-save prints for them (-m recent, -m connlimit).  The
+    positions come from the same iptables-save and stay valid because the
+    batch deletes from the bottom up, before it appends anything.
+    """
+    ordered = sorted(rules, key=lambda item: (item[1].chain, -item[1].position))
+    return [
+        Change(f"-D {rule.chain} {rule.position}", why, note=rule.line)
+        for why, rule in ordered
+    ]
 
 
 def plan_rules(table: Table, desired: list[ResolvedRule], scope: set[str] | None) -> list[Change]:
@@ -111,16 +131,18 @@ def plan_rules(table: Table, desired: list[ResolvedRule], scope: set[str] | None
     """
     wanted: dict[tuple[str, str], ResolvedRule] = {}
     for rule in desired:
-        wanted.setdefault(rule.key, rule)
+        if scope is None or rule.owner in scope:
+            wanted.setdefault(rule.key, rule)
     actual = {
         key: rules
         for key, rules in our_rules(table).items()
         if scope is None or key[0] in scope
     }
-    changes: list[Change] = []
+    stale: list[tuple[str, SavedRule]] = []
     for key, rules in actual.items():
         extra = rules if key not in wanted else rules[1:]
-        changes.extend(Change(delete_line(r), key[0]) for r in extra)
+        stale.extend((key[0], r) for r in extra)
+    changes = delete_changes(stale)
     for key, rule in wanted.items():
         if key not in actual:
             changes.append(Change(rule_line("-A", rule.chain, rule.argv()), rule.owner))

@@ -41,6 +41,20 @@ CREATE TABLE IF NOT EXISTS rules (
     UNIQUE (owner, action, source, dest, proto, sport, dport, filter)
 );
 CREATE INDEX IF NOT EXISTS rules_owner ON rules (owner);
+-- add-two-ways: container OWNER gets an /etc/hosts line for container NAME
+CREATE TABLE IF NOT EXISTS hosts (
+    owner   TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (owner, name)
+);
+-- save-hostconfig: the relevant host configuration and the host ports the
+-- engine assigned, as JSON
+CREATE TABLE IF NOT EXISTS hostconfigs (
+    owner   TEXT PRIMARY KEY,
+    config  TEXT NOT NULL,
+    saved   TEXT NOT NULL
+);
 """
 
 
@@ -133,7 +147,12 @@ class Store:
         return [_row_to_spec(r) for r in rows]
 
     def owners(self) -> list[str]:
-        return [r[0] for r in self.conn.execute("SELECT DISTINCT owner FROM rules ORDER BY owner")]
+        """Every container docker-fw holds a record for."""
+        rows = self.conn.execute(
+            "SELECT owner FROM rules UNION SELECT owner FROM hosts UNION SELECT name FROM hosts "
+            "UNION SELECT owner FROM hostconfigs ORDER BY 1"
+        )
+        return [r[0] for r in rows]
 
     def referrers(self, names: Iterable[str]) -> set[str]:
         """Owners of rules that name one of these containers as source or dest."""
@@ -188,7 +207,47 @@ class Store:
         return cur.rowcount == 1
 
     def drop_owner(self, owner: str) -> int:
+        """Forget a container's rules, and the hosts lines its add-two-ways rules gave others."""
+        self.conn.execute("DELETE FROM hosts WHERE name=?", (owner,))
         return self.conn.execute("DELETE FROM rules WHERE owner=?", (owner,)).rowcount
+
+    # -- /etc/hosts entries (add-two-ways) ---------------------------------
+
+    def add_host_entry(self, owner: str, name: str) -> bool:
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO hosts (owner, name, created) VALUES (?, ?, datetime('now'))",
+            (owner, name),
+        )
+        return cur.rowcount == 1
+
+    def host_entries(self, owners: Iterable[str] | None = None) -> dict[str, list[str]]:
+        """owner -> names it gets hosts lines for."""
+        rows = self.conn.execute("SELECT owner, name FROM hosts ORDER BY owner, name").fetchall()
+        wanted = None if owners is None else set(owners)
+        result: dict[str, list[str]] = {}
+        for owner, name in rows:
+            if wanted is None or owner in wanted:
+                result.setdefault(owner, []).append(name)
+        return result
+
+    def host_entry_owners(self, names: Iterable[str]) -> set[str]:
+        """Containers whose hosts files hold a line for one of these, or are these."""
+        names = set(names)
+        rows = self.conn.execute("SELECT owner, name FROM hosts").fetchall()
+        return {owner for owner, name in rows if owner in names or name in names}
+
+    # -- saved host configuration (save-hostconfig, start) -----------------
+
+    def save_hostconfig(self, owner: str, config: dict) -> None:
+        self.conn.execute(
+            "INSERT INTO hostconfigs (owner, config, saved) VALUES (?, ?, datetime('now')) "
+            "ON CONFLICT(owner) DO UPDATE SET config=excluded.config, saved=excluded.saved",
+            (owner, json.dumps(config, sort_keys=True)),
+        )
+
+    def hostconfig(self, owner: str) -> dict | None:
+        row = self.conn.execute("SELECT config FROM hostconfigs WHERE owner=?", (owner,)).fetchone()
+        return json.loads(row[0]) if row else None
 
 
 def _lock(fd: int, timeout: float, directory: str) -> None:

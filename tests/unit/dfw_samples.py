@@ -11,7 +11,7 @@ import pathlib
 import shlex
 
 from docker_fw.engine import Container, Endpoint, Network, PortBinding, Snapshot
-from docker_fw.iptables import SavedRule, Table
+from docker_fw.iptables import SavedRule, Table, parse_save
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 GOLDEN_DIR = REPO / "tests" / "fixtures" / "golden"
@@ -215,8 +215,9 @@ def _tokens(line: str) -> list[str]:
 def apply_lines(table: Table, lines: list[str]) -> Table:
     """Apply restore lines (':CHAIN', '-A', '-I CHAIN N', '-D') to a copy of a table.
 
-    Deletion is by exact rule spec (what iptables does for '-D' with a spec);
-    a '-D' that matches nothing raises, like iptables-restore.
+    Deletion is by position ('-D CHAIN N') or by exact rule spec; a '-D' that
+    matches nothing raises, like iptables-restore.  The result is rendered and
+    parsed again, so rule positions are those iptables-save would show.
     """
     result = Table(table.name, dict(table.chains), list(table.rules))
     for line in lines:
@@ -239,6 +240,11 @@ def apply_lines(table: Table, lines: list[str]) -> Table:
             indexes = [i for i, r in enumerate(result.rules) if r.chain == chain]
             at = indexes[position - 1] if len(indexes) >= position else len(result.rules)
             result.rules.insert(at, rule)
+        elif op == "-D" and len(args) == 1 and args[0].isdigit():
+            indexes = [i for i, r in enumerate(result.rules) if r.chain == chain]
+            if not 1 <= int(args[0]) <= len(indexes):
+                raise AssertionError(f"-D position out of range: {line}")
+            del result.rules[indexes[int(args[0]) - 1]]
         elif op == "-D":
             for i, r in enumerate(result.rules):
                 if r.chain == chain and r.args == tuple(args):
@@ -248,4 +254,12 @@ def apply_lines(table: Table, lines: list[str]) -> Table:
                 raise AssertionError(f"-D matches no rule: {line}")
         else:
             raise AssertionError(f"unexpected restore line: {line}")
-    return result
+    return parse_save(render(result), result.name)
+
+
+def render(table: Table) -> str:
+    """A table as iptables-save text."""
+    lines = [f"*{table.name}"]
+    lines += [f":{name} {policy} [0:0]" for name, policy in table.chains.items()]
+    lines += [r.line for r in table.rules]
+    return "\n".join(lines + ["COMMIT", ""])

@@ -8,7 +8,7 @@ from dfw_samples import apply_lines, captured_layouts, layout_2010_icc_false, sn
 from docker_fw.errors import FirewallError
 from docker_fw.iptables import parse_save
 from docker_fw.model import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL, Kind, RuleSpec, parse_address, parse_filter
-from docker_fw.reconcile import Change, Plan, delete_line, ensure_chains, our_rules, plan_rules, quote, rule_line
+from docker_fw.reconcile import Change, Plan, delete_changes, ensure_chains, our_rules, plan_rules, quote, rule_line
 from docker_fw.resolve import ResolvedRule, resolve
 
 SNAP = snapshot()
@@ -133,7 +133,7 @@ def test_fresh_table_appends_every_rule_in_order():
     assert [c.why for c in changes] == ["web", "web", "web", "cache"]
 
 
-def test_stale_rule_is_deleted_by_its_exact_saved_line():
+def test_stale_rule_is_deleted_by_its_position():
     old = ResolvedRule(
         "cache", CHAIN_INPUT,
         ("-s", "172.17.0.99/32", "-d", "172.17.0.1/32", "-p", "udp", "-m", "udp", "--dport", "53"), "ACCEPT",
@@ -143,11 +143,12 @@ def test_stale_rule_is_deleted_by_its_exact_saved_line():
     table = parse_save(save_text(stale))
     changes = plan_rules(table, desired, {"cache"})
     assert [c.line for c in changes] == [
-        "-D" + stale[2:],
+        f"-D {CHAIN_INPUT} 1",
         rule_line("-A", desired[0].chain, desired[0].argv()),
     ]
-    assert changes[0].line == (
-        f'-D {CHAIN_INPUT} -s 172.17.0.99/32 -d 172.17.0.1/32 -p udp -m udp --dport 53 '
+    # What --verbose and --dry-run show: the rule as iptables-save printed it.
+    assert changes[0].note == (
+        f'-A {CHAIN_INPUT} -s 172.17.0.99/32 -d 172.17.0.1/32 -p udp -m udp --dport 53 '
         f'-m comment --comment "{old.comment}" -j ACCEPT'
     )
     assert [c.verb for c in changes] == ["delete", "add"]
@@ -158,7 +159,8 @@ def test_duplicates_are_removed_keeping_one():
     line = saved_line(desired[0])
     table = parse_save(save_text(line, line, line))
     changes = plan_rules(table, desired, None)
-    assert [c.line for c in changes] == ["-D" + line[2:]] * 2
+    # Bottom up, so each position is still valid when its line runs.
+    assert [c.line for c in changes] == [f"-D {desired[0].chain} 2", f"-D {desired[0].chain} 1"]
 
 
 def test_rules_of_owners_out_of_scope_are_untouched():
@@ -287,7 +289,12 @@ def test_quote(token, quoted):
     assert quote(token) == quoted
 
 
-def test_rule_line_and_delete_line():
+def test_rule_line_and_delete_changes():
     assert rule_line("-A", "C", ["-s", "1.2.3.4/32", "--string", "a b"]) == '-A C -s 1.2.3.4/32 --string "a b"'
-    table = parse_save('*filter\n:C - [0:0]\n-A C -m comment --comment "x y" -j ACCEPT\nCOMMIT\n')
-    assert delete_line(table.rules[0]) == '-D C -m comment --comment "x y" -j ACCEPT'
+    table = parse_save(
+        '*filter\n:C - [0:0]\n:D - [0:0]\n-A C -j RETURN\n-A D -j RETURN\n'
+        '-A C -m comment --comment "x y" -j ACCEPT\nCOMMIT\n'
+    )
+    changes = delete_changes([("o", r) for r in table.rules])
+    assert [c.line for c in changes] == ["-D C 2", "-D C 1", "-D D 1"]
+    assert changes[0].note == '-A C -m comment --comment "x y" -j ACCEPT'
