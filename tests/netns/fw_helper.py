@@ -8,7 +8,9 @@ request on standard input and prints one JSON answer:
     {"op": "save"}                                   -> {"chains": {...}, "rules": [{"chain", "args", "line", "comment"}]}
     {"op": "restore", "lines": [...]}                -> {}
     {"op": "plan" | "sync", "desired": [...], "scope": [...] | null}
-                                                     -> {"lines": [...]}   (ensure_chains + plan_rules; sync applies them)
+                                                     -> {"lines": [...], "notes": [...]}
+                                                        (ensure_chains + plan_rules; sync applies them;
+                                                        a note is what a '-D CHAIN N' line deletes)
     {"op": "plan_init" | "init", "bridges": [...]}   -> {"lines": [...]}   (layouts.plan_init; init applies it)
 
 Every answer has "ok"; a docker-fw error gives ok=false with "type", "error"
@@ -58,8 +60,8 @@ def handle(request: dict, fw: Iptables) -> dict:
         )
         lines = [c.line for c in changes]
         if op == "sync":
-            fw.restore("filter", lines)
-        return {"lines": lines}
+            fw.restore("filter", lines, shown=[c.shown for c in changes])
+        return {"lines": lines, "notes": [c.note for c in changes]}
     if op in ("plan_init", "init"):
         table = fw.save()
         lines = [c.line for c in layouts.plan_init(table, request["bridges"])]

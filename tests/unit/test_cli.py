@@ -216,14 +216,9 @@ def test_read_from_non_utf8_file(tmp_path):
         cli.read_from(str(path), "add")
 
 
-# --- checks that need no engine, but are made only after it was asked ------------------------
+# --- checks that need no engine are made before it is asked ---------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: cli.run checks address specs, --dport for add-internal/add-input and "
-    "'one side is .' only after opening the store and asking the engine (exit 3, not 2)",
-)
 @pytest.mark.parametrize(
     "argv, needle",
     [
@@ -236,6 +231,9 @@ def test_read_from_non_utf8_file(tmp_path):
         (["add", "web", "--source", ".", "--dest", "."], "same"),
         (["allow", "web", "1.2.3.4.5"], "invalid IPv4"),
         (["allow", "web", "db"], "allow takes IPv4 addresses"),
+        (["add-two-ways", "web", "--source", "203.0.113.1", "--dport", "80"], "add-two-ways needs --source to be another container"),
+        (["add-two-ways", "web", "--source", ".", "--dport", "80"], "same"),
+        (["add-two-ways", "web", "--source", "db"], "--dport is mandatory"),
     ],
 )
 def test_static_checks_come_before_the_engine(env, argv, needle):
@@ -245,7 +243,6 @@ def test_static_checks_come_before_the_engine(env, argv, needle):
     assert not env.exists(), "the state store was touched"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a bad address in a --from file is reported only after the engine was asked (exit 3, not 2)")
 def test_from_file_bad_address_is_a_usage_error(env, tmp_path):
     rules = tmp_path / "rules.txt"
     rules.write_text("web --source 203.0.113.0/24 --dport 80\nweb --source 203.0.113.999 --dport 80\n")
@@ -260,11 +257,6 @@ def test_verbose_after_the_action():
     assert cli.build_parser().parse_args(["replay"]).verbose is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: cli.build_parser: '-v' before the action (as 'docker-fw [-h] [-v] ACTION' "
-    "advertises) is overwritten by the subparser's default and ignored",
-)
 @pytest.mark.parametrize("argv", [["-v", "replay"], ["--verbose", "init"], ["-v", "add", "web", "-s", "1.2.3.4"]])
 def test_verbose_before_the_action(argv):
     assert cli.build_parser().parse_args(argv).verbose is True

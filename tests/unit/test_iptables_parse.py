@@ -51,16 +51,23 @@ def test_saved_rule_comment_and_target():
     assert rules[1].line.endswith('"two words" -g DOCKER')
 
 
+def test_parse_save_numbers_rules_within_their_chain():
+    """Positions are 1-based per chain, as 'iptables -D CHAIN N' counts them."""
+    table = parse_save(DOCKER_2010_ICC_FALSE)
+    for chain in table.chains:
+        assert [r.position for r in table.chain_rules(chain)] == list(range(1, len(table.chain_rules(chain)) + 1))
+    forward = table.chain_rules("FORWARD")
+    assert forward[2].position == 3 and forward[2].line.startswith("-A FORWARD -o docker0 -m conntrack")
+    # interleaved chains and other tables do not disturb the count
+    text = "*nat\n:X - [0:0]\n-A X -j RETURN\nCOMMIT\n*filter\n:X - [0:0]\n:Y - [0:0]\n-A Y -j RETURN\n-A X -j RETURN\n-A Y -j ACCEPT\nCOMMIT\n"
+    assert [(r.chain, r.position) for r in parse_save(text).rules] == [("Y", 1), ("X", 1), ("Y", 2)]
+
+
 def test_parse_save_of_empty_output():
     table = parse_save("")
     assert table.chains == {} and table.rules == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: parse_save tokenises with shlex (POSIX shell rules); a foreign rule that "
-    "iptables-save prints with a lone quote (e.g. -i a'b) raises ValueError",
-)
 def test_parse_save_survives_quotes_iptables_prints_bare():
     text = (
         "*filter\n:INPUT ACCEPT [0:0]\n"

@@ -145,16 +145,14 @@ def test_captured_layouts(name):
     assert layouts.plan_init(after, bridges) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: layouts.plan_init deletes only one copy of a duplicated catch-all "
-    "'FORWARD -o docker0 -j DOCKER', so init leaves published ports open to anyone",
-)
 def test_duplicated_catch_all_is_removed_entirely():
     text = DOCKER_2010_ICC_FALSE.replace(
         "-A FORWARD -o docker0 -j DOCKER\n", "-A FORWARD -o docker0 -j DOCKER\n-A FORWARD -o docker0 -j DOCKER\n"
     )
     table = parse_save(text)
-    after = apply_lines(table, [c.line for c in layouts.plan_init(table, ["docker0"])])
+    lines = [c.line for c in layouts.plan_init(table, ["docker0"])]
+    # by spec, once per copy (each '-D' removes the first match)
+    assert lines.count("-D FORWARD -o docker0 -j DOCKER") == 2
+    after = apply_lines(table, lines)
     assert CATCH_ALL not in [r.args for r in after.chain_rules("FORWARD")]
     assert layouts.is_initialised(after, ["docker0"])

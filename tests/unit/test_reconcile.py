@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from dfw_samples import apply_lines, captured_layouts, layout_2010_icc_false, snapshot
@@ -159,8 +161,45 @@ def test_duplicates_are_removed_keeping_one():
     line = saved_line(desired[0])
     table = parse_save(save_text(line, line, line))
     changes = plan_rules(table, desired, None)
-    # Bottom up, so each position is still valid when its line runs.
-    assert [c.line for c in changes] == [f"-D {desired[0].chain} 2", f"-D {desired[0].chain} 1"]
+    # The first copy is kept; bottom up, so each position is still valid when its line runs.
+    assert [c.line for c in changes] == [f"-D {desired[0].chain} 3", f"-D {desired[0].chain} 2"]
+    assert [c.note for c in changes] == [line, line]
+    after = apply_lines(table, [c.line for c in changes])
+    assert [r.line for r in after.chain_rules(desired[0].chain)] == [line]
+    assert plan_rules(after, desired, None) == []
+
+
+def test_stale_rules_among_kept_ones_are_deleted_bottom_up_before_any_append():
+    def old_cache(ip):
+        return ResolvedRule(
+            "cache", CHAIN_INPUT,
+            ("-s", ip, "-d", "172.17.0.1/32", "-p", "udp", "-m", "udp", "--dport", "53"), "ACCEPT",
+        )
+
+    cache = desired_for(CACHE_INPUT)
+    web = desired_for(WEB_ADD)
+    stale1, stale2 = saved_line(old_cache("172.17.0.98/32")), saved_line(old_cache("172.17.0.99/32"))
+    foreign = f"-A {CHAIN_INPUT} -s 10.9.9.9/32 -j ACCEPT"
+    stale_web = saved_line(ResolvedRule("web", CHAIN_FORWARD, ("-s", "198.51.100.0/24"), "DOCKER"))
+    kept = [stale1, saved_line(cache[0]), foreign, stale2, saved_line(web[0]), stale_web]
+    table = parse_save(save_text(*kept))
+    changes = plan_rules(table, cache + web, None)
+    assert [c.line for c in changes] == [
+        f"-D {CHAIN_FORWARD} 2",
+        f"-D {CHAIN_INPUT} 4",
+        f"-D {CHAIN_INPUT} 1",
+        rule_line("-A", web[1].chain, web[1].argv()),
+    ]
+    assert [c.note for c in changes[:3]] == [stale_web, stale2, stale1]
+    assert [c.why for c in changes] == ["web", "cache", "cache", "web"]
+    after = apply_lines(table, [c.line for c in changes])
+    assert [r.line for r in after.chain_rules(CHAIN_INPUT)] == [saved_line(cache[0]), foreign]
+    assert [r.line for r in after.chain_rules(CHAIN_FORWARD)][0] == saved_line(web[0])
+    assert {k: len(v) for k, v in our_rules(after).items()} == {r.key: 1 for r in cache + web}
+    assert plan_rules(after, cache + web, None) == []
+    # everything that was not stale is still there, in its order; the append comes last
+    gone = {stale1, stale2, stale_web}
+    assert [r.line for r in after.rules][:-1] == [r.line for r in table.rules if r.line not in gone]
 
 
 def test_rules_of_owners_out_of_scope_are_untouched():
@@ -169,15 +208,23 @@ def test_rules_of_owners_out_of_scope_are_untouched():
     table = parse_save(save_text(other, saved_line(desired[0])))
     assert plan_rules(table, desired, {"cache"}) == []
     # a full reconcile (scope None) removes what no recorded rule wants
-    assert [c.line for c in plan_rules(table, desired, None)] == ["-D" + other[2:]]
+    assert plan_rules(table, desired, None) == [Change(f"-D {CHAIN_FORWARD} 1", "web", note=other)]
+    after = apply_lines(table, [c.line for c in plan_rules(table, desired, None)])
+    assert [r for r in after.rules if r.line == other] == []
+    assert [r.line for r in after.chain_rules(CHAIN_INPUT)] == [saved_line(desired[0])]
 
 
 def test_owner_dropped_from_the_store_loses_its_rules():
     lines = [saved_line(r) for r in desired_for(WEB_ADD, WEB_INTERNAL)]
     table = parse_save(save_text(*lines))
     changes = plan_rules(table, [], {"web"})
-    assert sorted(c.line for c in changes) == sorted("-D" + l[2:] for l in lines)
+    # bottom up within each chain
+    assert [c.line for c in changes] == [f"-D {CHAIN_FORWARD} 2", f"-D {CHAIN_FORWARD} 1", f"-D {CHAIN_INTERNAL} 1"]
+    assert [c.note for c in changes] == [lines[1], lines[0], lines[2]]
     assert {c.why for c in changes} == {"web"}
+    after = apply_lines(table, [c.line for c in changes])
+    assert our_rules(after) == {}
+    assert [r.line for r in after.rules] == [r.line for r in table.rules if r.line not in lines]
 
 
 @pytest.mark.parametrize(
@@ -188,13 +235,21 @@ def test_owner_dropped_from_the_store_loses_its_rules():
         f'-A {CHAIN_INTERNAL} -s 10.9.9.9/32 -m comment --comment "docker-fw:" -j ACCEPT',
         # our tag, but in a chain that is not ours: not ours to manage
         '-A DOCKER -s 10.9.9.9/32 -m comment --comment "docker-fw:web:0123456789ab" -j ACCEPT',
+        # in the same chain as the stale rule, above it: it shifts the position
+        f"-A {CHAIN_INPUT} -s 10.9.9.9/32 -j ACCEPT",
     ],
 )
 def test_foreign_rules_are_untouched(foreign):
     desired = desired_for(CACHE_INPUT)
-    table = parse_save(save_text(foreign, saved_line(desired[0])))
+    ours = saved_line(desired[0])
+    table = parse_save(save_text(foreign, ours))
     assert plan_rules(table, desired, None) == []
-    assert plan_rules(table, [], None) == [Change("-D" + saved_line(desired[0])[2:], "cache")]
+    position = 2 if foreign.startswith(f"-A {CHAIN_INPUT} ") else 1
+    changes = plan_rules(table, [], None)
+    assert changes == [Change(f"-D {CHAIN_INPUT} {position}", "cache", note=ours)]
+    after = apply_lines(table, [c.line for c in changes])
+    assert [r.line for r in after.rules] == [r.line for r in table.rules if r.line != ours]
+    assert foreign in [r.line for r in after.rules]
 
 
 def test_our_rules_are_found_by_tag():
@@ -231,22 +286,24 @@ def test_plan_applied_then_planned_again_is_empty():
     desired2 = resolve(CACHE_INPUT, snap2)
     changes = plan_rules(after, desired2, {"cache"})
     assert [c.verb for c in changes] == ["delete", "add"]
-    assert "172.17.0.4/32" in changes[0].line and "172.17.0.44/32" in changes[1].line
+    old_line = next(r.line for r in after.chain_rules(CHAIN_INPUT) if "172.17.0.4/32" in r.args)
+    position = next(r.position for r in after.chain_rules(CHAIN_INPUT) if r.line == old_line)
+    assert changes[0] == Change(f"-D {CHAIN_INPUT} {position}", "cache", note=old_line)
+    assert "172.17.0.44/32" in changes[1].line
     again = apply_lines(after, [c.line for c in changes])
     assert plan_rules(again, desired2, {"cache"}) == []
     assert plan_rules(again, desired_for(WEB_ADD, WEB_INTERNAL) + desired2, None) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: plan_rules appends desired rules of owners outside the scope even when "
-    "they are in place (duplicates), though out-of-scope owners are to be left alone",
-)
 def test_desired_rules_out_of_scope_are_left_alone():
     web = desired_for(WEB_ADD)
     cache = desired_for(CACHE_INPUT)
     table = parse_save(save_text(*(saved_line(r) for r in web + cache)))
     assert plan_rules(table, web + cache, {"cache"}) == []
+    # nor added when missing: only the owners in scope are reconciled
+    table = parse_save(save_text(saved_line(cache[0])))
+    assert plan_rules(table, web + cache, {"cache"}) == []
+    assert [c.why for c in plan_rules(table, web + cache, {"web", "cache"})] == ["web", "web"]
 
 
 @pytest.mark.parametrize("name", sorted(captured_layouts()) or ["(none captured yet)"])
@@ -263,8 +320,8 @@ def test_captured_layouts_get_chains_and_rules(name):
     changes = ensure_chains(table) + plan_rules(table, desired, None)
     after = apply_lines(table, [c.line for c in changes])
     assert ensure_chains(after) == [] and plan_rules(after, desired, None) == []
-    # nothing of Docker's own rules was removed
-    assert [r for r in table.rules if r not in after.rules] == []
+    # nothing of Docker's own rules was removed (positions shift: compare chain and spec)
+    assert Counter((r.chain, r.args) for r in table.rules) - Counter((r.chain, r.args) for r in after.rules) == Counter()
 
 
 # --- quoting for iptables-restore ------------------------------------------------------
