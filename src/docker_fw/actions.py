@@ -372,6 +372,23 @@ class Service:
             raise UsageError(str(exc)) from None
         return order, {name: info(name) for name in order}
 
+    def _start_one(self, name: str, container_id: str, bindings: dict | None) -> None:
+        """Start, asking for the saved host ports; without them if they are taken."""
+        try:
+            self.engine.start(container_id, bindings)
+        except EngineError as exc:
+            if bindings is None:
+                raise
+            # Typically another container holds the port now.  Start with
+            # engine-assigned ports (HostPort "") rather than not at all; the
+            # changed ports are reported after the start.
+            self.warn(f"{name}: could not get its saved host ports back ({exc}); starting with new ones")
+            dynamic = {
+                port: [{"HostIp": b.get("HostIp", ""), "HostPort": ""} for b in entries]
+                for port, entries in bindings.items()
+            }
+            self.engine.start(container_id, dynamic)
+
     def start(
         self, containers: list[str], dry_run: bool = False, paused: bool = False, pull_deps: bool = False
     ) -> list[str]:
@@ -403,7 +420,7 @@ class Service:
                     if can_pin is None:
                         can_pin = self.engine.accepts_start_with_hostconfig()
                     bindings = saved["bindings"] if can_pin else None
-                self.engine.start(info["Id"], bindings)
+                self._start_one(name, info["Id"], bindings)
                 if paused:
                     self.engine.pause(info["Id"])
                 started.append(name)

@@ -10,7 +10,7 @@ network, which is much cheaper than one inspect per container.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import EngineError
@@ -194,6 +194,19 @@ def parse_container(summary: dict[str, Any], networks: dict[str, Network]) -> Co
     )
 
 
+def with_gateways(networks: list[Network], containers: list[Container]) -> list[Network]:
+    """Fill in gateways the network list leaves out from containers' endpoints.
+
+    A fresh 20.10 engine reports the default bridge's IPAM config without a
+    Gateway; each running container's endpoint still names it.
+    """
+    seen = {e.network: e.gateway for c in containers for e in c.endpoints if e.gateway}
+    return [
+        replace(n, gateway=seen[n.name]) if not n.gateway and n.name in seen else n
+        for n in networks
+    ]
+
+
 class Engine:
     """Lazy docker SDK client honouring DOCKER_HOST; one snapshot per run."""
 
@@ -229,9 +242,8 @@ class Engine:
             networks = [parse_network(n) for n in raw_networks]
             by_name = {n.name: n for n in networks}
             raw = self._call("list containers", self.api.containers, all=True)
-            self._snapshot = Snapshot(
-                containers=[parse_container(s, by_name) for s in raw], networks=networks
-            )
+            containers = [parse_container(s, by_name) for s in raw]
+            self._snapshot = Snapshot(containers=containers, networks=with_gateways(networks, containers))
         return self._snapshot
 
     def ping(self) -> None:

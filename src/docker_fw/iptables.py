@@ -171,6 +171,13 @@ class Iptables:
             raise FirewallError(f"cannot run {binary}: {exc}") from None
         if proc.returncode != 0:
             raise FirewallError(_explain_failure(proc.stderr, lines))
+        if proc.stdout.strip():
+            # iptables-restore is silent when it applies a batch; a line holding
+            # -h/--help makes it print usage and exit 0 having applied nothing.
+            raise FirewallError(
+                "iptables-restore printed output instead of applying the batch "
+                f"(nothing was applied): {_first_line(proc.stdout)}"
+            )
 
 
 def _first_line(text: str) -> str:

@@ -135,6 +135,12 @@ def normalise_address(
     if spec.kind is AddressKind.NETWORK:
         net = spec.ip_network
         if net.prefixlen == 32 and snapshot.is_docker_address(net):
+            if any(n.gateway == str(net.network_address) for n in snapshot.networks):
+                if rev_lookup:
+                    return AddressSpec.host()
+                raise UsageError(
+                    f"{spec.text} is a Docker network's gateway: use '/' for the Docker host"
+                )
             if not rev_lookup:
                 raise UsageError(
                     f"{spec.text} is a container network address: name the container "

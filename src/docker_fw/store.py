@@ -103,8 +103,10 @@ class Store:
         old_umask = os.umask(0o077)
         try:
             try:
+                # A directory we create is 0700; an existing one is left as the
+                # admin made it (DOCKER_FW_STATE_DIR=/tmp must not chmod /tmp),
+                # our files in it are 0600 either way.
                 os.makedirs(directory, mode=0o700, exist_ok=True)
-                os.chmod(directory, 0o700)
                 lock_fd = os.open(os.path.join(directory, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
             except OSError as exc:
                 raise StoreError(f"cannot use state directory {directory}: {exc.strerror}") from None

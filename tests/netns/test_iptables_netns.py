@@ -302,12 +302,6 @@ def test_unknown_filter_option_is_refused_with_nothing_applied(netns):
     assert netns.save() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: iptables-restore exits 0 having applied nothing when a line holds -h/--help/-V, "
-    "and Iptables.restore still reports success; 789b54a only keeps these out of --filter "
-    "(parse_filter refuses them), the backend itself does not notice",
-)
 def test_help_option_in_a_batch_is_not_reported_as_applied(netns):
     before = netns.save()
     answer = netns.helper(

@@ -1,0 +1,142 @@
+"""Benchmarks W1 (replay after every container moved) and W2 (add --from).
+
+W1: 200 busybox containers, N recorded rules (500, 2,000, 8,000), every
+container moved to a new address, then one ``docker-fw replay`` of all of
+them.  Printed beside it: the floor, one ``iptables-restore --noflush`` of the
+same final rules timed in the same run, and the ratio.
+W2: ``docker-fw add --from`` of a 1,000-line file (fresh store, rules absent).
+
+Run as root from the repository: ``sudo .venv/bin/python -m bench.bench_replay``
+(``--containers`` and ``--rules`` shrink it for a quick look).  Figures only:
+nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import ipaddress
+import os
+import sys
+import tempfile
+import time
+
+from tests.harness.sandbox import Sandbox
+
+CHAINS = ("DOCKER-FW-FORWARD", "DOCKER-FW-INPUT", "DOCKER-FW-INTERNAL")
+
+
+def external_sources():
+    """Distinct external addresses (documentation and benchmarking ranges)."""
+    for net in ("203.0.113.0/24", "198.18.0.0/15"):
+        yield from (str(a) for a in ipaddress.ip_network(net).hosts())
+
+
+def rule_lines(names: list[str], count: int) -> list[str]:
+    sources = external_sources()
+    lines = []
+    for i in range(count):
+        name = names[i % len(names)]
+        lines.append(f"{name} --source {next(sources)} --dport {1000 + i % 50}")
+    return lines
+
+
+class Bench:
+    def __init__(self, sandbox: Sandbox, state_dir: str):
+        self.sb = sandbox
+        self.state_dir = state_dir
+
+    def fw(self, *argv: str, input: str | None = None) -> float:
+        env = {"DOCKER_HOST": self.sb.docker_host, "DOCKER_FW_STATE_DIR": self.state_dir}
+        t0 = time.perf_counter()
+        result = self.sb.engine_run(
+            [sys.executable, "-m", "docker_fw", *argv], check=False, env=env, input=input
+        )
+        elapsed = time.perf_counter() - t0
+        if result.returncode != 0:
+            raise SystemExit(f"docker-fw {argv[0]} failed: {result.stderr.strip()}")
+        return elapsed
+
+    def our_rule_lines(self) -> list[str]:
+        text = self.sb.engine_run(["iptables-save", "-t", "filter"]).stdout
+        return [l for l in text.splitlines() if l.split(" ", 2)[:2] in (["-A", c] for c in CHAINS)]
+
+    def floor(self, lines: list[str]) -> float:
+        """One iptables-restore --noflush of the same rules into emptied chains."""
+        flush = "*filter\n" + "".join(f"-F {c}\n" for c in CHAINS) + "COMMIT\n"
+        self.sb.engine_run(["iptables-restore", "--noflush"], input=flush)
+        payload = "*filter\n" + "\n".join(lines) + "\nCOMMIT\n"
+        t0 = time.perf_counter()
+        self.sb.engine_run(["iptables-restore", "--noflush"], input=payload)
+        return time.perf_counter() - t0
+
+    def nsenter_overhead(self) -> float:
+        t0 = time.perf_counter()
+        self.sb.engine_run(["true"])
+        return time.perf_counter() - t0
+
+
+def parallel(func, items, workers=8):
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(func, items))
+
+
+def move_all(sb: Sandbox, names: list[str]) -> None:
+    """Give every container a new address: stop all, start them in reverse order
+    behind one extra container that takes the first free address."""
+    api = sb.client().api
+    parallel(lambda n: api.stop(n, timeout=0), names)
+    sb.docker("start", "bench-shift")
+    for name in reversed(names):  # sequential: the address order is the point
+        api.start(name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--containers", type=int, default=200)
+    parser.add_argument("--rules", type=int, nargs="+", default=[500, 2000, 8000])
+    parser.add_argument("--from-lines", type=int, default=1000)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root: the benchmark starts a sandbox Docker engine")
+
+    with Sandbox(name="dfw-bench") as sb, tempfile.TemporaryDirectory() as tmp:
+        api = sb.client().api
+        names = [f"c{i:03d}" for i in range(args.containers)]
+        t0 = time.perf_counter()
+
+        def run(name):
+            cid = api.create_container(sb.image, ["sleep", "100000"], name=name)["Id"]
+            api.start(cid)
+
+        parallel(run, names)
+        api.create_container(sb.image, ["sleep", "100000"], name="bench-shift")
+        print(f"setup: {len(names)} containers in {time.perf_counter() - t0:.1f} s")
+        bench = Bench(sb, os.path.join(tmp, "state"))
+        bench.fw("init")
+        print(f"nsenter + process overhead: {bench.nsenter_overhead() * 1000:.0f} ms (included in docker-fw figures)")
+
+        print("\nW1: replay of every container after all moved to new addresses")
+        print(f"{'rules':>7} {'docker-fw':>10} {'floor':>8} {'ratio':>6} {'per 1k rules':>13}")
+        for count in args.rules:
+            bench.state_dir = os.path.join(tmp, f"state-{count}")
+            sb.docker("stop", "-t", "0", "bench-shift")
+            bench.fw("add", "--from", "-", input="\n".join(rule_lines(names, count)) + "\n")
+            move_all(sb, names)
+            elapsed = bench.fw("replay")
+            lines = bench.our_rule_lines()
+            assert len(lines) == count, (len(lines), count)
+            floor = bench.floor(lines)
+            print(f"{count:>7} {elapsed:>9.3f}s {floor:>7.3f}s {elapsed / floor:>6.1f} {elapsed / count * 1000:>12.3f}s")
+            bench.fw("drop", *names)
+
+        print(f"\nW2: add --from of a {args.from_lines}-line file")
+        bench.state_dir = os.path.join(tmp, "state-w2")
+        elapsed = bench.fw("add", "--from", "-", input="\n".join(rule_lines(names, args.from_lines)) + "\n")
+        lines = bench.our_rule_lines()
+        floor = bench.floor(lines)
+        print(f"{args.from_lines:>7} {elapsed:>9.3f}s {floor:>7.3f}s {elapsed / floor:>6.1f}")
+
+
+if __name__ == "__main__":
+    main()
