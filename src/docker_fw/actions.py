@@ -150,7 +150,9 @@ class Service:
         specs = [self.spec_from_request(kind, r, rev_lookup) for r in requests]
         return self.record(specs)
 
-    def record(self, specs: list[RuleSpec], host_entries: list[tuple[str, str]] = ()) -> Plan:
+    def record(
+        self, specs: list[RuleSpec], host_entries: list[tuple[str, str]] = (), action: str | None = None
+    ) -> Plan:
         """Store rules (and hosts entries), apply them, commit if iptables took them."""
         with self.store.transaction():
             new = [s for s in specs if self.store.add(s)]
@@ -165,7 +167,7 @@ class Service:
         self._report_withdrawn(plan)
         for spec in specs:
             state = "recorded" if spec in new else "already recorded"
-            self.out(f"{state}: {spec.describe()}")
+            self.out(f"{state}: {spec.describe(action)}")
         return plan
 
     def allow(self, container: str, addresses: list[str]) -> Plan:
@@ -202,7 +204,18 @@ class Service:
 
     def ls(self, containers: list[str]) -> list[str]:
         owners = None if not containers else [self._owner_name(c) for c in containers]
-        lines = [spec.describe() for spec in self.store.rules(owners)]
+        entries = self.store.host_entries()
+
+        def action(spec: RuleSpec) -> str:
+            # An add-internal rule that gave its source a hosts line for the
+            # owner was recorded by add-two-ways: print it as such, so that
+            # running the line again restores the hosts entry too.
+            if spec.kind is Kind.INTERNAL and spec.source.kind is AddressKind.CONTAINER:
+                if spec.owner in entries.get(spec.source.value, []):
+                    return "add-two-ways"
+            return spec.kind.action
+
+        lines = [spec.describe(action(spec)) for spec in self.store.rules(owners)]
         for line in lines:
             self.out(line)
         return lines
@@ -322,7 +335,7 @@ class Service:
                 raise UsageError(f"{where}add-two-ways needs --source to be another container")
             specs.append(spec)
             entries.append((spec.source.value, spec.owner))
-        return self.record(specs, entries)
+        return self.record(specs, entries, action="add-two-ways")
 
     # -- save-hostconfig and start ------------------------------------------
 

@@ -246,9 +246,9 @@ class RuleSpec:
             t if re.fullmatch(r"[^\s'\"\\$`]+", t) else shlex.quote(t) for t in self.filter
         )
 
-    def command(self) -> list[str]:
+    def command(self, action: str | None = None) -> list[str]:
         """argv (after 'docker-fw') that records this rule again: used by 'ls'."""
-        argv = [self.kind.action, self.owner, f"--source={self.source.text}"]
+        argv = [action or self.kind.action, self.owner, f"--source={self.source.text}"]
         if self.sport:
             argv.append(f"--sport={self.sport}")
         argv.append(f"--dest={self.dest.text}")
@@ -259,10 +259,10 @@ class RuleSpec:
             argv.append(f"--filter={self.filter_text}")
         return argv
 
-    def describe(self) -> str:
+    def describe(self, action: str | None = None) -> str:
         """The command as a shell line, e.g. for 'ls' output."""
         words = []
-        for arg in self.command():
+        for arg in self.command(action):
             option, sep, value = arg.partition("=")
             words.append(option + sep + shlex.quote(value) if sep else shlex.quote(arg))
         return "docker-fw " + " ".join(words)

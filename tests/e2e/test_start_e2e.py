@@ -48,6 +48,14 @@ def test_seed_two_ways_example(sandbox, fw):
     # Idempotent: again, and the hosts file still has one line for endpoint.
     fw.ok("add-two-ways", "endpoint", "--source", "promoted", "--dport", "1025")
     assert sum("endpoint" in l.split()[1:] for l in hosts_lines(sandbox, "promoted")) == 1
+    # ls prints it back as add-two-ways, so that running the line restores both halves.
+    assert fw.ok("ls").stdout.strip() == (
+        "docker-fw add-two-ways endpoint --source=promoted --dest=. --dport=1025 --protocol=tcp"
+    )
+    # drop takes both halves away: the rule and promoted's hosts line.
+    fw.ok("drop", "endpoint")
+    assert not any("endpoint" in l.split()[1:] for l in hosts_lines(sandbox, "promoted"))
+    assert "docker-fw:endpoint:" not in fw.rules_text()
 
 
 def test_two_ways_entry_follows_address_and_keeps_other_lines(sandbox, fw):
