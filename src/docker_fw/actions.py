@@ -8,6 +8,7 @@ batch, and commit the store only if the kernel accepted the batch.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -357,6 +358,16 @@ class Service:
             )
             self.out(f"{name}: host configuration saved" + (f" (ports {ports})" if ports else ""))
 
+    @staticmethod
+    def _dependencies(name: str, info: dict, snapshot: Snapshot) -> list[str]:
+        found = []
+        for ref in hostconfig.dependencies(info):
+            dep = snapshot.find(ref)
+            if dep is None:
+                raise EngineError(f"{name} depends on container {ref}, which does not exist")
+            found.append(dep.name)
+        return found
+
     def start_order(self, containers: list[str], pull_deps: bool) -> tuple[list[str], dict]:
         """Dependency order of the selection (and, with pull_deps, its dependencies)."""
         if not containers:
@@ -370,17 +381,10 @@ class Service:
                 inspects[name] = self.engine.inspect(snapshot.get(name).id)
             return inspects[name]
 
-        def deps(name: str) -> list[str]:
-            found = []
-            for ref in hostconfig.dependencies(info(name)):
-                dep = snapshot.find(ref)
-                if dep is None:
-                    raise EngineError(f"{name} depends on container {ref}, which does not exist")
-                found.append(dep.name)
-            return found
-
         try:
-            order = depgraph.start_order(selected, deps, pull_deps=pull_deps)
+            order = depgraph.start_order(
+                selected, lambda name: self._dependencies(name, info(name), snapshot), pull_deps=pull_deps
+            )
         except (depgraph.DependencyCycleError, depgraph.MissingDependencyError) as exc:
             raise UsageError(str(exc)) from None
         return order, {name: info(name) for name in order}
@@ -403,7 +407,12 @@ class Service:
             self.engine.start(container_id, dynamic)
 
     def start(
-        self, containers: list[str], dry_run: bool = False, paused: bool = False, pull_deps: bool = False
+        self,
+        containers: list[str],
+        dry_run: bool = False,
+        paused: bool = False,
+        pull_deps: bool = False,
+        jobs: int = 1,
     ) -> list[str]:
         """Start containers in dependency order, protecting each as soon as it runs."""
         order, inspects = self.start_order(containers, pull_deps)
@@ -422,25 +431,44 @@ class Service:
                         f"({', '.join(changed)}); check it, run 'docker-fw save-hostconfig {name}', "
                         "then start again"
                     )
-        can_pin: bool | None = None
-        started = []
-        for name in order:
+        saved_configs = {name: self.store.hostconfig(name) or {} for name in order}
+        can_pin = False
+        if any(not inspects[n]["State"]["Running"] and saved_configs[n].get("dynamic") for n in order):
+            can_pin = self.engine.accepts_start_with_hostconfig()
+        started: list[str] = []
+        # Starting runs in parallel across independent branches (jobs > 1);
+        # firewall and hosts updates, output and the store stay serialised.
+        serial = threading.Lock()
+
+        def bring_up(name: str) -> None:
             info = inspects[name]
             if not info["State"]["Running"]:  # True for paused containers too
-                saved = self.store.hostconfig(name) or {}
-                bindings = None
-                if saved.get("dynamic") and saved.get("bindings"):
-                    if can_pin is None:
-                        can_pin = self.engine.accepts_start_with_hostconfig()
-                    bindings = saved["bindings"] if can_pin else None
+                saved = saved_configs[name]
+                bindings = saved["bindings"] if can_pin and saved.get("dynamic") and saved.get("bindings") else None
                 self._start_one(name, info["Id"], bindings)
                 if paused:
                     self.engine.pause(info["Id"])
-                started.append(name)
-                self.engine.snapshot(refresh=True)
-                # Replay at once, so no container waits for the others.
-                self._sync({name})
-            self.out(name)
+                with serial:
+                    started.append(name)
+                    self.engine.snapshot(refresh=True)
+                    # Replay at once, so no container waits for the others.
+                    self._sync({name})
+            with serial:
+                self.out(name)
+
+        if jobs <= 1:
+            for name in order:
+                bring_up(name)
+        else:
+            snapshot = self.engine.snapshot()
+            deps = {name: self._dependencies(name, inspects[name], snapshot) for name in order}
+            try:
+                depgraph.run_parallel(order, deps, bring_up, max_workers=jobs)
+            except depgraph.NodeFailed as exc:
+                cause = exc.__cause__
+                if isinstance(cause, DockerFwError):
+                    raise type(cause)(f"{exc.node}: {cause}") from None
+                raise
         with self.store.transaction():
             for name in started:
                 now = self.engine.inspect(inspects[name]["Id"])

@@ -45,7 +45,8 @@ EXIT_CODES = """\
 exit codes:
   0  success (replay --dry-run: nothing would change)
   1  replay --dry-run: something would change
-  2  bad usage or invalid input; nothing was changed
+  2  bad usage or invalid input (also: start's dependency cycle or missing
+     dependency); nothing was changed
   3  Docker engine problem (unreachable, unknown or stopped container)
   4  firewall problem (iptables missing, change refused, unknown layout)
   5  state store problem (locked by another run, unreadable)
@@ -205,6 +206,10 @@ def build_parser() -> Parser:
     p.add_argument("--dry-run", action="store_true", help="print the start order, change nothing")
     p.add_argument("--paused", action="store_true", help="pause each container right after it starts")
     p.add_argument("--pull-deps", action="store_true", help="start the containers' dependencies too")
+    p.add_argument(
+        "-j", "--jobs", type=int, default=1, metavar="N",
+        help="start up to N independent containers at once (default 1: one at a time)",
+    )
     p.add_argument("containers", nargs="+", metavar="container")
     return parser
 
@@ -339,6 +344,8 @@ def run(argv: list[str], out=None, err=None) -> int:
         # Everything the command line says is checked before the engine,
         # iptables or the store is touched.
         requests = _add_requests(args) if args.action in ADD_ACTIONS else None
+        if args.action == "start" and args.jobs < 1:
+            raise UsageError("--jobs must be at least 1")
         if args.action == "allow":
             for text in args.addresses:
                 if parse_address(text).kind is not AddressKind.NETWORK:
@@ -364,7 +371,8 @@ def run(argv: list[str], out=None, err=None) -> int:
                 service.save_hostconfig(args.containers)
             elif args.action == "start":
                 service.start(
-                    args.containers, dry_run=args.dry_run, paused=args.paused, pull_deps=args.pull_deps
+                    args.containers, dry_run=args.dry_run, paused=args.paused,
+                    pull_deps=args.pull_deps, jobs=args.jobs,
                 )
             elif args.action == "replay":
                 plan = service.replay(args.containers, dry_run=args.dry_run)

@@ -113,7 +113,11 @@ class Store:
             try:
                 _lock(lock_fd, lock_timeout, directory)
                 try:
-                    conn = sqlite3.connect(os.path.join(directory, "state.db"), isolation_level=None)
+                    # check_same_thread=False: 'start --jobs' reads and writes from
+                    # worker threads, always one at a time (the service serialises).
+                    conn = sqlite3.connect(
+                        os.path.join(directory, "state.db"), isolation_level=None, check_same_thread=False
+                    )
                     conn.row_factory = sqlite3.Row
                     conn.execute("PRAGMA synchronous=FULL")
                     conn.executescript(_SCHEMA)

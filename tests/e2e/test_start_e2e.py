@@ -174,3 +174,18 @@ def test_start_errors_start_nothing(sandbox, fw):
     assert result.returncode == 3 and "no such container: nosuch" in result.stderr
     for name in ("base", "top"):
         assert sandbox.docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "false"
+
+
+def test_start_jobs_runs_a_diamond_in_dependency_order(sandbox, fw):
+    """Docker refuses to start a container whose link target is not running,
+    so a successful parallel start proves the order was kept."""
+    image = sandbox.image
+    sandbox.docker("create", "--name", "base", "--expose", "80", image, "sleep", "100000")
+    for mid in ("left", "right"):
+        sandbox.docker("create", "--name", mid, "--expose", "80", "--link", "base:base", image, "sleep", "100000")
+    sandbox.docker("create", "--name", "top", "--link", "left:left", "--link", "right:right", image, "sleep", "100000")
+    out = fw.ok("start", "--jobs", "3", "--pull-deps", "top").stdout.split()
+    assert sorted(out) == ["base", "left", "right", "top"]
+    assert out[0] == "base" and out[-1] == "top"
+    for name in out:
+        assert sandbox.docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true"
