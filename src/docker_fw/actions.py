@@ -40,6 +40,10 @@ def _say_nothing(_: str) -> None:
     pass
 
 
+class _DryRun(Exception):
+    """Raised inside a store transaction to roll it back after a dry run."""
+
+
 class Service:
     def __init__(
         self,
@@ -103,7 +107,8 @@ class Service:
 
     # -- actions ---------------------------------------------------------
 
-    def init(self) -> Plan:
+    def ensure_initialised(self) -> Plan:
+        """What 'init' does, quietly: returns the plan it applied (empty when done already)."""
         snapshot = self.engine.snapshot()
         table = self.firewall.save()
         bridges = [n.bridge for n in snapshot.bridges()]
@@ -111,6 +116,10 @@ class Service:
         plan.extend(layouts.plan_init(table, bridges))
         plan.extend(ensure_chains(table))
         self._apply(plan)
+        return plan
+
+    def init(self) -> Plan:
+        plan = self.ensure_initialised()
         if plan:
             for change in plan.changes:
                 if change.why == "init":
@@ -246,7 +255,7 @@ class Service:
         scope: set[str] | None = None
         if containers:
             scope = {self._owner_name(c) for c in containers}
-        plan = self._sync(scope, dry_run)
+        plan = self.sync(scope, dry_run)
         if dry_run:
             for change in plan.changes:
                 self.out(f"would {change.verb} ({change.why}): {change.note or change.line}")
@@ -260,7 +269,7 @@ class Service:
             self.out(f"replay: {added} rule(s) added, {deleted} removed")
         return plan
 
-    def _sync(self, owners: set[str] | None, dry_run: bool = False) -> Plan:
+    def sync(self, owners: set[str] | None, dry_run: bool = False) -> Plan:
         """Replay the rules and hosts entries of these containers and of those naming them."""
         scope = None if owners is None else owners | self.store.referrers(owners)
         table = self.firewall.save()
@@ -273,6 +282,74 @@ class Service:
         self._apply(plan)
         self._apply_hosts(hosts_owners)
         return plan
+
+    def check(self) -> list[str]:
+        """Drift between the record, the engine and the live ruleset, one line each."""
+        problems: list[str] = []
+        table = self.firewall.save()
+        bridges = [n.bridge for n in self.engine.snapshot().bridges()]
+        try:
+            for change in layouts.plan_init(table, bridges):
+                problems.append(f"not initialised ({change.why}): would {change.verb} {change.line}")
+        except DockerFwError as exc:
+            problems.append(f"layout: {exc}")
+        plan = self._plan(table, None)
+        for change in plan.changes:
+            if change.line.startswith("-D"):
+                problems.append(f"stale ({change.why}): {change.note or change.line}")
+            else:
+                problems.append(f"missing ({change.why}): {change.line}")
+        our_chains = {k.chain for k in Kind}
+        for rule in table.rules:
+            if rule.chain in our_chains and not (rule.comment or "").startswith("docker-fw:"):
+                problems.append(f"foreign rule in {rule.chain}: {rule.line}")
+        for owner, _path, _content in self._hosts_changes(set(self.store.host_entries())):
+            problems.append(f"hosts ({owner}): /etc/hosts entries out of date")
+        for spec, reason in plan.withdrawn:
+            self.out(f"not applied ({reason}): {spec.describe()}")
+        for line in problems:
+            self.out(line)
+        if not problems:
+            self.out("check: no drift")
+        return problems
+
+    def gc(self, days: float, dry_run: bool = False) -> list[str]:
+        """Forget the records of containers that no longer exist.
+
+        A container is forgotten once it has been gone for ``days`` (when
+        'watch' saw it destroyed, or when a 'gc' first found it missing):
+        a container re-created under the same name within that time gets its
+        rules back.
+        """
+        snapshot = self.engine.snapshot()
+        forgotten: list[str] = []
+        try:
+            self._gc(snapshot, days, dry_run, forgotten)
+        except _DryRun:
+            pass  # the transaction was rolled back: nothing marked, nothing forgotten
+        return forgotten
+
+    def _gc(self, snapshot: Snapshot, days: float, dry_run: bool, forgotten: list[str]) -> None:
+        with self.store.transaction():
+            for owner in self.store.owners():
+                if snapshot.find(owner) is not None:
+                    self.store.unmark_gone(owner)
+                    continue
+                age = self.store.mark_gone(owner)
+                if age >= days * 86400:
+                    forgotten.append(owner)
+                else:
+                    self.out(f"{owner}: gone for {age / 86400:.1f} of {days:g} days, kept")
+            if dry_run:
+                for owner in forgotten:
+                    self.out(f"would forget {owner}")
+                raise _DryRun
+            for owner in forgotten:
+                self.store.forget(owner)
+                self.out(f"forgot {owner}")
+            if forgotten:
+                table = self.firewall.save()
+                self._apply(self._plan(table, set(forgotten)))
 
     # -- /etc/hosts entries (add-two-ways) --------------------------------
 
@@ -452,7 +529,7 @@ class Service:
                     started.append(name)
                     self.engine.snapshot(refresh=True)
                     # Replay at once, so no container waits for the others.
-                    self._sync({name})
+                    self.sync({name})
             with serial:
                 self.out(name)
 

@@ -44,7 +44,7 @@ Every rule carries the comment 'docker-fw:<container>:<hash>'.
 EXIT_CODES = """\
 exit codes:
   0  success (replay --dry-run: nothing would change)
-  1  replay --dry-run: something would change
+  1  replay --dry-run: something would change; check: drift found
   2  bad usage or invalid input (also: start's dependency cycle or missing
      dependency); nothing was changed
   3  Docker engine problem (unreachable, unknown or stopped container)
@@ -211,6 +211,43 @@ def build_parser() -> Parser:
         help="start up to N independent containers at once (default 1: one at a time)",
     )
     p.add_argument("containers", nargs="+", metavar="container")
+
+    p = action(
+        "watch",
+        "keep iptables and hosts entries in line with the engine, following its events",
+        "Run in the foreground (logging one line per change to stderr) and follow the "
+        "engine's events: when a container starts, restarts or is unpaused, replay its "
+        "rules, the rules naming it and its hosts entries; when it dies or stops, "
+        "withdraw the rules pointing at the address it had (pause keeps them). At "
+        "startup, after the engine comes back, on SIGHUP and every --interval seconds, "
+        "reconcile everything, including 'init' (an engine restart puts Docker's "
+        "catch-all back). Bursts of events are applied as one batch; a failed batch is "
+        "retried. A systemd unit is in contrib/docker-fw-watch.service.",
+    )
+    p.add_argument("--interval", type=float, default=10.0, metavar="SECONDS",
+                   help="full reconcile every SECONDS (default 10)")
+    p.add_argument("--json", action="store_true", help="log JSON lines instead of text")
+
+    action(
+        "check",
+        "report drift between the record and the live ruleset; exit 1 if there is any",
+        "Print every difference between what docker-fw has recorded and what is live: "
+        "'init' not in effect (Docker's catch-all is back), missing rules, stale rules "
+        "(old addresses, rules of dropped containers), foreign rules in docker-fw's "
+        "chains, out-of-date hosts entries. Exit 0 when there is none, 1 when there is "
+        "(for monitoring). Changes nothing: 'docker-fw replay' (and 'init') repair.",
+    )
+
+    p = action(
+        "gc",
+        "forget the records of containers that no longer exist",
+        "Forget the rules, hosts entries and saved host configuration of containers "
+        "that have been gone (destroyed) for at least --days days. A container is gone "
+        "from when 'watch' saw it destroyed, or when 'gc' first found it missing; one "
+        "re-created under the same name before that gets its rules back.",
+    )
+    p.add_argument("--days", type=float, default=7.0, help="grace period in days (default 7; 0: now)")
+    p.add_argument("--dry-run", action="store_true", help="print what would be forgotten")
     return parser
 
 
@@ -350,6 +387,14 @@ def run(argv: list[str], out=None, err=None) -> int:
             for text in args.addresses:
                 if parse_address(text).kind is not AddressKind.NETWORK:
                     raise UsageError(f"allow takes IPv4 addresses or subnets, not {text!r}")
+        if args.action == "watch":
+            if args.interval <= 0:
+                raise UsageError("--interval must be positive")
+            from .watch import run_watch
+
+            return run_watch(interval=args.interval, as_json=args.json)
+        if args.action == "gc" and args.days < 0:
+            raise UsageError("--days must not be negative")
         verbose = (lambda line: out(f"docker-fw: {line}")) if args.verbose else None
         engine = Engine()
         firewall = Iptables(verbose=verbose)
@@ -374,6 +419,11 @@ def run(argv: list[str], out=None, err=None) -> int:
                     args.containers, dry_run=args.dry_run, paused=args.paused,
                     pull_deps=args.pull_deps, jobs=args.jobs,
                 )
+            elif args.action == "check":
+                if service.check():
+                    return EXIT_PENDING_CHANGES
+            elif args.action == "gc":
+                service.gc(args.days, dry_run=args.dry_run)
             elif args.action == "replay":
                 plan = service.replay(args.containers, dry_run=args.dry_run)
                 if args.dry_run and plan:

@@ -48,6 +48,11 @@ CREATE TABLE IF NOT EXISTS hosts (
     created TEXT NOT NULL,
     PRIMARY KEY (owner, name)
 );
+-- containers that no longer exist, since when (for gc)
+CREATE TABLE IF NOT EXISTS gone (
+    owner   TEXT PRIMARY KEY,
+    since   REAL NOT NULL               -- unix time
+);
 -- save-hostconfig: the relevant host configuration and the host ports the
 -- engine assigned, as JSON
 CREATE TABLE IF NOT EXISTS hostconfigs (
@@ -241,6 +246,25 @@ class Store:
         names = set(names)
         rows = self.conn.execute("SELECT owner, name FROM hosts").fetchall()
         return {owner for owner, name in rows if owner in names or name in names}
+
+    # -- containers that are gone (watch, gc) -------------------------------
+
+    def mark_gone(self, owner: str, now: float | None = None) -> float:
+        """Note that a container no longer exists; returns for how long (seconds)."""
+        now = time.time() if now is None else now
+        self.conn.execute("INSERT OR IGNORE INTO gone (owner, since) VALUES (?, ?)", (owner, now))
+        since = self.conn.execute("SELECT since FROM gone WHERE owner=?", (owner,)).fetchone()[0]
+        return max(0.0, now - since)
+
+    def unmark_gone(self, owner: str) -> None:
+        self.conn.execute("DELETE FROM gone WHERE owner=?", (owner,))
+
+    def forget(self, owner: str) -> None:
+        """Everything recorded for a container."""
+        self.conn.execute("DELETE FROM rules WHERE owner=?", (owner,))
+        self.conn.execute("DELETE FROM hosts WHERE owner=? OR name=?", (owner, owner))
+        self.conn.execute("DELETE FROM hostconfigs WHERE owner=?", (owner,))
+        self.conn.execute("DELETE FROM gone WHERE owner=?", (owner,))
 
     # -- saved host configuration (save-hostconfig, start) -----------------
 

@@ -23,7 +23,9 @@ if str(_REPO) not in sys.path:  # `tests.harness` when pytest runs without `pyth
 from tests.harness.image import busybox_path, is_static  # noqa: E402
 from tests.harness.sandbox import Sandbox, _env  # noqa: E402
 
-SANDBOX_NAME = "dfw-e2e"
+# Another name lets two test runs (two checkouts) share a machine without
+# tearing down each other's sandbox.
+SANDBOX_NAME = os.environ.get("DFW_SANDBOX_NAME", "dfw-e2e")
 
 
 def missing_prerequisites() -> list[str]:
