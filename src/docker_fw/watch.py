@@ -68,6 +68,7 @@ class Pending:
     """What the next batch must do."""
 
     names: set[str] = field(default_factory=set)
+    actions: list[str] = field(default_factory=list)  # e.g. 'start web', for the log
     everything: str = ""  # reason for a full reconcile, '' for none
     first_event: float = 0.0  # engine time of the oldest event in the batch
 
@@ -131,6 +132,7 @@ class Watcher:
             attrs = (event.get("Actor") or {}).get("Attributes") or {}
             if etype == "container" and action in SYNC_ACTIONS:
                 pending.names.add(attrs.get("name", ""))
+                pending.actions.append(f"{action} {attrs.get('name', '')}")
             elif etype == "container" and action == "destroy":
                 self._mark_gone(attrs.get("name", ""))
             elif etype == "network" and action in NETWORK_SYNC_ACTIONS:
@@ -206,6 +208,7 @@ class Watcher:
                 f"applied {len(plan.changes)} change(s)",
                 reason=what,
                 containers=",".join(sorted(pending.names)),
+                events=",".join(pending.actions),
                 took_ms=round((done - started) * 1000, 1),
                 **fields,
             )
