@@ -176,6 +176,24 @@ def test_start_errors_start_nothing(sandbox, fw):
         assert sandbox.docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "false"
 
 
+def test_start_refuses_a_link_cycle_and_starts_nothing(sandbox, fw):
+    # Links are kept by name: re-creating a link target with a link back makes a cycle.
+    image = sandbox.image
+    sandbox.docker("create", "--name", "ca", image, "sleep", "100000")
+    sandbox.docker("create", "--name", "cb", "--link", "ca:x", image, "sleep", "100000")
+    sandbox.docker("rm", "ca")
+    sandbox.docker("create", "--name", "ca", "--link", "cb:y", image, "sleep", "100000")
+    for argv in (("start", "ca", "cb"), ("start", "--pull-deps", "ca")):
+        result = fw.run(*argv)
+        assert result.returncode == 2, result
+        assert result.stderr.strip() in (
+            "docker-fw start: dependency cycle: ca -> cb -> ca",
+            "docker-fw start: dependency cycle: cb -> ca -> cb",
+        )
+    for name in ("ca", "cb"):
+        assert sandbox.docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "false"
+
+
 def test_start_jobs_runs_a_diamond_in_dependency_order(sandbox, fw):
     """Docker refuses to start a container whose link target is not running,
     so a successful parallel start proves the order was kept."""
@@ -188,4 +206,16 @@ def test_start_jobs_runs_a_diamond_in_dependency_order(sandbox, fw):
     assert sorted(out) == ["base", "left", "right", "top"]
     assert out[0] == "base" and out[-1] == "top"
     for name in out:
+        assert sandbox.docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true"
+
+
+def test_start_orders_network_container_dependency(sandbox, fw):
+    """Docker refuses to start a container joining the network of one that is
+    not running: the successful start proves the order."""
+    image = sandbox.image
+    sandbox.docker("create", "--name", "app", image, "sleep", "100000")
+    sandbox.docker("create", "--name", "sidecar", "--network", "container:app", image, "sleep", "100000")
+    assert fw.ok("start", "--dry-run", "--pull-deps", "sidecar").stdout.split() == ["app", "sidecar"]
+    assert fw.ok("start", "--pull-deps", "sidecar").stdout.split() == ["app", "sidecar"]
+    for name in ("app", "sidecar"):
         assert sandbox.docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true"
