@@ -165,7 +165,7 @@ class Service:
     ) -> Plan:
         """Store rules (and hosts entries), apply them, commit if iptables took them."""
         with self.store.transaction():
-            new = [s for s in specs if self.store.add(s)]
+            new = {s for s in specs if self.store.add(s)}
             for owner, name in host_entries:
                 self.store.add_host_entry(owner, name)
             table = self.firewall.save()
