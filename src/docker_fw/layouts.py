@@ -1,19 +1,44 @@
 """Which iptables layout the Docker engine made, and what 'init' changes in it.
 
-The one place that knows Docker's own rules.  'init' turns Docker's FORWARD
-chain into a whitelist (the seed's "iptables workflow"):
+The one place that knows Docker's own rules.  'init' turns Docker's rules into
+a whitelist (the seed's "iptables workflow"):
 
-1. remove the catch-all jump that lets anyone reach published ports
-   (20.10-27.x: ``FORWARD -o <bridge> -j DOCKER``);
+1. remove the catch-all jump that lets anyone reach published ports, every
+   copy of it, for every bridge network:
+
+   - Docker 20.10-27.x: ``FORWARD -o <bridge> -j DOCKER``;
+   - Docker 28.0.1 and newer, 29 with its iptables backend:
+     ``DOCKER-BRIDGE -o <bridge> -j DOCKER`` (FORWARD jumps to DOCKER-USER,
+     then DOCKER-FORWARD, which jumps to DOCKER-CT, the isolation chains or
+     DOCKER-INTERNAL, then DOCKER-BRIDGE);
+
 2. send traffic between containers of one bridge to the DOCKER chain, first
    in FORWARD (``FORWARD -i <bridge> -o <bridge> -j DOCKER``), where link
-   rules and 'add-internal' rules accept it;
+   rules and 'add-internal' rules accept it.  It must come before Docker's
+   rule that ends such traffic (20.10: ``FORWARD -i <bridge> -o <bridge> -j
+   DROP|ACCEPT``; 28+: the jump to DOCKER-FORWARD, which holds that rule), so
+   a copy found below it is moved back to the top;
 3. everything else (established connections, outgoing traffic) is Docker's
    and stays as it is.
 
-Newer engines (28.x, 29.x) moved these rules into other chains; until they
-are supported, 'init' recognises them and refuses with an explanation rather
-than half-apply something wrong.
+What is left of "anyone may reach a published port" is then docker-fw's own
+'add' rules (DOCKER-FW-FORWARD, jumped to first in FORWARD), which send a
+match to the DOCKER chain: there Docker's per-port ACCEPT rules let only
+published ports through.  Traffic that no rule takes falls off the end of
+FORWARD, so the FORWARD policy must be DROP (Docker's default when it turns
+IP forwarding on itself): 'init' refuses to run otherwise.
+
+Refused, with nothing changed:
+
+- Docker 28.0.0: its catch-all ``FORWARD -m set --match-set
+  docker-ext-bridges-v4 dst -j DOCKER`` is one rule shared by every bridge
+  (an ipset of their subnets).  It lived for one patch release (28.0.1
+  replaced it with DOCKER-BRIDGE), it cannot be run or tested here, and
+  the fix for users is an upgrade;
+- Docker 29's nftables firewall backend (``--firewall-backend=nftables``):
+  its rules are in nftables tables (``table ip docker-bridges``), there is no
+  DOCKER-USER, and ``iptables-save`` shows no Docker chain at all.  A
+  whitelist there needs an nftables backend of docker-fw's own.
 """
 
 from __future__ import annotations
@@ -25,32 +50,79 @@ from .iptables import Table
 from .reconcile import Change, rule_line
 
 LEGACY = "docker-20.10"  # the layout of Docker 1.5 up to 27.x
+DOCKER_28 = "docker-28"  # Docker 28.0.1 and newer, 29 with iptables: DOCKER-FORWARD/DOCKER-BRIDGE
+IPSET_2800 = "docker-28.0.0"  # refused
+NFTABLES = "docker-29-nftables"  # refused
+
+_NOTHING = "nothing was changed"
 
 
 @dataclass(frozen=True)
 class Layout:
     name: str
     description: str
+    catch_all_chain: str = "FORWARD"  # where Docker's per-bridge catch-all jump lives
+
+    def blockers(self, table: Table, bridge: str) -> list[int]:
+        """Positions in FORWARD of the rules our internal jump must precede."""
+        if self.name == DOCKER_28:
+            return [r.position for r in table.chain_rules("FORWARD") if r.target() == "DOCKER-FORWARD"]
+        return [
+            r.position
+            for r in table.chain_rules("FORWARD")
+            if r.args in (("-i", bridge, "-o", bridge, "-j", "DROP"), ("-i", bridge, "-o", bridge, "-j", "ACCEPT"))
+        ]
 
 
-def detect(table: Table) -> Layout:
+LEGACY_LAYOUT = Layout(LEGACY, "Docker 20.10-27.x: FORWARD -o <bridge> -j DOCKER")
+DOCKER_28_LAYOUT = Layout(
+    DOCKER_28,
+    "Docker 28.0.1+ / 29 (iptables): DOCKER-BRIDGE -o <bridge> -j DOCKER",
+    catch_all_chain="DOCKER-BRIDGE",
+)
+
+
+def _nftables_error() -> FirewallError:
+    return FirewallError(
+        "unsupported firewall: this engine uses Docker 29's nftables backend "
+        "(table ip docker-bridges, no DOCKER-USER chain); docker-fw works with iptables only: "
+        f"run dockerd with --firewall-backend=iptables; {_NOTHING}"
+    )
+
+
+def detect(table: Table, firewall_backend: str | None = None) -> Layout:
+    """The layout of this filter table; FirewallError (naming it) when unsupported.
+
+    ``firewall_backend`` is the engine's own word when known (``docker info``:
+    FirewallBackend.Driver, Docker 28+): "nftables" is refused outright.
+    """
+    if firewall_backend and "nftables" in firewall_backend:
+        raise _nftables_error()
     chains = table.chains
     if "DOCKER" not in chains:
         raise FirewallError(
             "no DOCKER chain in the filter table: is the Docker engine running, "
-            "with iptables enabled, in this network namespace?"
+            "with iptables enabled, in this network namespace? (Docker 29 with "
+            "--firewall-backend=nftables has none: docker-fw does not support that backend)"
+        )
+    if any("--match-set" in r.args and any(a.startswith("docker-ext-bridges") for a in r.args)
+           for r in table.chain_rules("FORWARD")):
+        raise FirewallError(
+            "unsupported iptables layout: Docker 28.0.0 (FORWARD -m set --match-set "
+            "docker-ext-bridges-v4 dst -j DOCKER, one rule for every bridge) is not "
+            f"supported: upgrade the engine to 28.0.1 or newer; {_NOTHING}"
         )
     if "DOCKER-FORWARD" in chains or "DOCKER-BRIDGE" in chains:
-        raise FirewallError(
-            "unsupported iptables layout: this engine (Docker 28 or newer: chains "
-            "DOCKER-FORWARD/DOCKER-BRIDGE) is not supported yet; nothing was changed"
-        )
-    if any("--match-set" in r.args for r in table.chain_rules("FORWARD")):
-        raise FirewallError(
-            "unsupported iptables layout: Docker 28.0.0's ipset match "
-            "(docker-ext-bridges) is not supported yet; nothing was changed"
-        )
-    return Layout(LEGACY, "Docker 20.10-27.x: FORWARD -o <bridge> -j DOCKER")
+        missing = [c for c in ("DOCKER-FORWARD", "DOCKER-BRIDGE") if c not in chains]
+        jumps = [r for r in table.chain_rules("FORWARD") if r.target() == "DOCKER-FORWARD"]
+        if missing or not jumps:
+            what = f"chain {missing[0]} missing" if missing else "no FORWARD -j DOCKER-FORWARD"
+            raise FirewallError(
+                f"unsupported iptables layout: Docker 28 or newer, but {what}: "
+                f"unrecognised; {_NOTHING}"
+            )
+        return DOCKER_28_LAYOUT
+    return LEGACY_LAYOUT
 
 
 def catch_all(bridge: str) -> tuple[str, ...]:
@@ -61,38 +133,75 @@ def internal_jump(bridge: str) -> tuple[str, ...]:
     return ("-i", bridge, "-o", bridge, "-j", "DOCKER")
 
 
-def is_initialised(table: Table, bridges: list[str]) -> bool:
-    """Whether every bridge is in the whitelist shape 'init' makes."""
-    return all(
-        not table.has_rule("FORWARD", *catch_all(b)) and table.has_rule("FORWARD", *internal_jump(b))
-        for b in bridges
-    )
+def _positions(table: Table, chain: str, args: tuple[str, ...]) -> list[int]:
+    return [r.position for r in table.chain_rules(chain) if r.args == args]
 
 
-def plan_init(table: Table, bridges: list[str]) -> list[Change]:
+def _internal_in_place(layout: Layout, table: Table, bridge: str) -> bool:
+    """Whether FORWARD has the internal jump, above every rule it must precede."""
+    mine = _positions(table, "FORWARD", internal_jump(bridge))
+    if not mine:
+        return False
+    blockers = layout.blockers(table, bridge)
+    return not blockers or min(mine) < min(blockers)
+
+
+def is_initialised(table: Table, bridges: list[str], firewall_backend: str | None = None) -> bool:
+    """Whether 'init' has nothing left to do for these bridges.
+
+    A bridge is done when Docker's catch-all for it is gone and our internal
+    jump, if there, is in place.  A bridge with neither (an --internal
+    network: Docker never jumps to DOCKER for it) has nothing open and counts
+    as done, so that such a network does not make docker-fw warn forever.
+    False (never an error) on a layout 'init' refuses: Docker's catch-all is
+    in place there.
+    """
+    try:
+        layout = detect(table, firewall_backend)
+    except FirewallError:
+        return False
+    for bridge in bridges:
+        if table.has_rule(layout.catch_all_chain, *catch_all(bridge)):
+            return False
+        if _positions(table, "FORWARD", internal_jump(bridge)) and not _internal_in_place(layout, table, bridge):
+            return False
+    return True
+
+
+def plan_init(table: Table, bridges: list[str], firewall_backend: str | None = None) -> list[Change]:
     """The changes 'init' makes; empty when already done (re-running is safe)."""
-    detect(table)
+    layout = detect(table, firewall_backend)
+    if table.chains.get("FORWARD") != "DROP":
+        raise FirewallError(
+            f"the FORWARD chain's policy is {table.chains.get('FORWARD', 'unknown')}, not DROP: "
+            "docker-fw's whitelist needs it (what no rule accepts must be dropped); "
+            f"set it with 'iptables -P FORWARD DROP' and run init again; {_NOTHING}"
+        )
+    chain = layout.catch_all_chain
     changes: list[Change] = []
     recognised = 0
     for bridge in bridges:
-        has_catch_all = table.has_rule("FORWARD", *catch_all(bridge))
-        has_internal = table.has_rule("FORWARD", *internal_jump(bridge))
-        if not has_catch_all and not has_internal:
+        copies = len(_positions(table, chain, catch_all(bridge)))
+        internal = _positions(table, "FORWARD", internal_jump(bridge))
+        if not copies and not internal:
             # e.g. an --internal network: Docker gives it no DOCKER jump at all.
             continue
         recognised += 1
         # Every copy goes: one left behind keeps published ports open to all.
-        copies = sum(1 for r in table.chain_rules("FORWARD") if r.args == catch_all(bridge))
-        changes.extend(
-            Change(rule_line("-D", "FORWARD", catch_all(bridge)), "init") for _ in range(copies)
-        )
-        if not has_internal:
-            changes.append(
-                Change(rule_line("-I", "FORWARD", ["1", *internal_jump(bridge)]), "init")
+        # By spec: each '-D' removes the first match.
+        changes.extend(Change(rule_line("-D", chain, catch_all(bridge)), "init") for _ in range(copies))
+        if internal and not _internal_in_place(layout, table, bridge):
+            # Below Docker's rule that ends internal traffic: it never matches.
+            changes.extend(
+                Change(rule_line("-D", "FORWARD", internal_jump(bridge)), "init", note="moved to the top")
+                for _ in internal
             )
+            internal = []
+        if not internal:
+            changes.append(Change(rule_line("-I", "FORWARD", ["1", *internal_jump(bridge)]), "init"))
     if not recognised:
         raise FirewallError(
-            "could not find Docker's rule 'FORWARD -o docker0 -j DOCKER' (nor the one "
-            "init adds) for any bridge: unrecognised layout; nothing was changed"
+            f"could not find Docker's rule '{chain} -o docker0 -j DOCKER' (nor the one "
+            f"init adds) for any bridge ({layout.description}): unrecognised layout; {_NOTHING}"
         )
     return changes

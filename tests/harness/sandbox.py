@@ -174,7 +174,11 @@ class Sandbox:
     image = IMAGE
 
     def __init__(self, name: str = "dfw", base_dir: str | None = None, icc: bool = False,
-                 extra_daemon_args: list[str] = ()):
+                 extra_daemon_args: list[str] = (), dockerd: str | None = None,
+                 extra_path: list[str] = ()):
+        """dockerd: another engine's dockerd binary (default: the system's, found on PATH);
+        extra_path: directories put first on dockerd's PATH (e.g. that engine's
+        docker-proxy), see tests/harness/engines.py."""
         if not _NAME_RE.match(name):
             raise ValueError(f"sandbox name {name!r}: use [a-z0-9-], at most 31 characters")
         self.name = name
@@ -194,7 +198,8 @@ class Sandbox:
         self.docker_host = f"unix://{self.socket_path}"
         if len(self.socket_path) >= 100:
             raise ValueError(f"socket path too long for a unix socket: {self.socket_path}")
-        self.dockerd = shutil.which("dockerd", path=_env()["PATH"]) or "/usr/sbin/dockerd"
+        self.extra_path = [os.path.abspath(d) for d in extra_path]
+        self.dockerd = dockerd or shutil.which("dockerd", path=_env()["PATH"]) or "/usr/sbin/dockerd"
         self.docker_cli = shutil.which("docker", path=_env()["PATH"]) or "docker"
         self.start_seconds: float | None = None
         self._proc: subprocess.Popen | None = None
@@ -325,7 +330,7 @@ class Sandbox:
             self._proc = subprocess.Popen(
                 ["nsenter", f"--net={self.netns_path}", *self.daemon_argv()],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=_env(), start_new_session=True,
+                env=self._daemon_env(), start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while not self.ping():
@@ -337,6 +342,12 @@ class Sandbox:
             if time.monotonic() > deadline:
                 raise SandboxError(f"dockerd's API did not answer within {timeout:.0f} s; log tail:\n{self.log_tail()}")
             time.sleep(0.05)
+
+    def _daemon_env(self) -> dict:
+        env = _env()
+        if self.extra_path:
+            env["PATH"] = os.pathsep.join([*self.extra_path, env["PATH"]])
+        return env
 
     def ping(self) -> bool:
         """Whether dockerd's API answers on the sandbox socket."""

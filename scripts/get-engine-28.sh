@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Fetches Debian sid's docker.io (Docker 28.x) and unpacks it into a folder,
+# WITHOUT installing it: the system's own apt state, sources and packages are
+# left alone (a private sources list, lists dir and cache are used).
+#
+#   scripts/get-engine-28.sh [DEST]       (default /opt/docker-fw-engines/28)
+#
+# Afterwards DEST/usr/sbin/dockerd is a 28.x engine; run it with DEST/usr/bin
+# and DEST/usr/sbin first on PATH (its docker-proxy) next to the system
+# containerd (tests/harness/engines.py does that for the sandbox).
+# Idempotent: does nothing when DEST already holds a dockerd.
+set -euo pipefail
+
+DEST="${1:-${DOCKER_FW_ENGINE28_DIR:-/opt/docker-fw-engines/28}}"
+SUITE="${DOCKER_FW_ENGINE28_SUITE:-sid}"
+
+if [ -x "$DEST/usr/sbin/dockerd" ]; then
+    echo "get-engine-28: $DEST already holds $("$DEST/usr/sbin/dockerd" --version 2>/dev/null || echo dockerd)"
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "get-engine-28: run as root (apt-get update with a private state needs it for the lock files)" >&2
+    exit 1
+fi
+
+# The mirror this machine already uses for Debian (deb822 or one-line format).
+mirror=""
+for f in /etc/apt/sources.list.d/*.sources; do
+    [ -e "$f" ] || continue
+    mirror=$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i ~ /\/debian\/?$/) { print $i; exit } }' "$f")
+    [ -n "$mirror" ] && break
+done
+if [ -z "$mirror" ]; then
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -e "$f" ] || continue
+        mirror=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\// && $i ~ /\/debian\/?$/) { print $i; exit } }' "$f")
+        [ -n "$mirror" ] && break
+    done
+fi
+mirror="${DOCKER_FW_DEBIAN_MIRROR:-${mirror:-http://deb.debian.org/debian}}"
+keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+
+work=$(mktemp -d /tmp/get-engine-28.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/dl"
+signed=""
+[ -r "$keyring" ] && signed="[signed-by=$keyring] "
+echo "deb ${signed}${mirror} ${SUITE} main" > "$work/sources.list"
+apt_opts=(
+    -o "Dir::State::Lists=$work/lists"
+    -o "Dir::Etc::SourceList=$work/sources.list"
+    -o "Dir::Etc::SourceParts=/dev/null"
+    -o "Dir::Cache=$work/cache"
+    -o "Dir::State::status=/dev/null"
+    -o "APT::Architecture=$(dpkg --print-architecture)"
+    -o "APT::Sandbox::User=root"
+)
+echo "get-engine-28: apt-get update ($mirror $SUITE, private state in $work)"
+apt-get "${apt_opts[@]}" -qq update
+version=$(apt-cache "${apt_opts[@]}" policy docker.io | awk '/Candidate:/ { print $2 }')
+echo "get-engine-28: downloading docker.io $version"
+(cd "$work/dl" && apt-get "${apt_opts[@]}" -qq download docker.io)
+deb=$(ls "$work"/dl/docker.io_*.deb)
+
+tmpdest="$DEST.partial.$$"
+rm -rf "$tmpdest"
+mkdir -p "$tmpdest"
+dpkg -x "$deb" "$tmpdest"
+"$tmpdest/usr/sbin/dockerd" --version
+mkdir -p "$(dirname "$DEST")"
+rm -rf "$DEST"
+mv "$tmpdest" "$DEST"
+echo "get-engine-28: docker.io $version unpacked into $DEST (not installed)"

@@ -1,0 +1,322 @@
+"""layouts on every engine of design.md's table: detection, 'init' plans, refusals.
+
+Fixtures (tests/fixtures/layouts/): 20.10 and 28.5 are captured from live
+engines; 28.0.0, 29 (iptables) and 29 (nftables) are modelled on moby's
+generated iptables documentation (see each file's header).  A small packet
+walker checks what a plan means: which new connections FORWARD accepts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pytest
+
+from dfw_samples import LAYOUTS_DIR, apply_lines
+from docker_fw import layouts
+from docker_fw.errors import FirewallError
+from docker_fw.iptables import Table, parse_save
+from docker_fw.reconcile import ensure_chains
+
+BR_APP = "br-4d23efbc9bc5"  # appnet in the captured 28.5 user-networks layout
+BR_INT = "br-176bc4723b40"  # an --internal network there
+
+
+def fixture(name: str) -> Table:
+    return parse_save((LAYOUTS_DIR / name).read_text())
+
+
+# name -> (layout name or None when refused, bridges, words the refusal must contain)
+ENGINES = {
+    "docker-20.10-icc-false.txt": (layouts.LEGACY, ["docker0"], ()),
+    "docker-20.10-icc-true.txt": (layouts.LEGACY, ["docker0"], ()),
+    "docker-28.0.0-icc-false.txt": (None, ["docker0"], ("28.0.0", "docker-ext-bridges", "upgrade", "nothing was changed")),
+    "docker-28.5-icc-false.txt": (layouts.DOCKER_28, ["docker0"], ()),
+    "docker-28.5-icc-false-user-networks.txt": (layouts.DOCKER_28, ["docker0", BR_APP, BR_INT], ()),
+    "docker-29-iptables-icc-false.txt": (layouts.DOCKER_28, ["docker0", "bridge1", "bridgeint"], ()),
+    "docker-29-nftables.txt": (None, ["docker0"], ("no DOCKER chain", "nftables")),
+}
+
+
+def test_every_fixture_is_covered():
+    assert sorted(p.name for p in LAYOUTS_DIR.glob("*.txt")) == sorted(ENGINES)
+
+
+@pytest.mark.parametrize("name", sorted(ENGINES))
+def test_detect(name):
+    expected, bridges, words = ENGINES[name]
+    table = fixture(name)
+    if expected is None:
+        with pytest.raises(FirewallError) as exc:
+            layouts.detect(table)
+        with pytest.raises(FirewallError):
+            layouts.plan_init(table, bridges)
+        assert all(w in str(exc.value) for w in words), str(exc.value)
+        assert "\n" not in str(exc.value)
+        assert not layouts.is_initialised(table, bridges)
+    else:
+        assert layouts.detect(table).name == expected
+
+
+@pytest.mark.parametrize("name", [n for n, v in sorted(ENGINES.items()) if v[0]])
+def test_init_then_idempotent(name):
+    _, bridges, _ = ENGINES[name]
+    table = fixture(name)
+    layout = layouts.detect(table)
+    assert not layouts.is_initialised(table, bridges)
+    changes = layouts.plan_init(table, bridges)
+    assert {c.why for c in changes} == {"init"}
+    after = apply_lines(table, [c.line for c in changes])
+    assert layouts.is_initialised(after, bridges)
+    assert layouts.plan_init(after, bridges) == []
+    # no catch-all left, anywhere; the internal jumps are first in FORWARD
+    for bridge in bridges:
+        assert not after.has_rule(layout.catch_all_chain, *layouts.catch_all(bridge))
+    forward = [r.args for r in after.chain_rules("FORWARD")]
+    jumps = [layouts.internal_jump(b) for b in bridges if layouts.internal_jump(b) in forward]
+    assert set(forward[: len(jumps)]) == set(jumps)
+    # Docker's other rules are all still there, in their order
+    removed = {(layout.catch_all_chain, layouts.catch_all(b)) for b in bridges}
+    kept = [(r.chain, r.args) for r in table.rules if (r.chain, r.args) not in removed]
+    assert [(r.chain, r.args) for r in after.rules if (r.chain, r.args) not in {("FORWARD", j) for j in jumps}] == kept
+
+
+def test_28_plan_lines():
+    changes = layouts.plan_init(fixture("docker-28.5-icc-false.txt"), ["docker0"])
+    assert [c.line for c in changes] == [
+        "-D DOCKER-BRIDGE -o docker0 -j DOCKER",
+        "-I FORWARD 1 -i docker0 -o docker0 -j DOCKER",
+    ]
+
+
+def test_28_user_networks_plan_lines():
+    """Every bridge with a DOCKER-BRIDGE jump is done; the --internal one has none and is skipped."""
+    changes = layouts.plan_init(fixture("docker-28.5-icc-false-user-networks.txt"), ["docker0", BR_APP, BR_INT])
+    assert [c.line for c in changes] == [
+        "-D DOCKER-BRIDGE -o docker0 -j DOCKER",
+        "-I FORWARD 1 -i docker0 -o docker0 -j DOCKER",
+        f"-D DOCKER-BRIDGE -o {BR_APP} -j DOCKER",
+        f"-I FORWARD 1 -i {BR_APP} -o {BR_APP} -j DOCKER",
+    ]
+
+
+def _with(name: str, old: str, new: str) -> Table:
+    text = (LAYOUTS_DIR / name).read_text()
+    assert old in text
+    return parse_save(text.replace(old, new, 1))
+
+
+def test_28_every_copy_of_the_catch_all_goes():
+    line = "-A DOCKER-BRIDGE -o docker0 -j DOCKER\n"
+    table = _with("docker-28.5-icc-false.txt", line, line * 3)
+    lines = [c.line for c in layouts.plan_init(table, ["docker0"])]
+    assert lines.count("-D DOCKER-BRIDGE -o docker0 -j DOCKER") == 3
+    after = apply_lines(table, lines)
+    assert after.chain_rules("DOCKER-BRIDGE") == []
+    assert layouts.is_initialised(after, ["docker0"])
+
+
+def test_28_engine_restart_puts_the_catch_all_back():
+    """Only the catch-all is removed again: the internal jump, still first, stays."""
+    table = _with(
+        "docker-28.5-icc-false.txt",
+        "-A FORWARD -j DOCKER-USER\n",
+        "-A FORWARD -i docker0 -o docker0 -j DOCKER\n-A FORWARD -j DOCKER-USER\n",
+    )
+    assert not layouts.is_initialised(table, ["docker0"])
+    assert [c.line for c in layouts.plan_init(table, ["docker0"])] == ["-D DOCKER-BRIDGE -o docker0 -j DOCKER"]
+
+
+def test_28_internal_jump_below_docker_forward_is_moved_to_the_top():
+    """Below the jump to DOCKER-FORWARD (which drops internal traffic with --icc=false) it never matches."""
+    table = _with(
+        "docker-28.5-icc-false.txt",
+        "-A FORWARD -j DOCKER-FORWARD\n",
+        "-A FORWARD -j DOCKER-FORWARD\n-A FORWARD -i docker0 -o docker0 -j DOCKER\n",
+    )
+    assert not layouts.is_initialised(table, ["docker0"])
+    changes = layouts.plan_init(table, ["docker0"])
+    assert [c.line for c in changes] == [
+        "-D DOCKER-BRIDGE -o docker0 -j DOCKER",
+        "-D FORWARD -i docker0 -o docker0 -j DOCKER",
+        "-I FORWARD 1 -i docker0 -o docker0 -j DOCKER",
+    ]
+    after = apply_lines(table, [c.line for c in changes])
+    assert after.chain_rules("FORWARD")[0].args == layouts.internal_jump("docker0")
+    assert layouts.plan_init(after, ["docker0"]) == []
+
+
+def test_legacy_internal_jump_below_the_icc_drop_is_moved():
+    table = _with(
+        "docker-20.10-icc-false.txt",
+        "-A FORWARD -i docker0 -o docker0 -j DROP\n",
+        "-A FORWARD -i docker0 -o docker0 -j DROP\n-A FORWARD -i docker0 -o docker0 -j DOCKER\n",
+    )
+    lines = [c.line for c in layouts.plan_init(table, ["docker0"])]
+    assert lines == [
+        "-D FORWARD -o docker0 -j DOCKER",
+        "-D FORWARD -i docker0 -o docker0 -j DOCKER",
+        "-I FORWARD 1 -i docker0 -o docker0 -j DOCKER",
+    ]
+
+
+@pytest.mark.parametrize("name", ["docker-28.5-icc-false.txt", "docker-20.10-icc-false.txt"])
+def test_refused_when_forward_policy_is_accept(name):
+    """Without policy DROP, what the whitelist does not accept would pass: refuse."""
+    table = _with(name, ":FORWARD DROP", ":FORWARD ACCEPT")
+    with pytest.raises(FirewallError, match=r"policy is ACCEPT, not DROP.*iptables -P FORWARD DROP.*nothing was changed"):
+        layouts.plan_init(table, ["docker0"])
+
+
+def test_nftables_backend_named_by_the_engine_is_refused():
+    """docker info's FirewallBackend.Driver, when the caller passes it, is refused outright."""
+    table = fixture("docker-28.5-icc-false.txt")
+    for backend in ("nftables", "nftables+firewalld"):
+        with pytest.raises(FirewallError, match="nftables backend.*docker-bridges.*--firewall-backend=iptables"):
+            layouts.plan_init(table, ["docker0"], firewall_backend=backend)
+        assert not layouts.is_initialised(table, ["docker0"], firewall_backend=backend)
+    assert layouts.detect(table, firewall_backend="iptables").name == layouts.DOCKER_28
+
+
+@pytest.mark.parametrize("chain", ["DOCKER-FORWARD", "DOCKER-BRIDGE"])
+def test_28_half_layout_is_refused(chain):
+    text = (LAYOUTS_DIR / "docker-28.5-icc-false.txt").read_text()
+    text = "\n".join(l for l in text.splitlines() if chain not in l.split()[:2] and f":{chain} " not in l
+                     and not l.endswith(f"-j {chain}")) + "\n"
+    with pytest.raises(FirewallError, match="unsupported iptables layout: Docker 28 or newer.*nothing was changed"):
+        layouts.detect(parse_save(text))
+
+
+def test_28_bridge_without_catch_all_is_refused_when_no_bridge_is_recognised():
+    table = _with("docker-28.5-icc-false.txt", "-A DOCKER-BRIDGE -o docker0 -j DOCKER\n", "")
+    with pytest.raises(FirewallError, match="DOCKER-BRIDGE -o docker0 -j DOCKER.*unrecognised layout"):
+        layouts.plan_init(table, ["docker0"])
+
+
+# --- what the plans mean for packets -------------------------------------------
+
+CLIENT = "198.51.100.2"
+OTHER = "198.51.100.3"
+
+
+@dataclass(frozen=True)
+class Packet:
+    """A new TCP connection, as FORWARD sees it."""
+
+    src: str
+    dst: str
+    dport: int
+    iif: str
+    oif: str
+
+
+def _matches(args: tuple[str, ...], p: Packet) -> bool | None:
+    """Whether a rule's matches take the packet; None for matches we do not model (ipset)."""
+    args = tuple(a[1:-1] if len(a) > 1 and a[0] == a[-1] == "'" else a for a in args)  # apply_lines quotes "!"
+    i, negate = 0, False
+    while i < len(args):
+        word = args[i]
+        if word == "!":
+            negate = True
+            i += 1
+            continue
+        if word in ("-j", "-g"):
+            return True
+        value = args[i + 1] if i + 1 < len(args) else ""
+        if word in ("-i", "-o"):
+            ok = (p.iif if word == "-i" else p.oif) == value
+        elif word in ("-s", "-d"):
+            ok = ipaddress.ip_address(p.src if word == "-s" else p.dst) in ipaddress.ip_network(value)
+        elif word == "-p":
+            ok = value == "tcp"
+        elif word == "--dport":
+            ok = int(value) == p.dport
+        elif word == "--ctstate":
+            ok = "NEW" in value.split(",")
+        elif word == "-m":
+            if value == "set":
+                return None
+            i += 2
+            continue
+        elif word == "--comment":
+            i += 2
+            continue
+        else:
+            raise AssertionError(f"unmodelled match {word} in {args}")
+        if ok == negate:
+            return False
+        negate = False
+        i += 2
+    return True
+
+
+def verdict(table: Table, chain: str, p: Packet, depth: int = 0) -> str | None:
+    assert depth < 10
+    for rule in table.chain_rules(chain):
+        if not _matches(rule.args, p):
+            continue
+        target = rule.target()
+        if target in ("ACCEPT", "DROP"):
+            return target
+        if target == "RETURN":
+            return None
+        if target:
+            result = verdict(table, target, p, depth + 1)
+            if result:
+                return result
+    return None
+
+
+def forward(table: Table, p: Packet) -> str:
+    return verdict(table, "FORWARD", p) or table.chains["FORWARD"]
+
+
+def _initialised_with_allow(table: Table, bridges: list[str], ctr: str, bridge: str) -> Table:
+    """init, docker-fw's chains, and one seed-style 'allow' rule for CLIENT."""
+    lines = [c.line for c in layouts.plan_init(table, bridges)]
+    lines += [c.line for c in ensure_chains(apply_lines(table, lines))]
+    lines.append(
+        f"-A DOCKER-FW-FORWARD -s {CLIENT}/32 -d {ctr}/32 ! -i {bridge} -o {bridge} -p tcp -m tcp --dport 80 -j DOCKER"
+    )
+    return apply_lines(table, lines)
+
+
+@pytest.mark.parametrize(
+    "name, bridges, ctr, bridge",
+    [
+        ("docker-20.10-icc-false.txt", ["docker0"], "172.17.0.2", "docker0"),
+        ("docker-28.5-icc-false.txt", ["docker0"], "172.17.0.2", "docker0"),
+        ("docker-28.5-icc-false-user-networks.txt", ["docker0", BR_APP, BR_INT], "172.18.0.2", BR_APP),
+        ("docker-29-iptables-icc-false.txt", ["docker0", "bridge1", "bridgeint"], "192.0.2.2", "bridge1"),
+    ],
+)
+def test_packets_before_and_after(name, bridges, ctr, bridge):
+    table = fixture(name)
+    to_web = lambda src, port=80: Packet(src, ctr, port, "eth0", bridge)  # noqa: E731
+    # Docker's default: anyone reaches the published port, nobody another port
+    assert forward(table, to_web(CLIENT)) == forward(table, to_web(OTHER)) == "ACCEPT"
+    assert forward(table, to_web(CLIENT, 22)) == "DROP"
+    # after init: nobody
+    inited = apply_lines(table, [c.line for c in layouts.plan_init(table, bridges)])
+    assert forward(inited, to_web(CLIENT)) == forward(inited, to_web(OTHER)) == "DROP"
+    # after an allow for CLIENT: only CLIENT, only the published port
+    allowed = _initialised_with_allow(table, bridges, ctr, bridge)
+    assert forward(allowed, to_web(CLIENT)) == "ACCEPT"
+    assert forward(allowed, to_web(OTHER)) == "DROP"
+    assert forward(allowed, to_web(CLIENT, 22)) == "DROP"
+    # containers still reach the outside
+    assert forward(allowed, Packet(ctr, "203.0.113.9", 443, bridge, "eth0")) == "ACCEPT"
+
+
+@pytest.mark.parametrize("name", ["docker-28.5-icc-false.txt", "docker-29-iptables-icc-false.txt"])
+def test_28_icc_false_internal_traffic_meets_the_docker_chain(name):
+    """With --icc=false, internal traffic is dropped unless a rule in DOCKER (a link, add-internal) accepts it."""
+    table = fixture(name)
+    inited = apply_lines(table, [c.line for c in layouts.plan_init(table, ["docker0"])])
+    between = Packet("172.17.0.3", "172.17.0.2", 5432, "docker0", "docker0")
+    assert forward(inited, between) == "DROP"
+    linked = apply_lines(inited, ["-I DOCKER 1 -s 172.17.0.3/32 -d 172.17.0.2/32 -i docker0 -o docker0 -p tcp -m tcp --dport 5432 -j ACCEPT"])
+    assert forward(linked, between) == "ACCEPT"
+    # before init, Docker's DOCKER-BRIDGE jump sent it to DOCKER too: links keep working across init
+    assert forward(apply_lines(table, ["-I DOCKER 1 -s 172.17.0.3/32 -d 172.17.0.2/32 -i docker0 -o docker0 -p tcp -m tcp --dport 5432 -j ACCEPT"]), between) == "ACCEPT"
