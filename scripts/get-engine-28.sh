@@ -58,6 +58,15 @@ apt_opts=(
 echo "get-engine-28: apt-get update ($mirror $SUITE, private state in $work)"
 apt-get "${apt_opts[@]}" -qq update
 version=$(apt-cache "${apt_opts[@]}" policy docker.io | awk '/Candidate:/ { print $2 }')
+case "$version" in
+    28.*|29.*) ;;
+    *) if [ -z "${DOCKER_FW_ENGINE_ANY_VERSION:-}" ]; then
+           echo "get-engine-28: $SUITE carries docker.io '$version', not 28.x/29.x: set DOCKER_FW_DEBIAN_MIRROR" \
+                "to a snapshot (e.g. http://snapshot.debian.org/archive/debian/20251201T000000Z) or" \
+                "DOCKER_FW_ENGINE_ANY_VERSION=1" >&2
+           exit 1
+       fi ;;
+esac
 echo "get-engine-28: downloading docker.io $version"
 (cd "$work/dl" && apt-get "${apt_opts[@]}" -qq download docker.io)
 deb=$(ls "$work"/dl/docker.io_*.deb)

@@ -19,7 +19,7 @@ Use as a context manager or with start()/stop()::
         sb.run_server("web", ports=(80,), publish=("8080:80",))
         assert sb.ext_connect(sb.host_ip, 8080, "198.51.100.3")
 
-or from a shell: ``python -m tests.harness.sandbox up|down|status [--name NAME] [--icc]``.
+or from a shell: ``python -m tests.harness.sandbox up|down|status [--name NAME] [--icc] [--engine28]``.
 """
 
 from __future__ import annotations
@@ -674,8 +674,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="dfw")
     parser.add_argument("--base-dir")
     parser.add_argument("--icc", action="store_true", help="run dockerd with --icc=true")
+    parser.add_argument("--dockerd", help="another engine's dockerd (default: the system's)")
+    parser.add_argument("--extra-path", action="append", default=[],
+                        help="a directory to put first on dockerd's PATH (repeatable)")
+    parser.add_argument("--engine28", action="store_true",
+                        help="run the 28.x engine unpacked by scripts/get-engine-28.sh")
     args = parser.parse_args(argv)
-    sb = Sandbox(name=args.name, base_dir=args.base_dir, icc=args.icc)
+    kwargs = {"dockerd": args.dockerd, "extra_path": args.extra_path}
+    if args.engine28:
+        from tests.harness.engines import engine28
+
+        kwargs = engine28().sandbox_kwargs()
+    sb = Sandbox(name=args.name, base_dir=args.base_dir, icc=args.icc, **kwargs)
     if args.action == "up":
         sb.start()
         print(f"sandbox {sb.name} up in {sb.start_seconds:.1f} s")
