@@ -17,10 +17,11 @@ import argparse
 import concurrent.futures
 import ipaddress
 import os
-import sys
 import tempfile
 import time
 
+from bench.common import require_root, timed
+from tests.e2e.fw import Fw
 from tests.harness.sandbox import Sandbox
 
 CHAINS = ("DOCKER-FW-FORWARD", "DOCKER-FW-INPUT", "DOCKER-FW-INTERNAL")
@@ -47,15 +48,7 @@ class Bench:
         self.state_dir = state_dir
 
     def fw(self, *argv: str, input: str | None = None) -> float:
-        env = {"DOCKER_HOST": self.sb.docker_host, "DOCKER_FW_STATE_DIR": self.state_dir}
-        t0 = time.perf_counter()
-        result = self.sb.engine_run(
-            [sys.executable, "-m", "docker_fw", *argv], check=False, env=env, input=input
-        )
-        elapsed = time.perf_counter() - t0
-        if result.returncode != 0:
-            raise SystemExit(f"docker-fw {argv[0]} failed: {result.stderr.strip()}")
-        return elapsed
+        return timed(Fw(self.sb, self.state_dir), *argv, input=input)
 
     def our_rule_lines(self) -> list[str]:
         text = self.sb.engine_run(["iptables-save", "-t", "filter"]).stdout
@@ -97,8 +90,7 @@ def main() -> None:
     parser.add_argument("--rules", type=int, nargs="+", default=[500, 2000, 8000])
     parser.add_argument("--from-lines", type=int, default=1000)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("run as root: the benchmark starts a sandbox Docker engine")
+    require_root()
 
     with Sandbox(name="dfw-bench") as sb, tempfile.TemporaryDirectory() as tmp:
         api = sb.client().api

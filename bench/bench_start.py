@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
-import sys
 import tempfile
 import time
 
+from bench.common import require_root, timed
+from tests.e2e.fw import Fw
 from tests.harness.sandbox import Sandbox
 
 
@@ -52,8 +53,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=5, help="5 gives 50 containers")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("run as root: the benchmark starts a sandbox Docker engine")
+    require_root()
     deps = dag(args.scale)
     order = order_of(deps)
     with Sandbox(name="dfw-bench3") as sb, tempfile.TemporaryDirectory() as tmp:
@@ -63,14 +63,10 @@ def main() -> None:
             for dep in deps[name]:
                 flags += ["--volumes-from", dep] if name.startswith("l3") else ["--link", f"{dep}:{dep}"]
             sb.docker("create", "--name", name, "--expose", "80", *flags, sb.image, "sleep", "100000")
-        env = {"DOCKER_HOST": sb.docker_host, "DOCKER_FW_STATE_DIR": os.path.join(tmp, "state")}
+        runner = Fw(sb, os.path.join(tmp, "state"))
 
         def fw(*argv: str, input: str | None = None) -> float:
-            t0 = time.perf_counter()
-            result = sb.engine_run([sys.executable, "-m", "docker_fw", *argv], check=False, env=env, input=input)
-            if result.returncode != 0:
-                raise SystemExit(f"docker-fw {argv[0]} failed: {result.stderr.strip()}")
-            return time.perf_counter() - t0
+            return timed(runner, *argv, input=input)
 
         def stop_all() -> None:
             with concurrent.futures.ThreadPoolExecutor(8) as pool:

@@ -23,6 +23,8 @@ import tempfile
 import threading
 import time
 
+from bench.common import require_root, timed
+from tests.e2e.fw import Fw
 from tests.harness.sandbox import Sandbox
 
 
@@ -58,14 +60,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--restarts", type=int, default=100)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("run as root: the benchmark starts a sandbox Docker engine")
+    require_root()
     with Sandbox(name="dfw-bench4") as sb, tempfile.TemporaryDirectory() as tmp:
         api = sb.client().api
-        env = dict(os.environ, DOCKER_HOST=sb.docker_host, DOCKER_FW_STATE_DIR=os.path.join(tmp, "state"))
+        state = os.path.join(tmp, "state")
+        env = dict(os.environ, DOCKER_HOST=sb.docker_host, DOCKER_FW_STATE_DIR=state)
 
         def fw(*argv: str, input: str | None = None) -> None:
-            sb.engine_run([sys.executable, "-m", "docker_fw", *argv], env=env, input=input)
+            timed(Fw(sb, state), *argv, input=input)
 
         sb.run_server("web", ports=(80,), publish=("8080:80",))
         others = [f"o{i:02d}" for i in range(20)]

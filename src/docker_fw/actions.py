@@ -8,12 +8,13 @@ batch, and commit the store only if the kernel accepted the batch.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from . import depgraph, hostconfig, hosts, layouts
-from .engine import Engine, Snapshot
+from .engine import Engine, PortInUseError, Snapshot
 from .errors import DockerFwError, EngineError, UsageError
 from .iptables import Iptables, Table
 from .model import AddressKind, Kind, RuleSpec, parse_address
@@ -164,14 +165,29 @@ class Service:
         self, specs: list[RuleSpec], host_entries: list[tuple[str, str]] = (), action: str | None = None
     ) -> Plan:
         """Store rules (and hosts entries), apply them, commit if iptables took them."""
-        with self.store.transaction():
-            new = {s for s in specs if self.store.add(s)}
-            for owner, name in host_entries:
-                self.store.add_host_entry(owner, name)
-            table = self.firewall.save()
-            plan = self._plan(table, {s.owner for s in specs})
-            self._apply(plan)
-            self._apply_hosts({owner for owner, _ in host_entries})
+        owners = {s.owner for s in specs}
+        applied = False
+        try:
+            with self.store.transaction():
+                new = {s for s in specs if self.store.add(s)}
+                for owner, name in host_entries:
+                    self.store.add_host_entry(owner, name)
+                table = self.firewall.save()
+                plan = self._plan(table, owners)
+                # Hosts files are read (and their new content computed) before
+                # the kernel changes, so most failures change nothing at all.
+                rewrites = list(self._hosts_changes({owner for owner, _ in host_entries}))
+                self._apply(plan)
+                applied = True
+                self._write_hosts(rewrites)
+        except DockerFwError:
+            if applied:
+                # The kernel took the batch, then writing a hosts file failed
+                # and the record was rolled back: bring iptables back in line
+                # with the record rather than leave an unrecorded rule.
+                with contextlib.suppress(DockerFwError):
+                    self.sync(owners)
+            raise
         if any(s.kind is Kind.ADD for s in specs):
             self._warn_if_not_initialised(table)
         self._report_withdrawn(plan)
@@ -394,7 +410,10 @@ class Service:
                 yield owner, path, content
 
     def _apply_hosts(self, owners: set[str]) -> None:
-        for owner, path, content in list(self._hosts_changes(owners)):
+        self._write_hosts(list(self._hosts_changes(owners)))
+
+    def _write_hosts(self, rewrites: list[tuple[str, str, str]]) -> None:
+        for owner, path, content in rewrites:
             try:
                 hosts.write_in_place(path, content)
             except OSError as exc:
@@ -458,30 +477,35 @@ class Service:
                 inspects[name] = self.engine.inspect(snapshot.get(name).id)
             return inspects[name]
 
+        chosen = set(selected)
+
+        def deps(name: str) -> list[str]:
+            # Without --pull-deps, a dependency that is running already is
+            # satisfied, selected or not; --pull-deps lists it (and leaves it running).
+            return [
+                d for d in self._dependencies(name, info(name), snapshot)
+                if pull_deps or d in chosen or snapshot.get(d).state not in ("running", "paused")
+            ]
+
         try:
-            order = depgraph.start_order(
-                selected, lambda name: self._dependencies(name, info(name), snapshot), pull_deps=pull_deps
-            )
+            order = depgraph.start_order(selected, deps, pull_deps=pull_deps)
         except (depgraph.DependencyCycleError, depgraph.MissingDependencyError) as exc:
             raise UsageError(str(exc)) from None
         return order, {name: info(name) for name in order}
 
-    def _start_one(self, name: str, container_id: str, bindings: dict | None) -> None:
+    def _start_one(self, name: str, container_id: str, saved: dict, pin: bool) -> None:
         """Start, asking for the saved host ports; without them if they are taken."""
+        if not (pin and saved.get("dynamic") and saved.get("bindings")):
+            self.engine.start(container_id)
+            return
         try:
-            self.engine.start(container_id, bindings)
-        except EngineError as exc:
-            if bindings is None:
-                raise
-            # Typically another container holds the port now.  Start with
-            # engine-assigned ports (HostPort "") rather than not at all; the
-            # changed ports are reported after the start.
+            self.engine.start(container_id, saved["bindings"])
+        except PortInUseError as exc:
+            # Another container holds the port now.  Start with engine-chosen
+            # ports for the dynamic ones rather than not at all; the changed
+            # ports are reported after the start.
             self.warn(f"{name}: could not get its saved host ports back ({exc}); starting with new ones")
-            dynamic = {
-                port: [{"HostIp": b.get("HostIp", ""), "HostPort": ""} for b in entries]
-                for port, entries in bindings.items()
-            }
-            self.engine.start(container_id, dynamic)
+            self.engine.start(container_id, hostconfig.unpinned(saved))
 
     def start(
         self,
@@ -493,65 +517,64 @@ class Service:
     ) -> list[str]:
         """Start containers in dependency order, protecting each as soon as it runs."""
         order, inspects = self.start_order(containers, pull_deps)
-        if dry_run:
-            for name in order:
-                self.out(name)
-            return order
-        # Refuse before anything is started.
+        saved_configs = {name: self.store.hostconfig(name) or {} for name in order}
+        # Refuse before anything is started (and say so in a dry run too).
         for name in order:
-            saved = self.store.hostconfig(name)
-            if saved and not inspects[name]["State"]["Running"]:
-                changed = hostconfig.wiring_changes(saved, inspects[name])
+            if saved_configs[name] and not inspects[name]["State"]["Running"]:
+                changed = hostconfig.wiring_changes(saved_configs[name], inspects[name])
                 if changed:
                     raise UsageError(
                         f"container {name}: host configuration changed since it was saved "
                         f"({', '.join(changed)}); check it, run 'docker-fw save-hostconfig {name}', "
                         "then start again"
                     )
-        saved_configs = {name: self.store.hostconfig(name) or {} for name in order}
-        can_pin = False
+        if dry_run:
+            for name in order:
+                self.out(name)
+            return order
+        pin = False
         if any(not inspects[n]["State"]["Running"] and saved_configs[n].get("dynamic") for n in order):
-            can_pin = self.engine.accepts_start_with_hostconfig()
-        started: list[str] = []
+            pin = self.engine.accepts_start_with_hostconfig()
         # Starting runs in parallel across independent branches (jobs > 1);
         # firewall and hosts updates, output and the store stay serialised.
         serial = threading.Lock()
 
         def bring_up(name: str) -> None:
             info = inspects[name]
-            if not info["State"]["Running"]:  # True for paused containers too
-                saved = saved_configs[name]
-                bindings = saved["bindings"] if can_pin and saved.get("dynamic") and saved.get("bindings") else None
-                self._start_one(name, info["Id"], bindings)
-                if paused:
-                    self.engine.pause(info["Id"])
+            if info["State"]["Running"]:  # True for paused containers too: left as they are
                 with serial:
-                    started.append(name)
-                    self.engine.snapshot(refresh=True)
-                    # Replay at once, so no container waits for the others.
-                    self.sync({name})
+                    self.out(name)
+                return
+            self._start_one(name, info["Id"], saved_configs[name], pin)
+            if paused:
+                self.engine.pause(info["Id"])
             with serial:
+                self.engine.snapshot(refresh=True)
+                # Replay at once, so no container waits for the others.
+                self.sync({name})
+                self._save_after_start(name, info["Id"], saved_configs[name])
                 self.out(name)
 
         if jobs <= 1:
             for name in order:
                 bring_up(name)
-        else:
-            snapshot = self.engine.snapshot()
-            deps = {name: self._dependencies(name, inspects[name], snapshot) for name in order}
-            try:
-                depgraph.run_parallel(order, deps, bring_up, max_workers=jobs)
-            except depgraph.NodeFailed as exc:
-                cause = exc.__cause__
-                if isinstance(cause, DockerFwError):
-                    raise type(cause)(f"{exc.node}: {cause}") from None
-                raise
-        with self.store.transaction():
-            for name in started:
-                now = self.engine.inspect(inspects[name]["Id"])
-                saved = self.store.hostconfig(name)
-                changes = hostconfig.port_changes(saved, now) if saved else []
-                if changes:
-                    self.warn(f"{name}: host ports changed: {'; '.join(changes)}")
-                self.store.save_hostconfig(name, hostconfig.record(now))
+            return order
+        snapshot = self.engine.snapshot()
+        deps = {name: self._dependencies(name, inspects[name], snapshot) for name in order}
+        try:
+            depgraph.run_parallel(order, deps, bring_up, max_workers=jobs)
+        except depgraph.NodeFailed as exc:
+            cause = exc.__cause__
+            if isinstance(cause, DockerFwError):
+                raise type(cause)(f"{exc.node}: {cause}") from None
+            raise
         return order
+
+    def _save_after_start(self, name: str, container_id: str, saved: dict) -> None:
+        """Record the host ports it got; report those that differ from the saved ones."""
+        now = self.engine.inspect(container_id)
+        changes = hostconfig.port_changes(saved, now) if saved else []
+        if changes:
+            self.warn(f"{name}: host ports changed: {'; '.join(changes)}")
+        with self.store.transaction():
+            self.store.save_hostconfig(name, hostconfig.record(now, previous=saved or None))

@@ -10,10 +10,15 @@ network, which is much cheaper than one inspect per container.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import EngineError
+
+
+class PortInUseError(EngineError):
+    """A start failed because another container (or process) holds a host port."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,9 @@ class Network:
     bridge: str  # interface name on the host ('' for non-bridge drivers)
     subnets: tuple[ipaddress.IPv4Network, ...]
     gateway: str  # IPv4 of the bridge ('' when unknown)
+    # --internal: Docker gives it no route out, no published ports and no
+    # catch-all jump ('init' has nothing to change there).
+    internal: bool = False
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,36 @@ class Endpoint:
     bridge: str
     ip: str
     gateway: str
+    gateway6: str = ""  # IPv6 gateway (a dual-stack network), '' otherwise
+    internal: bool = False  # on an --internal network
+
+
+# Swarm's gateway network: never a container's gateway endpoint.
+GW_BRIDGE_NETWORK = "docker_gwbridge"
+
+
+def gateway_order(endpoint: Endpoint) -> tuple:
+    """Sort key putting a container's endpoints in the engine's preference order.
+
+    libnetwork (Docker 20.10-27.x, sandbox.go ``endpoint.Less``) keeps a
+    container's endpoints ordered thus, and the first one is its *gateway
+    endpoint*: the default route goes through it, and published ports are
+    DNATed to its address on its bridge only (ProgramExternalConnectivity
+    moves there whenever the order changes, e.g. on 'docker network
+    connect').  Not swarm's gateway network, not --internal networks, dual-
+    stack networks (an IPv4 and an IPv6 gateway) first, then by network
+    name.  Checked live on 20.10: a container on 'zeta' then connected to
+    'alpha' is published on alpha's bridge; on 'bridge' and an internal
+    'aaint' it stays on docker0; on 'alpha' and a dual-stack 'v6net' it is
+    published on v6net's bridge.
+    """
+    dual_stack = bool(endpoint.gateway and endpoint.gateway6)
+    return (
+        endpoint.network == GW_BRIDGE_NETWORK,
+        endpoint.internal,
+        not dual_stack,
+        endpoint.network,
+    )
 
 
 @dataclass(frozen=True)
@@ -49,12 +87,28 @@ class Container:
     id: str
     name: str  # without leading slash
     state: str  # running, paused, exited, created, ...
+    # In the engine's preference order (gateway_order): the first is the one
+    # published ports are DNATed to.
     endpoints: tuple[Endpoint, ...] = ()
     ports: tuple[PortBinding, ...] = ()
 
     @property
     def has_address(self) -> bool:
         return self.state in ("running", "paused") and any(e.ip for e in self.endpoints)
+
+    @property
+    def published_endpoint(self) -> Endpoint | None:
+        """The endpoint published ports reach the container through, if any.
+
+        Docker DNATs a published port to the container's address on its
+        gateway endpoint only, so 'allow' must match traffic to that bridge.
+        None when the container is on no network with a way out (only
+        --internal networks, or none).
+        """
+        candidates = [e for e in self.endpoints if e.ip and e.bridge and not e.internal]
+        if not candidates:
+            return None
+        return min(candidates, key=gateway_order)
 
 
 @dataclass
@@ -116,7 +170,13 @@ class Snapshot:
         return any(net.subnet_of(sub) for n in self.networks for sub in n.subnets)
 
     def bridges(self) -> list[Network]:
-        return [n for n in self.networks if n.driver == "bridge" and n.bridge]
+        """Bridge networks whose FORWARD rules 'init' reshapes.
+
+        --internal networks are left out: Docker gives them no catch-all jump
+        and publishes no ports on them, so 'init' has nothing to do there and
+        they must not count as "not initialised".
+        """
+        return [n for n in self.networks if n.driver == "bridge" and n.bridge and not n.internal]
 
 
 def _bridge_name(net: dict[str, Any]) -> str:
@@ -148,6 +208,7 @@ def parse_network(net: dict[str, Any]) -> Network:
         bridge=_bridge_name(net),
         subnets=tuple(subnets),
         gateway=gateway,
+        internal=bool(net.get("Internal")),
     )
 
 
@@ -172,6 +233,8 @@ def parse_container(summary: dict[str, Any], networks: dict[str, Network]) -> Co
                 bridge=net.bridge if net else "",
                 ip=ep["IPAddress"],
                 gateway=ep.get("Gateway") or (net.gateway if net else ""),
+                gateway6=ep.get("IPv6Gateway") or "",
+                internal=net.internal if net else False,
             )
         )
     ports = []
@@ -189,7 +252,7 @@ def parse_container(summary: dict[str, Any], networks: dict[str, Network]) -> Co
         id=summary["Id"],
         name=_container_name(summary.get("Names")),
         state=summary.get("State", ""),
-        endpoints=tuple(sorted(endpoints, key=lambda e: e.network)),
+        endpoints=tuple(sorted(endpoints, key=gateway_order)),
         ports=tuple(ports),
     )
 
@@ -233,6 +296,12 @@ class Engine:
             return func(*args, **kwargs)
         except docker.errors.NotFound as exc:
             raise EngineError(f"{what}: {_short(exc)}") from None
+        except docker.errors.APIError as exc:
+            text = str(exc)
+            if "port is already allocated" in text or "address already in use" in text:
+                found = re.search(r"Bind for \S+ failed: port is already allocated|\S+: address already in use", text)
+                raise PortInUseError(f"{what}: {found.group(0) if found else 'a host port is in use'}") from None
+            raise EngineError(f"the Docker engine refused ({what}): {_short(exc)}") from None
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise EngineError(f"cannot reach the Docker engine ({what}): {_short(exc)}") from None
 
@@ -266,18 +335,25 @@ class Engine:
         return tuple(int(x) for x in minimum.split(".")) <= (1, 23)
 
     def start(self, container_id: str, port_bindings: dict | None = None) -> None:
-        """Start a container; with port_bindings, pin those host ports (API 1.23)."""
+        """Start a container; with port_bindings, pin those host ports (API 1.23).
+
+        A start body replaces the container's whole HostConfig (moby's
+        setHostConfig), so the body is the container's current HostConfig
+        with only PortBindings changed: links, volumes, network mode, restart
+        policy and limits stay as they are.
+        """
         if port_bindings is None:
             self._call(f"start {container_id}", self.api.start, container_id)
             return
         import json
 
         api = self.api
+        host_config = dict(self.inspect(container_id).get("HostConfig") or {})
+        host_config["PortBindings"] = port_bindings
 
         def post() -> None:
             url = f"{api.base_url}/v1.23/containers/{container_id}/start"
-            body = json.dumps({"PortBindings": port_bindings})
-            response = api._post(url, data=body, headers={"Content-Type": "application/json"})
+            response = api._post(url, data=json.dumps(host_config), headers={"Content-Type": "application/json"})
             api._raise_for_status(response)
 
         self._call(f"start {container_id}", post)

@@ -78,14 +78,42 @@ def wiring(inspect: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def record(inspect: dict[str, Any]) -> dict[str, Any]:
-    """What save-hostconfig stores for a running container."""
+def record(inspect: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What save-hostconfig stores for a running container.
+
+    ``declared`` keeps the port bindings as the container was created with
+    (``HostPort`` '' for dynamic ones): pinning saved ports writes fixed
+    numbers into the HostConfig, so a later save keeps the previous record's
+    declared bindings, to know which ports may move when a pin fails.
+    """
+    host_config = inspect.get("HostConfig") or {}
+    if previous and "declared" in previous:
+        declared = previous["declared"]
+        publish_all = bool(previous.get("publish_all"))
+    else:
+        declared = host_config.get("PortBindings") or {}
+        publish_all = bool(host_config.get("PublishAllPorts"))
     return {
         "id": inspect["Id"],
         "wiring": wiring(inspect),
         "bindings": effective_bindings(inspect),
-        "dynamic": is_dynamic(inspect.get("HostConfig") or {}),
+        "declared": declared,
+        "publish_all": publish_all,
+        "dynamic": is_dynamic({"PortBindings": declared, "PublishAllPorts": publish_all}),
     }
+
+
+def unpinned(saved: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
+    """The saved bindings with the dynamic ones left to the engine again.
+
+    Ports declared with a fixed host port keep it; the others ask for any.
+    """
+    declared = saved.get("declared") or {}
+    result = {}
+    for port, bindings in (saved.get("bindings") or {}).items():
+        fixed = [b for b in declared.get(port) or [] if b.get("HostPort")]
+        result[port] = fixed or [{"HostIp": b.get("HostIp", ""), "HostPort": ""} for b in bindings]
+    return result
 
 
 def wiring_changes(saved: dict[str, Any], inspect: dict[str, Any]) -> list[str]:

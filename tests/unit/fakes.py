@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dfw_samples import APP_NET, BRIDGE_NET, apply_lines, layout_2010_icc_false
-from docker_fw.engine import Container, Endpoint, Network, PortBinding, Snapshot
+from docker_fw.engine import Container, Endpoint, Network, PortBinding, PortInUseError, Snapshot
 from docker_fw.errors import EngineError
 from docker_fw.iptables import SavedRule, Table, parse_save
 from docker_fw.model import OWN_CHAINS
@@ -239,9 +239,9 @@ class FakeEngine:
                     port = int(b["HostPort"])
                     holder = self.allocated.get(port)
                     if holder is not None and holder != c.name:
-                        raise EngineError(
-                            f"start {c.id}: driver failed programming external connectivity on endpoint "
-                            f"{c.name}: Bind for 0.0.0.0:{port} failed: port is already allocated"
+                        # What engine.Engine makes of Docker's "port is already allocated".
+                        raise PortInUseError(
+                            f"start {c.id}: Bind for 0.0.0.0:{port} failed: port is already allocated"
                         )
         ports: dict = {port: None for port in c.exposed}
         for key, entries in sorted(requested.items()):

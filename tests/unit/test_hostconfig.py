@@ -274,7 +274,31 @@ class TestRecord:
             "id": WEB_ID,
             "wiring": hostconfig.wiring(wired()),
             "bindings": {"80/tcp": [{"HostIp": "", "HostPort": "32768"}]},
+            "declared": {"80/tcp": [{"HostIp": "", "HostPort": ""}]},
+            "publish_all": False,
             "dynamic": True,
+        }
+
+    def test_a_later_save_keeps_the_declared_bindings(self):
+        """After a pinned start the HostConfig holds fixed numbers; the record
+        still knows the port was dynamic (so a failed pin may move it)."""
+        first = hostconfig.record(wired())
+        pinned = wired()
+        pinned["HostConfig"]["PortBindings"] = {"80/tcp": [{"HostIp": "", "HostPort": "32768"}]}
+        again = hostconfig.record(pinned, previous=first)
+        assert again["declared"] == first["declared"] and again["dynamic"] is True
+        assert hostconfig.record(pinned)["dynamic"] is False  # an explicit save starts afresh
+
+    def test_unpinned_frees_only_dynamic_ports(self):
+        saved = {
+            "bindings": {"80/tcp": [{"HostIp": "", "HostPort": "32768"}],
+                         "81/tcp": [{"HostIp": "", "HostPort": "8081"}]},
+            "declared": {"80/tcp": [{"HostIp": "", "HostPort": ""}],
+                         "81/tcp": [{"HostIp": "", "HostPort": "8081"}]},
+        }
+        assert hostconfig.unpinned(saved) == {
+            "80/tcp": [{"HostIp": "", "HostPort": ""}],
+            "81/tcp": [{"HostIp": "", "HostPort": "8081"}],
         }
 
     def test_fixed_port_container(self):

@@ -15,7 +15,8 @@ import threading
 import pytest
 
 from docker_fw.actions import AddRequest, Service
-from docker_fw.engine import Engine
+
+from docker_fw.engine import Engine, PortInUseError
 from docker_fw.errors import EngineError, FirewallError, UsageError
 from docker_fw.model import CHAIN_INTERNAL, AddressSpec, Kind, RuleSpec
 from docker_fw.store import Store
@@ -405,7 +406,7 @@ class TestSavedHostConfig:
     def test_fallback_that_fails_too_raises_and_keeps_the_record(self, world):
         saved_then_stopped(world, "app", port_bindings=DYNAMIC_80)
         before = world.store.hostconfig("app")
-        world.engine.failures["app"] = [EngineError("start: port is already allocated"), EngineError("start: no space left")]
+        world.engine.failures["app"] = [PortInUseError("start: port is already allocated"), EngineError("start: no space left")]
         with pytest.raises(EngineError, match="no space left"):
             world.run().start(["app"])
         assert len(world.engine.start_calls) == 2
@@ -419,12 +420,6 @@ class TestSavedHostConfig:
         assert world.engine.start_calls == [("fixed", None)]
         assert world.state("fixed") == "exited"
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="bug: _start_one's fallback asks HostPort '' for EVERY saved binding, so a port the "
-        "container publishes on a fixed host port (-p 8080:80) moves to a random one when only "
-        "its dynamic port (-p 443) is taken",
-    )
     def test_fallback_keeps_fixed_host_ports(self, world):
         mixed = {"80/tcp": [{"HostIp": "", "HostPort": "8080"}], "443/tcp": [{"HostIp": "", "HostPort": ""}]}
         saved_then_stopped(world, "app", port_bindings=mixed)
@@ -642,12 +637,6 @@ class TestTwoWays:
         assert pair.engine.hosts_text("cache") == text
         assert len(pair.firewall.ours("web")) == 1
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="bug: record() applies the iptables batch before it writes the hosts files; when a "
-        "hosts file cannot be read or written the store is rolled back but the ACCEPT rule stays "
-        "in iptables, unrecorded (ls does not show it): not all-or-nothing",
-    )
     def test_failing_hosts_file_leaves_firewall_and_record_agreeing(self, pair, tmp_path):
         pair.engine.containers["cache"].hosts_path = str(tmp_path / "gone" / "hosts")
         with pytest.raises(EngineError, match="hosts file"):
@@ -703,13 +692,6 @@ def test_pinned_start_posts_the_bindings_to_api_1_23():
     assert body["PortBindings"] == pinned(32768)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (engine.py): a 1.23 start body REPLACES the container's whole HostConfig "
-    "(moby daemon.setHostConfig: container.HostConfig = hostConfig); sending only PortBindings "
-    "drops links, volumes-from, restart policy, limits, and resets NetworkMode to 'default' "
-    "(which clears the container's user-defined networks)",
-)
 def test_pinned_start_keeps_the_rest_of_the_host_config():
     api = _RecordingApi(CONTAINER_HOST_CONFIG)
     Engine(client=_Client(api)).start("abc123", pinned(32768))
