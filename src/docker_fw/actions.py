@@ -75,12 +75,11 @@ class Service:
                 plan.withdrawn.append((spec, str(exc)))
         return desired
 
-    def _plan(self, table: Table, scope: set[str] | None, extra: list[Change] = ()) -> Plan:
+    def _plan(self, table: Table, scope: set[str] | None) -> Plan:
         plan = Plan()
         specs = self.store.rules(sorted(scope) if scope is not None else None)
         desired = self._desired(specs, plan)
         plan.extend(ensure_chains(table))
-        plan.extend(list(extra))
         plan.extend(plan_rules(table, desired, scope))
         return plan
 
@@ -91,12 +90,16 @@ class Service:
         for spec, reason in plan.withdrawn:
             self.warn(f"not applied ({reason}): {spec.describe()}")
 
-    def _owner_name(self, ref: str) -> str:
-        """A container reference as recorded: its name (store first, then engine)."""
-        ref = ref.lstrip("/")
-        if ref in set(self.store.owners()):
-            return ref
-        return self.engine.snapshot().get(ref).name
+    def _owner_names(self, refs: Iterable[str]) -> list[str]:
+        """Container references as recorded: names (the store's first, then the engine's).
+
+        A name the store knows works even when the container no longer exists.
+        """
+        recorded = set(self.store.owners())
+        return [
+            ref if ref in recorded else self.engine.snapshot().get(ref).name
+            for ref in (r.lstrip("/") for r in refs)
+        ]
 
     def _warn_if_not_initialised(self, table: Table) -> None:
         bridges = [n.bridge for n in self.engine.snapshot().bridges()]
@@ -229,7 +232,7 @@ class Service:
         return self.record(specs)
 
     def ls(self, containers: list[str]) -> list[str]:
-        owners = None if not containers else [self._owner_name(c) for c in containers]
+        owners = self._owner_names(containers) if containers else None
         entries = self.store.host_entries()
 
         def action(spec: RuleSpec) -> str:
@@ -249,7 +252,7 @@ class Service:
     def drop(self, containers: list[str]) -> Plan:
         if not containers:
             raise UsageError("drop: name at least one container")
-        owners = [self._owner_name(c) for c in containers]
+        owners = self._owner_names(containers)
         with self.store.transaction():
             hosts_owners = self.store.host_entry_owners(owners)
             counts = {o: self.store.drop_owner(o) for o in owners}
@@ -270,7 +273,7 @@ class Service:
         """
         scope: set[str] | None = None
         if containers:
-            scope = {self._owner_name(c) for c in containers}
+            scope = set(self._owner_names(containers))
         plan = self.sync(scope, dry_run)
         if dry_run:
             for change in plan.changes:
