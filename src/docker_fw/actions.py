@@ -117,7 +117,7 @@ class Service:
         table = self.firewall.save()
         bridges = [n.bridge for n in snapshot.bridges()]
         plan = Plan()
-        plan.extend(layouts.plan_init(table, bridges))
+        plan.extend(layouts.plan_init(table, bridges, self.engine.firewall_backend()))
         plan.extend(ensure_chains(table))
         self._apply(plan)
         return plan
@@ -308,7 +308,7 @@ class Service:
         table = self.firewall.save()
         bridges = [n.bridge for n in self.engine.snapshot().bridges()]
         try:
-            for change in layouts.plan_init(table, bridges):
+            for change in layouts.plan_init(table, bridges, self.engine.firewall_backend()):
                 problems.append(f"not initialised ({change.why}): would {change.verb} {change.line}")
         except DockerFwError as exc:
             problems.append(f"layout: {exc}")

@@ -29,8 +29,7 @@ class Network:
     bridge: str  # interface name on the host ('' for non-bridge drivers)
     subnets: tuple[ipaddress.IPv4Network, ...]
     gateway: str  # IPv4 of the bridge ('' when unknown)
-    # --internal: Docker gives it no route out, no published ports and no
-    # catch-all jump ('init' has nothing to change there).
+    # --internal: no route out, so Docker publishes no ports on it.
     internal: bool = False
 
 
@@ -170,13 +169,7 @@ class Snapshot:
         return any(net.subnet_of(sub) for n in self.networks for sub in n.subnets)
 
     def bridges(self) -> list[Network]:
-        """Bridge networks whose FORWARD rules 'init' reshapes.
-
-        --internal networks are left out: Docker gives them no catch-all jump
-        and publishes no ports on them, so 'init' has nothing to do there and
-        they must not count as "not initialised".
-        """
-        return [n for n in self.networks if n.driver == "bridge" and n.bridge and not n.internal]
+        return [n for n in self.networks if n.driver == "bridge" and n.bridge]
 
 
 def _bridge_name(net: dict[str, Any]) -> str:
@@ -320,6 +313,11 @@ class Engine:
 
     def inspect(self, ref: str) -> dict[str, Any]:
         return self._call(f"inspect {ref}", self.api.inspect_container, ref)
+
+    def firewall_backend(self) -> str:
+        """'iptables', 'nftables' (Docker 29 opt-in), or '' when the engine does not say."""
+        info = self._call("info", self.api.info)
+        return (info.get("FirewallBackend") or {}).get("Driver", "")
 
     def version(self) -> dict[str, Any]:
         return self._call("version", self.api.version)

@@ -143,6 +143,9 @@ class FakeEngine:
 
     # -- what Service uses ------------------------------------------------------
 
+    def firewall_backend(self) -> str:
+        return "iptables"
+
     def snapshot(self, refresh: bool = False) -> Snapshot:
         with self._lock:
             if self._snapshot is None or refresh:
