@@ -79,6 +79,16 @@ def _containers_of(spec: RuleSpec, snapshot: Snapshot) -> list[Container]:
     return found
 
 
+def _networks_of(container: Container) -> set[str]:
+    """Names of the networks a container has an address on."""
+    return {e.network for e in container.endpoints if e.ip}
+
+
+def _describe_networks(container: Container) -> str:
+    names = sorted(_networks_of(container))
+    return ", ".join(names) if names else "no network"
+
+
 def resolve(spec: RuleSpec, snapshot: Snapshot) -> list[ResolvedRule]:
     """Concrete rules for a recorded one; EngineError when it cannot be placed.
 
@@ -86,12 +96,14 @@ def resolve(spec: RuleSpec, snapshot: Snapshot) -> list[ResolvedRule]:
     (no address), or when the containers it names share no network.
     """
     containers = _containers_of(spec, snapshot)
-    shared = set(e.network for e in containers[0].endpoints if e.ip)
+    shared = _networks_of(containers[0])
     for other in containers[1:]:
-        shared &= {e.network for e in other.endpoints if e.ip}
+        shared &= _networks_of(other)
         if not shared:
             raise EngineError(
-                f"containers {containers[0].name} and {other.name} share no network"
+                f"containers {containers[0].name} (on {_describe_networks(containers[0])}) and "
+                f"{other.name} (on {_describe_networks(other)}) share no network: connect one "
+                "of them to a network of the other ('docker network connect')"
             )
     if not shared:
         raise EngineError(f"container {containers[0].name} has no network address")
