@@ -263,6 +263,9 @@ class FakeEngine:
     def snapshot(self, refresh: bool = False) -> Snapshot:
         return self._snapshot
 
+    def firewall_backend(self) -> str:
+        return ""  # Docker 20.10's info names no firewall backend
+
 
 class FakeFirewall:
     def __init__(self, text: str):
