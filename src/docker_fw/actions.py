@@ -209,9 +209,10 @@ class Service:
         unsupported = sorted({proto for _, proto in ports} - {"tcp", "udp"})
         if unsupported:
             raise UsageError(f"container {owner.name} publishes {unsupported[0]} ports, which docker-fw does not handle")
-        bridge = next((e.bridge for e in owner.endpoints if e.bridge), "")
-        if not bridge:
-            raise EngineError(f"container {owner.name} is on no bridge network")
+        endpoint = owner.published_endpoint  # the bridge Docker DNATs published ports to
+        if endpoint is None or not endpoint.bridge:
+            raise EngineError(f"container {owner.name} is on no bridge network that publishes ports")
+        bridge = endpoint.bridge
         specs = []
         for text in addresses:
             address = parse_address(text)

@@ -163,9 +163,18 @@ def is_initialised(table: Table, bridges: list[str], firewall_backend: str | Non
     for bridge in bridges:
         if table.has_rule(layout.catch_all_chain, *catch_all(bridge)):
             return False
-        if _positions(table, "FORWARD", internal_jump(bridge)) and not _internal_in_place(layout, table, bridge):
+        jumps = _positions(table, "FORWARD", internal_jump(bridge))
+        if jumps and not _internal_in_place(layout, table, bridge):
             return False
+        if not jumps and _drops_internal_traffic(table, bridge):
+            return False  # init would add the jump (an --internal network with icc off)
     return True
+
+
+def _drops_internal_traffic(table: Table, bridge: str) -> bool:
+    """Docker's '-i B -o B -j DROP' (icc disabled): FORWARD up to 27.x, DOCKER-FORWARD on 28+."""
+    drop = ("-i", bridge, "-o", bridge, "-j", "DROP")
+    return table.has_rule("FORWARD", *drop) or table.has_rule("DOCKER-FORWARD", *drop)
 
 
 def plan_init(table: Table, bridges: list[str], firewall_backend: str | None = None) -> list[Change]:
@@ -184,9 +193,13 @@ def plan_init(table: Table, bridges: list[str], firewall_backend: str | None = N
         copies = len(_positions(table, chain, catch_all(bridge)))
         internal = _positions(table, "FORWARD", internal_jump(bridge))
         if not copies and not internal:
-            # e.g. an --internal network: Docker gives it no DOCKER jump at all.
-            continue
-        recognised += 1
+            # An --internal network: Docker gives it no DOCKER jump at all.
+            # With icc disabled it still ends internal traffic with a DROP,
+            # and add-internal rules only work if our jump comes first.
+            if not _drops_internal_traffic(table, bridge):
+                continue
+        else:
+            recognised += 1  # a bridge with Docker's jump (or ours) proves the layout
         # Every copy goes: one left behind keeps published ports open to all.
         # By spec: each '-D' removes the first match.
         changes.extend(Change(rule_line("-D", chain, catch_all(bridge)), "init") for _ in range(copies))

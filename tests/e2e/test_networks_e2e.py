@@ -44,7 +44,11 @@ def dnat(sandbox, host_port: int) -> tuple[str, str]:
 
 
 def our_rules(fw, chain: str) -> list[str]:
-    return [l for l in fw.rules_text().splitlines() if l.startswith(f"-A {chain} ") and "docker-fw:" in l]
+    """Rules with an owner tag (not the shared 'docker-fw:replies' rule)."""
+    return [
+        l for l in fw.rules_text().splitlines()
+        if l.startswith(f"-A {chain} ") and "docker-fw:" in l and "docker-fw:replies" not in l
+    ]
 
 
 def test_allow_on_user_networks_admits_only_the_allowed_client(sandbox, fw):
@@ -263,3 +267,21 @@ def test_allow_on_a_dual_stack_network_that_is_not_first_by_name(sandbox, fw):
     assert f"--filter='! -i {v6net} -o {v6net}'" in fw.ok("ls").stdout
     assert sandbox.ext_connect(sandbox.host_ip, PORT, ALLOWED)
     assert not sandbox.ext_connect(sandbox.host_ip, PORT, OTHER)
+
+
+def test_add_internal_on_an_internal_network_without_icc(sandbox, fw):
+    """An --internal network gets no DOCKER jump from Docker, only its final DROP:
+    init still puts the internal jump first, so add-internal rules work there too."""
+    vault = network(sandbox, "vault", "--internal", *NO_ICC)
+    server(sandbox, "srv", "vault")
+    server(sandbox, "client", "vault", ports=())
+    server(sandbox, "stranger", "vault", ports=())
+    srv_ip = sandbox.container_ip("srv", "vault")
+    assert not fw.container_connects("client", srv_ip, 80)
+
+    assert f"-I FORWARD 1 -i {vault} -o {vault} -j DOCKER" in fw.ok("init").stdout
+    assert "nothing changed" in fw.ok("init").stdout
+    fw.ok("add-internal", "srv", "--source", "client", "--dport", "80")
+    assert fw.container_connects("client", srv_ip, 80)
+    assert not fw.container_connects("stranger", srv_ip, 80)
+    assert fw.run("check").returncode == 0
