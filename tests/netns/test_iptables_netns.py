@@ -10,7 +10,7 @@ from netns_support import SEED, normalise
 from docker_fw.engine import Container, Endpoint, Network, Snapshot
 from docker_fw.errors import UsageError
 from docker_fw.model import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL, Kind, RuleSpec, parse_address, parse_filter
-from docker_fw.reconcile import rule_line
+from docker_fw.reconcile import REPLIES_COMMENT, REPLIES_RULE, rule_line
 from docker_fw.resolve import ResolvedRule, resolve
 
 pytestmark = pytest.mark.netns
@@ -61,8 +61,24 @@ def saved(ns) -> dict:
     return answer
 
 
+def is_owned(comment: str | None) -> bool:
+    """An owner-tagged comment: 'docker-fw:' but not the replies rule's 'docker-fw:replies'."""
+    return (comment or "").startswith("docker-fw:") and comment != REPLIES_COMMENT
+
+
 def tagged(answer: dict) -> list[dict]:
-    return [r for r in answer["rules"] if (r["comment"] or "").startswith("docker-fw:")]
+    """Our owner-tagged rules (the replies rule is not one)."""
+    return [r for r in answer["rules"] if is_owned(r["comment"])]
+
+
+def replies(answer: dict) -> list[dict]:
+    """The replies rule, wherever it is, with its position in its chain."""
+    return [r for r in numbered(answer) if r["comment"] == REPLIES_COMMENT]
+
+
+def owned_lines(text: str) -> list[str]:
+    """The lines of a saved table that hold an owner-tagged rule."""
+    return [l for l in text.splitlines() if "docker-fw:" in l and REPLIES_COMMENT not in l]
 
 
 def numbered(answer: dict) -> list[dict]:
@@ -155,8 +171,10 @@ def test_plan_applied_then_planned_again_is_empty(netns):
     first = netns.helper("sync", desired=as_json(rules), scope=None)
     assert first["ok"], first
     assert first["restores"] == 1
-    # 3 chain declarations, 3 jumps, then one '-A' per rule
-    assert len(first["lines"]) == 6 + len(rules)
+    # 3 chain declarations, 3 jumps, the replies rule, then one '-A' per rule
+    assert len(first["lines"]) == 7 + len(rules)
+    assert first["lines"][6] == rule_line("-I", CHAIN_INTERNAL, ["1", *REPLIES_RULE])
+    assert all(l.startswith("-A ") for l in first["lines"][7:])
     again = netns.helper("plan", desired=as_json(rules), scope=None)
     assert again == {"ok": True, "lines": [], "notes": [], "restores": 0}
     state = saved(netns)
@@ -168,12 +186,38 @@ def test_plan_applied_then_planned_again_is_empty(netns):
     assert first_of["FORWARD"] == ["-j", CHAIN_FORWARD]
     assert first_of["INPUT"] == ["-j", CHAIN_INPUT]
     assert first_of["DOCKER"] == ["-j", CHAIN_INTERNAL]
+    assert first_of[CHAIN_INTERNAL] == list(REPLIES_RULE)
+    assert len(replies(state)) == 1
     ours = tagged(state)
     assert sorted(r["comment"] for r in ours) == sorted(r.comment for r in rules)
     assert all(r["chain"] in OWN_CHAINS for r in ours)
     # Docker's own rules are all still there
     seed_rules = [l for l in normalise(SEED.read_text()).splitlines() if l.startswith("-A")]
     assert set(seed_rules) <= set(netns.save().splitlines())
+
+
+def test_replies_rule_is_in_the_kernel_once_first_in_the_internal_chain(netns):
+    rules = desired()
+    first = netns.helper("sync", desired=as_json(rules), scope=None)
+    assert first["ok"], first
+    insert = rule_line("-I", CHAIN_INTERNAL, ["1", *REPLIES_RULE])
+    assert first["lines"].count(insert) == 1
+    state = saved(netns)
+    [rule] = replies(state)
+    assert (rule["chain"], rule["position"]) == (CHAIN_INTERNAL, 1)
+    assert rule["args"] == list(REPLIES_RULE)  # as iptables-save prints it, parsed back
+    # our internal rules follow it
+    internal = [r for r in numbered(state) if r["chain"] == CHAIN_INTERNAL]
+    assert len(internal) == 1 + len([r for r in rules if r.chain == CHAIN_INTERNAL])
+    assert all(is_owned(r["comment"]) for r in internal[1:])
+    # the kernel holds it once, and a second plan (full scope, or none wanted) keeps it
+    text = netns.save()
+    assert len([l for l in text.splitlines() if REPLIES_COMMENT in l]) == 1
+    again = netns.helper("plan", desired=as_json(rules), scope=None)
+    assert again == {"ok": True, "lines": [], "notes": [], "restores": 0}
+    assert netns.helper("sync", desired=as_json(rules), scope=None)["lines"] == []
+    assert netns.save() == text
+    assert not any(REPLIES_COMMENT in n for n in netns.helper("plan", desired=[], scope=None)["notes"])
 
 
 def test_conntrack_filter_is_accepted_by_the_kernel(netns):
@@ -192,7 +236,9 @@ def test_moved_container_gets_its_rule_replaced(netns):
     before = desired(specs)
     assert netns.helper("sync", desired=as_json(before), scope=None)["ok"]
     text_before = netns.save()
-    old = [r for r in numbered(saved(netns)) if (r["comment"] or "").startswith("docker-fw:")]
+    old = [r for r in numbered(saved(netns)) if is_owned(r["comment"])]
+    # the internal rule is below the replies rule
+    assert {(r["chain"], r["position"]) for r in old} == {(CHAIN_FORWARD, 1), (CHAIN_INTERNAL, 2)}
     after = desired(specs, snapshot(web_ip="172.17.0.22"))
     plan = netns.helper("sync", desired=as_json(after), scope=["web"])
     assert plan["ok"], plan
@@ -205,7 +251,7 @@ def test_moved_container_gets_its_rule_replaced(netns):
     assert [l for l in text_after.splitlines() if "docker-fw:" not in l] == [
         l for l in text_before.splitlines() if "docker-fw:" not in l
     ]
-    ours = [l for l in text_after.splitlines() if "docker-fw:" in l]
+    ours = owned_lines(text_after)
     assert len(ours) == 2
     assert all("-d 172.17.0.22/32" in l for l in ours)
     assert not any("172.17.0.2/32" in l for l in ours)
@@ -218,15 +264,19 @@ def test_delete_lines_from_save_really_delete(netns):
     # foreign rules above, between and below ours, so positions are not just 1..n
     foreign = [
         rule_line("-I", CHAIN_FORWARD, ["1", "-s", "10.1.1.1/32", "-j", "DOCKER"]),
-        rule_line("-I", CHAIN_INTERNAL, ["2", "-s", "10.1.1.2/32", "-m", "comment", "--comment", "not ours: keep", "-j", "ACCEPT"]),
+        # position 3: below the replies rule (1) and our first internal rule (2)
+        rule_line("-I", CHAIN_INTERNAL, ["3", "-s", "10.1.1.2/32", "-m", "comment", "--comment", "not ours: keep", "-j", "ACCEPT"]),
         rule_line("-A", CHAIN_INTERNAL, ["-s", "10.1.1.4/32", "-j", "ACCEPT"]),
         rule_line("-A", "DOCKER", ["-s", "10.1.1.3/32", "-m", "comment", "--comment", "docker-fw:web:0123456789ab", "-j", "ACCEPT"]),
     ]
     assert netns.helper("restore", lines=foreign)["ok"]
     before = netns.save()
-    ours = [r for r in numbered(saved(netns)) if (r["comment"] or "").startswith("docker-fw:") and r["chain"] in OWN_CHAINS]
+    ours = [r for r in numbered(saved(netns)) if is_owned(r["comment"]) and r["chain"] in OWN_CHAINS]
     assert len(ours) == len(rules)
     assert {r["position"] for r in ours if r["chain"] == CHAIN_FORWARD} == {2, 3}  # below the foreign one
+    # below the replies rule, and around the foreign one
+    assert {r["position"] for r in ours if r["chain"] == CHAIN_INTERNAL} == {2, 4, 5}
+    assert [(r["chain"], r["position"]) for r in replies(saved(netns))] == [(CHAIN_INTERNAL, 1)]
     plan = netns.helper("plan", desired=[], scope=None)
     assert plan["ok"], plan
     # by position, bottom up within each chain, each noted with the rule it deletes
@@ -237,7 +287,7 @@ def test_delete_lines_from_save_really_delete(netns):
     assert all(noted[f"-D {r['chain']} {r['position']}"] == r["line"] for r in ours)
     applied = netns.helper("restore", lines=plan["lines"])
     assert applied["ok"], applied
-    # exactly our rules are gone; everything else, foreign rules included, is as it was
+    # exactly our rules are gone; everything else, foreign rules and the replies rule included, is as it was
     assert netns.save().splitlines() == without(before, [r["line"] for r in ours])
     assert netns.helper("plan", desired=[], scope=None)["lines"] == []
 
@@ -347,7 +397,8 @@ def test_init_then_chains_then_rules_is_stable(netns):
     before = netns.save()
     assert netns.helper("plan_init", bridges=["docker0"])["lines"] == []
     assert netns.helper("plan", desired=as_json(rules), scope=None)["lines"] == []
-    assert len([l for l in before.splitlines() if "docker-fw:" in l]) == len(rules)
+    assert len(owned_lines(before)) == len(rules)
+    assert [(r["chain"], r["position"]) for r in replies(saved(netns))] == [(CHAIN_INTERNAL, 1)]
 
 
 def test_init_refuses_an_unknown_layout(netns):
@@ -369,7 +420,7 @@ def test_stale_rule_with_recent_or_connlimit_is_removed(netns, extra):
     deleting by that spec is refused, so docker-fw deletes by position."""
     rules = desired([spec(dport=22, filter=parse_filter(extra))])
     assert netns.helper("sync", desired=as_json(rules), scope=None)["ok"]
-    [old] = [r for r in numbered(saved(netns)) if (r["comment"] or "").startswith("docker-fw:")]
+    [old] = [r for r in numbered(saved(netns)) if is_owned(r["comment"])]
     before = netns.save()
     moved = desired([spec(dport=22, filter=parse_filter(extra))], snapshot(web_ip="172.17.0.22"))
     answer = netns.helper("sync", desired=as_json(moved), scope=["web"])

@@ -10,8 +10,19 @@ from dfw_samples import apply_lines, captured_layouts, layout_2010_icc_false, sn
 from docker_fw.errors import FirewallError
 from docker_fw.iptables import parse_save
 from docker_fw.model import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL, Kind, RuleSpec, parse_address, parse_filter
-from docker_fw.reconcile import Change, Plan, delete_changes, ensure_chains, our_rules, plan_rules, quote, rule_line
-from docker_fw.resolve import ResolvedRule, resolve
+from docker_fw.reconcile import (
+    REPLIES_COMMENT,
+    REPLIES_RULE,
+    Change,
+    Plan,
+    delete_changes,
+    ensure_chains,
+    our_rules,
+    plan_rules,
+    quote,
+    rule_line,
+)
+from docker_fw.resolve import ResolvedRule, parse_comment, resolve
 
 SNAP = snapshot()
 
@@ -21,6 +32,16 @@ JUMPS = [
     f"-I DOCKER 1 -j {CHAIN_INTERNAL}",
 ]
 DECLS = [f":{c} - [0:0]" for c in (CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL)]
+# Replies of the connections add-internal rules admit (Docker accepts none on --internal networks).
+REPLIES = (
+    f"-I {CHAIN_INTERNAL} 1 -m conntrack --ctstate RELATED,ESTABLISHED "
+    f"-m comment --comment {REPLIES_COMMENT} -j ACCEPT"
+)
+# ... and as iptables-save (nft 1.8.9) prints it: quoted comment.
+SAVED_REPLIES = (
+    f"-A {CHAIN_INTERNAL} -m conntrack --ctstate RELATED,ESTABLISHED "
+    f'-m comment --comment "{REPLIES_COMMENT}" -j ACCEPT'
+)
 
 
 def spec(owner="web", kind=Kind.ADD, source="203.0.113.0/24", dest=".", **kw) -> RuleSpec:
@@ -42,8 +63,11 @@ def saved_line(r: ResolvedRule) -> str:
     return " ".join(["-A", r.chain, *m, "-m", "comment", "--comment", f'"{r.comment}"', "-j", r.target])
 
 
-def save_text(*rules: str, chains=(CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL), jumps=True, base=None) -> str:
-    """A 20.10 layout after 'init', with our chains and jumps, plus rule lines."""
+def save_text(
+    *rules: str, chains=(CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL), jumps=True, replies=True, base=None
+) -> str:
+    """A 20.10 layout after 'init', with our chains and jumps, the replies rule
+    first in our internal chain (when that chain is there), plus rule lines."""
     base = base or layout_2010_icc_false()
     head, _, tail = base.partition("*filter\n")
     body, _, rest = tail.partition("COMMIT\n")
@@ -53,6 +77,8 @@ def save_text(*rules: str, chains=(CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL), 
         jump_lines = (
             f"-A FORWARD -j {CHAIN_FORWARD}\n-A INPUT -j {CHAIN_INPUT}\n-A DOCKER -j {CHAIN_INTERNAL}\n"
         )
+    if replies and CHAIN_INTERNAL in chains:
+        jump_lines += SAVED_REPLIES + "\n"
     chain_part = "".join(l + "\n" for l in body.splitlines() if l.startswith(":"))
     rule_part = "".join(l + "\n" for l in body.splitlines() if not l.startswith(":"))
     return head + "*filter\n" + chain_part + decls + jump_lines + rule_part + "".join(r + "\n" for r in rules) + "COMMIT\n" + rest
@@ -64,9 +90,10 @@ def save_text(*rules: str, chains=(CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL), 
 def test_ensure_chains_on_a_fresh_layout_declares_and_jumps():
     table = parse_save(layout_2010_icc_false())
     changes = ensure_chains(table)
-    assert [c.line for c in changes] == [DECLS[0], JUMPS[0], DECLS[1], JUMPS[1], DECLS[2], JUMPS[2]]
+    # the replies rule comes after its chain is declared: one batch, read in order
+    assert [c.line for c in changes] == [DECLS[0], JUMPS[0], DECLS[1], JUMPS[1], DECLS[2], JUMPS[2], REPLIES]
     assert {c.why for c in changes} == {"setup"}
-    assert [c.verb for c in changes] == ["create", "insert"] * 3
+    assert [c.verb for c in changes] == ["create", "insert"] * 3 + ["insert"]
 
 
 def test_ensure_chains_nothing_to_do_when_in_place():
@@ -79,7 +106,7 @@ def test_chain_declared_only_when_missing():
     # an existing chain is never declared again: with --noflush that would flush it
     assert f":{CHAIN_INPUT} - [0:0]" not in lines
     assert [l for l in lines if l.startswith(":")] == [DECLS[0], DECLS[2]]
-    assert [l for l in lines if l.startswith("-I")] == JUMPS
+    assert [l for l in lines if l.startswith("-I")] == JUMPS + [REPLIES]
 
 
 def test_jump_inserted_only_when_missing():
@@ -90,6 +117,35 @@ def test_jump_inserted_only_when_missing():
 def test_a_jump_with_extra_matches_is_not_ours():
     text = save_text().replace(f"-A DOCKER -j {CHAIN_INTERNAL}\n", f"-A DOCKER -i docker0 -j {CHAIN_INTERNAL}\n")
     assert [c.line for c in ensure_chains(parse_save(text))] == [JUMPS[2]]
+
+
+def test_replies_rule_emitted_once_when_missing_and_not_when_present():
+    assert REPLIES == rule_line("-I", CHAIN_INTERNAL, ["1", *REPLIES_RULE])
+    # missing (everything else in place): exactly that one insert, at position 1
+    changes = ensure_chains(parse_save(save_text(replies=False)))
+    assert changes == [Change(REPLIES, "setup")]
+    # present: nothing, wherever it is in the chain (here below one of our rules)
+    internal = desired_for(WEB_INTERNAL)
+    assert ensure_chains(parse_save(save_text())) == []
+    below = save_text(*(saved_line(r) for r in internal), SAVED_REPLIES, replies=False)
+    assert ensure_chains(parse_save(below)) == []
+    # only the exact rule counts: Docker's uncommented one, or one in another chain, is not it
+    docker_like = f"-A {CHAIN_INTERNAL} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+    elsewhere = SAVED_REPLIES.replace(f"-A {CHAIN_INTERNAL} ", f"-A {CHAIN_FORWARD} ")
+    for text in (save_text(docker_like, replies=False), save_text(elsewhere, replies=False)):
+        assert [c.line for c in ensure_chains(parse_save(text))] == [REPLIES]
+    # applied, it is first in the chain, and asked again there is nothing to do
+    table = parse_save(save_text(*(saved_line(r) for r in internal), replies=False))
+    after = apply_lines(table, [c.line for c in ensure_chains(table)])
+    assert [r.args for r in after.chain_rules(CHAIN_INTERNAL)][0] == REPLIES_RULE
+    assert [r.args for r in after.chain_rules(CHAIN_INTERNAL)].count(REPLIES_RULE) == 1
+    assert ensure_chains(after) == []
+    # not an owner tag: plan_rules neither owns nor deletes it
+    assert parse_comment(REPLIES_COMMENT) is None
+    assert our_rules(after) == {internal[0].key: [after.chain_rules(CHAIN_INTERNAL)[1]]}
+    assert plan_rules(after, [], None) == [
+        Change(f"-D {CHAIN_INTERNAL} 2", "web", note=after.chain_rules(CHAIN_INTERNAL)[1].line)
+    ]
 
 
 @pytest.mark.parametrize("missing", ["DOCKER", "FORWARD", "INPUT"])
@@ -218,13 +274,14 @@ def test_owner_dropped_from_the_store_loses_its_rules():
     lines = [saved_line(r) for r in desired_for(WEB_ADD, WEB_INTERNAL)]
     table = parse_save(save_text(*lines))
     changes = plan_rules(table, [], {"web"})
-    # bottom up within each chain
-    assert [c.line for c in changes] == [f"-D {CHAIN_FORWARD} 2", f"-D {CHAIN_FORWARD} 1", f"-D {CHAIN_INTERNAL} 1"]
+    # bottom up within each chain; the replies rule is position 1 of the internal chain
+    assert [c.line for c in changes] == [f"-D {CHAIN_FORWARD} 2", f"-D {CHAIN_FORWARD} 1", f"-D {CHAIN_INTERNAL} 2"]
     assert [c.note for c in changes] == [lines[1], lines[0], lines[2]]
     assert {c.why for c in changes} == {"web"}
     after = apply_lines(table, [c.line for c in changes])
     assert our_rules(after) == {}
     assert [r.line for r in after.rules] == [r.line for r in table.rules if r.line not in lines]
+    assert after.chain_rules(CHAIN_INTERNAL)[0].args == REPLIES_RULE  # kept: not web's
 
 
 @pytest.mark.parametrize(
@@ -276,6 +333,9 @@ def test_plan_applied_then_planned_again_is_empty():
     # the jumps are first in their parent chains
     assert after.chain_rules("FORWARD")[0].args == ("-j", CHAIN_FORWARD)
     assert after.chain_rules("DOCKER")[0].args == ("-j", CHAIN_INTERNAL)
+    # and the replies rule first in ours, once
+    assert [r.args for r in after.chain_rules(CHAIN_INTERNAL)].count(REPLIES_RULE) == 1
+    assert after.chain_rules(CHAIN_INTERNAL)[0].args == REPLIES_RULE
     # and a container that moved: exactly its rule is replaced
     from dataclasses import replace
 
