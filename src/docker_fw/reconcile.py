@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .errors import FirewallError
 from .iptables import SavedRule, Table
-from .model import Kind, RuleSpec
+from .model import CHAIN_INTERNAL, Kind, RuleSpec
 from .resolve import ResolvedRule, parse_comment
 
 _PLAIN_TOKEN = re.compile(r"^[A-Za-z0-9_./:,!=+@%^-]+$")
@@ -72,6 +72,13 @@ class Plan:
         self.changes.extend(changes)
 
 
+REPLIES_COMMENT = "docker-fw:replies"  # not an owner tag: parse_comment() ignores it
+REPLIES_RULE = (
+    "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
+    "-m", "comment", "--comment", REPLIES_COMMENT, "-j", "ACCEPT",
+)
+
+
 def ensure_chains(table: Table) -> list[Change]:
     """Create our chains and the jumps to them where missing.
 
@@ -92,6 +99,12 @@ def ensure_chains(table: Table) -> list[Change]:
             changes.append(Change(f":{kind.chain} - [0:0]", "setup"))
         if not table.has_rule(kind.parent, "-j", kind.chain):
             changes.append(Change(rule_line("-I", kind.parent, ["1", "-j", kind.chain]), "setup"))
+    if not table.has_rule(CHAIN_INTERNAL, *REPLIES_RULE):
+        # Replies of the connections add-internal rules admit.  Docker accepts
+        # them itself ('-o <bridge> ... RELATED,ESTABLISHED') on ordinary
+        # bridges, but not on --internal networks.  Only connections whose
+        # first packet was accepted are ESTABLISHED, so this opens nothing new.
+        changes.append(Change(rule_line("-I", CHAIN_INTERNAL, ["1", *REPLIES_RULE]), "setup"))
     return changes
 
 
