@@ -125,14 +125,20 @@ def _find_cycle(stuck: list[N], graph: dict[N, list[N]], rank: dict[N, int]) -> 
     return cycle + [cycle[0]]
 
 
-def _toposort(nodes: list[N], graph: dict[N, list[N]]) -> list[N]:
-    """Kahn's algorithm; among ready nodes the earliest in ``nodes`` goes first."""
-    rank = {n: i for i, n in enumerate(nodes)}
+def _dependants(nodes: list[N], graph: dict[N, list[N]]) -> tuple[dict[N, int], dict[N, list[N]]]:
+    """How many dependencies each node waits for, and who waits for each node."""
     waiting = {n: len(graph[n]) for n in nodes}
     dependants: dict[N, list[N]] = {n: [] for n in nodes}
     for node in nodes:
         for dep in graph[node]:
             dependants[dep].append(node)
+    return waiting, dependants
+
+
+def _toposort(nodes: list[N], graph: dict[N, list[N]]) -> list[N]:
+    """Kahn's algorithm; among ready nodes the earliest in ``nodes`` goes first."""
+    rank = {n: i for i, n in enumerate(nodes)}
+    waiting, dependants = _dependants(nodes, graph)
     ready = [rank[n] for n in nodes if waiting[n] == 0]
     heapq.heapify(ready)  # ranks are unique ints: nodes themselves are never compared
     order: list[N] = []
@@ -211,11 +217,7 @@ def run_parallel(nodes: Iterable[N], deps: Deps, func: Callable[[N], R], max_wor
     graph = _within(given, deps)
     order = _toposort(given, graph)  # also rejects cycles up front
     rank = {n: i for i, n in enumerate(order)}
-    waiting = {n: len(graph[n]) for n in order}
-    dependants: dict[N, list[N]] = {n: [] for n in order}
-    for node in order:
-        for dep in graph[node]:
-            dependants[dep].append(node)
+    waiting, dependants = _dependants(order, graph)
 
     results: dict[N, R] = {}
     failed: tuple[N, BaseException] | None = None
