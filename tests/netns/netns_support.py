@@ -48,13 +48,17 @@ class Netns:
         self.name = name
         self.path = f"/var/run/netns/{name}"
 
-    def run(self, argv: list[str], stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    def run(
+        self, argv: list[str], stdin: str | None = None, check: bool = True, env: dict | None = None
+    ) -> subprocess.CompletedProcess:
+        """``env``: the whole environment of the command (default: this process's)."""
         proc = subprocess.run(
             ["nsenter", f"--net={self.path}", *argv],
             input=stdin,
             capture_output=True,
             text=True,
             timeout=120,
+            env=env,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"{argv} failed ({proc.returncode}): {proc.stderr.strip()}")
@@ -68,8 +72,10 @@ class Netns:
         """The filter table, normalised for comparisons."""
         return normalise(self.run(["iptables-save", "-t", "filter"]).stdout)
 
-    def helper(self, op: str, **request) -> dict:
-        proc = self.run([sys.executable, str(HELPER)], stdin=json.dumps({"op": op, **request}), check=False)
+    def helper(self, op: str, env: dict | None = None, **request) -> dict:
+        """``env``: the helper's whole environment (default: this process's), e.g.
+        another PATH to pick which iptables-save/-restore docker-fw runs."""
+        proc = self.run([sys.executable, str(HELPER)], stdin=json.dumps({"op": op, **request}), check=False, env=env)
         if proc.returncode != 0:
             raise AssertionError(f"fw_helper {op} crashed: {proc.stderr.strip()}")
         return json.loads(proc.stdout)
