@@ -9,13 +9,14 @@ batch, and commit the store only if the kernel accepted the batch.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from . import depgraph, hostconfig, hosts, layouts
 from .engine import Engine, PortInUseError, Snapshot
-from .errors import DockerFwError, EngineError, UsageError
+from .errors import DockerFwError, EngineError, FirewallError, UsageError
 from .iptables import Iptables, Table
 from .model import AddressKind, Kind, RuleSpec, parse_address
 from .reconcile import Change, Plan, ensure_chains, plan_rules
@@ -45,6 +46,17 @@ class _DryRun(Exception):
     """Raised inside a store transaction to roll it back after a dry run."""
 
 
+IPV6_UNMANAGED = "IPv6 rules not applied: the engine does not manage ip6tables (--ip6tables)"
+
+
+def _as_family(changes: list[Change], family: int) -> list[Change]:
+    return [dataclasses.replace(c, family=family) for c in changes]
+
+
+def _family_note(change: Change) -> str:
+    return " (IPv6)" if change.family == 6 else ""
+
+
 class Service:
     def __init__(
         self,
@@ -53,9 +65,11 @@ class Service:
         store: Store,
         out: Callable[[str], None] = print,
         warn: Callable[[str], None] = _say_nothing,
+        firewall6: Iptables | None = None,
     ):
         self.engine = engine
         self.firewall = firewall
+        self.firewall6 = firewall6  # ip6tables; None: IPv4 only
         self.store = store
         self.out = out
         self.warn = warn
@@ -75,20 +89,49 @@ class Service:
                 plan.withdrawn.append((spec, str(exc)))
         return desired
 
-    def _plan(self, table: Table, scope: set[str] | None) -> Plan:
+    def _save6(self) -> Table | None:
+        """The ip6tables filter table, when the engine manages ip6tables; else None.
+
+        None without an IPv6 firewall, when ip6tables-save is missing or
+        fails (a kernel without IPv6), and when the table has no DOCKER chain
+        (an engine without --ip6tables): IPv6 rules are then left out.
+        """
+        if self.firewall6 is None:
+            return None
+        try:
+            table6 = self.firewall6.save()
+        except FirewallError:
+            return None
+        return table6 if "DOCKER" in table6.chains else None
+
+    def _plan(self, table: Table, scope: set[str] | None, table6: Table | None = None) -> Plan:
         plan = Plan()
         specs = self.store.rules(sorted(scope) if scope is not None else None)
         desired = self._desired(specs, plan)
         plan.extend(ensure_chains(table))
         plan.extend(plan_rules(table, desired, scope))
+        desired6 = [r for r in desired if r.family == 6 and (scope is None or r.owner in scope)]
+        if table6 is not None:
+            if desired6 or any(k.chain in table6.chains for k in Kind):
+                plan.extend(ensure_chains(table6, family=6))
+            plan.extend(plan_rules(table6, desired, scope, family=6))
+        elif desired6:
+            plan.ipv6_left_out = len(desired6)
         return plan
 
     def _apply(self, plan: Plan) -> None:
+        """iptables first, then ip6tables: one transaction for each family."""
         self.firewall.restore("filter", plan.lines(), shown=plan.shown())
+        plan.applied4 = True
+        lines6 = plan.lines(6)
+        if lines6 and self.firewall6 is not None:
+            self.firewall6.restore("filter", lines6, shown=plan.shown(6))
 
     def _report_withdrawn(self, plan: Plan) -> None:
         for spec, reason in plan.withdrawn:
             self.warn(f"not applied ({reason}): {spec.describe()}")
+        if plan.ipv6_left_out:
+            self.warn(IPV6_UNMANAGED)
 
     def _owner_names(self, refs: Iterable[str]) -> list[str]:
         """Container references as recorded: names (the store's first, then the engine's).
@@ -116,18 +159,36 @@ class Service:
         snapshot = self.engine.snapshot()
         table = self.firewall.save()
         bridges = [n.bridge for n in snapshot.bridges()]
+        backend = self.engine.firewall_backend()
         plan = Plan()
-        plan.extend(layouts.plan_init(table, bridges, self.engine.firewall_backend()))
+        plan.extend(layouts.plan_init(table, bridges, backend))
         plan.extend(ensure_chains(table))
+        table6 = self._save6()
+        if table6 is not None:
+            plan.extend(self._init6(table6, snapshot, backend))
         self._apply(plan)
         return plan
+
+    def _init6(self, table6: Table, snapshot: Snapshot, backend: str) -> list[Change]:
+        """'init' for ip6tables: the same reshaping, on the bridges with IPv6."""
+        changes: list[Change] = []
+        bridges6 = [n.bridge for n in snapshot.bridges() if n.subnets6]
+        if bridges6:
+            try:
+                changes.extend(_as_family(layouts.plan_init(table6, bridges6, backend), 6))
+            except FirewallError as exc:
+                # IPv4 is protected all the same; say why IPv6 is not.
+                self.warn(f"IPv6 not initialised: {exc}")
+        with contextlib.suppress(FirewallError):
+            changes.extend(ensure_chains(table6, family=6))
+        return changes
 
     def init(self) -> Plan:
         plan = self.ensure_initialised()
         if plan:
             for change in plan.changes:
                 if change.why == "init":
-                    self.out(f"init: {change.line}")
+                    self.out(f"init: {change.line}{_family_note(change)}")
         else:
             self.out("init: already done, nothing changed")
         return plan
@@ -170,13 +231,14 @@ class Service:
         """Store rules (and hosts entries), apply them, commit if iptables took them."""
         owners = {s.owner for s in specs}
         applied = False
+        plan = Plan()
         try:
             with self.store.transaction():
                 new = {s for s in specs if self.store.add(s)}
                 for owner, name in host_entries:
                     self.store.add_host_entry(owner, name)
                 table = self.firewall.save()
-                plan = self._plan(table, owners)
+                plan = self._plan(table, owners, self._save6())
                 # Hosts files are read (and their new content computed) before
                 # the kernel changes, so most failures change nothing at all.
                 rewrites = list(self._hosts_changes({owner for owner, _ in host_entries}))
@@ -184,7 +246,7 @@ class Service:
                 applied = True
                 self._write_hosts(rewrites)
         except DockerFwError:
-            if applied:
+            if applied or plan.applied4:
                 # The kernel took the batch, then writing a hosts file failed
                 # and the record was rolled back: bring iptables back in line
                 # with the record rather than leave an unrecorded rule.
@@ -217,7 +279,7 @@ class Service:
         for text in addresses:
             address = parse_address(text)
             if address.kind is not AddressKind.NETWORK:
-                raise UsageError(f"allow takes IPv4 addresses or subnets, not {text!r}")
+                raise UsageError(f"allow takes IPv4 addresses or subnets (or IPv6 ones), not {text!r}")
             requests = [
                 AddRequest(
                     container=owner.name,
@@ -258,7 +320,7 @@ class Service:
             hosts_owners = self.store.host_entry_owners(owners)
             counts = {o: self.store.drop_owner(o) for o in owners}
             table = self.firewall.save()
-            plan = self._plan(table, set(owners))
+            plan = self._plan(table, set(owners), self._save6())
             self._apply(plan)
             self._apply_hosts(hosts_owners)
         for owner, count in counts.items():
@@ -278,7 +340,7 @@ class Service:
         plan = self.sync(scope, dry_run)
         if dry_run:
             for change in plan.changes:
-                self.out(f"would {change.verb} ({change.why}): {change.note or change.line}")
+                self.out(f"would {change.verb} ({change.why}): {change.note or change.line}{_family_note(change)}")
             for owner in plan.hosts:
                 self.out(f"would rewrite /etc/hosts of {owner}")
             if not plan:
@@ -293,7 +355,7 @@ class Service:
         """Replay the rules and hosts entries of these containers and of those naming them."""
         scope = None if owners is None else owners | self.store.referrers(owners)
         table = self.firewall.save()
-        plan = self._plan(table, scope)
+        plan = self._plan(table, scope, self._save6())
         self._report_withdrawn(plan)
         hosts_owners = self.store.host_entry_owners(owners) if owners is not None else set(self.store.host_entries())
         if dry_run:
@@ -307,26 +369,40 @@ class Service:
         """Drift between the record, the engine and the live ruleset, one line each."""
         problems: list[str] = []
         table = self.firewall.save()
-        bridges = [n.bridge for n in self.engine.snapshot().bridges()]
+        table6 = self._save6()
+        snapshot = self.engine.snapshot()
+        bridges = [n.bridge for n in snapshot.bridges()]
+        backend = self.engine.firewall_backend()
         try:
-            for change in layouts.plan_init(table, bridges, self.engine.firewall_backend()):
+            for change in layouts.plan_init(table, bridges, backend):
                 problems.append(f"not initialised ({change.why}): would {change.verb} {change.line}")
         except DockerFwError as exc:
             problems.append(f"layout: {exc}")
-        plan = self._plan(table, None)
+        bridges6 = [n.bridge for n in snapshot.bridges() if n.subnets6]
+        if table6 is not None and bridges6:
+            try:
+                for change in layouts.plan_init(table6, bridges6, backend):
+                    problems.append(f"not initialised ({change.why}): would {change.verb} {change.line} (IPv6)")
+            except DockerFwError as exc:
+                problems.append(f"layout (IPv6): {exc}")
+        plan = self._plan(table, None, table6)
         for change in plan.changes:
             if change.line.startswith("-D"):
-                problems.append(f"stale ({change.why}): {change.note or change.line}")
+                problems.append(f"stale ({change.why}): {change.note or change.line}{_family_note(change)}")
             else:
-                problems.append(f"missing ({change.why}): {change.line}")
+                problems.append(f"missing ({change.why}): {change.line}{_family_note(change)}")
         our_chains = {k.chain for k in Kind}
-        for rule in table.rules:
-            if rule.chain in our_chains and not (rule.comment or "").startswith("docker-fw:"):
-                problems.append(f"foreign rule in {rule.chain}: {rule.line}")
+        for family, saved in ((4, table), (6, table6)):
+            for rule in saved.rules if saved is not None else ():
+                if rule.chain in our_chains and not (rule.comment or "").startswith("docker-fw:"):
+                    note = " (IPv6)" if family == 6 else ""
+                    problems.append(f"foreign rule in {rule.chain}: {rule.line}{note}")
         for owner, _path, _content in self._hosts_changes(set(self.store.host_entries())):
             problems.append(f"hosts ({owner}): /etc/hosts entries out of date")
         for spec, reason in plan.withdrawn:
             self.out(f"not applied ({reason}): {spec.describe()}")
+        if plan.ipv6_left_out:
+            self.out(IPV6_UNMANAGED)
         for line in problems:
             self.out(line)
         if not problems:
@@ -369,7 +445,7 @@ class Service:
                 self.out(f"forgot {owner}")
             if forgotten:
                 table = self.firewall.save()
-                self._apply(self._plan(table, set(forgotten)))
+                self._apply(self._plan(table, set(forgotten), self._save6()))
 
     # -- /etc/hosts entries (add-two-ways) --------------------------------
 

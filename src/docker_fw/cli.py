@@ -24,7 +24,7 @@ ADD_ACTIONS = ("add", "add-input", "add-internal", "add-two-ways")
 ADDRESS_HELP = (
     "an address specification: '.' (the container the rule is for), '/' (the "
     "Docker host: the gateway of the container's network), a container name or id, "
-    "or an IPv4 address or subnet (an address without a prefix means /32)"
+    "or an IPv4 or IPv6 address or subnet (an address without a prefix means /32, /128)"
 )
 
 MAIN_DESCRIPTION = """\
@@ -150,7 +150,7 @@ def build_parser() -> Parser:
         p.add_argument(
             "--rev-lookup",
             action="store_true",
-            help="accept a container's current IPv4 address and record the container's name instead",
+            help="accept a container's current IPv4 or IPv6 address and record the container's name instead",
         )
         p.add_argument("--from", dest="from_file", metavar="FILE|-", help="read rules from FILE (- for stdin)")
 
@@ -160,7 +160,7 @@ def build_parser() -> Parser:
         "Record an 'add' rule from each address to each port the container publishes.",
     )
     p.add_argument("container")
-    p.add_argument("addresses", nargs="+", metavar="address", help="IPv4 address or subnet")
+    p.add_argument("addresses", nargs="+", metavar="address", help="IPv4 or IPv6 address or subnet")
 
     p = action("ls", "print recorded rules as docker-fw commands that re-create them")
     p.add_argument("containers", nargs="*", metavar="container")
@@ -386,7 +386,7 @@ def run(argv: list[str], out=None, err=None) -> int:
         if args.action == "allow":
             for text in args.addresses:
                 if parse_address(text).kind is not AddressKind.NETWORK:
-                    raise UsageError(f"allow takes IPv4 addresses or subnets, not {text!r}")
+                    raise UsageError(f"allow takes IPv4 addresses or subnets (or IPv6 ones), not {text!r}")
         if args.action == "watch":
             if args.interval <= 0:
                 raise UsageError("--interval must be positive")
@@ -398,8 +398,12 @@ def run(argv: list[str], out=None, err=None) -> int:
         verbose = (lambda line: out(f"docker-fw: {line}")) if args.verbose else None
         engine = Engine()
         firewall = Iptables(verbose=verbose)
+        firewall6 = Iptables(family=6, verbose=verbose)
         with Store.open() as store:
-            service = Service(engine, firewall, store, out=out, warn=lambda s: err(f"docker-fw: warning: {s}"))
+            service = Service(
+                engine, firewall, store, out=out, warn=lambda s: err(f"docker-fw: warning: {s}"),
+                firewall6=firewall6,
+            )
             if args.action == "init":
                 service.init()
             elif args.action == "add-two-ways":

@@ -31,6 +31,8 @@ class Network:
     gateway: str  # IPv4 of the bridge ('' when unknown)
     # --internal: no route out, so Docker publishes no ports on it.
     internal: bool = False
+    subnets6: tuple[ipaddress.IPv6Network, ...] = ()  # a dual-stack network's IPv6 subnets
+    gateway6: str = ""  # its IPv6 gateway ('' when none)
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Endpoint:
     gateway: str
     gateway6: str = ""  # IPv6 gateway (a dual-stack network), '' otherwise
     internal: bool = False  # on an --internal network
+    ip6: str = ""  # the container's global IPv6 address on this network, '' when none
 
 
 # Swarm's gateway network: never a container's gateway endpoint.
@@ -159,14 +162,32 @@ class Snapshot:
         return None
 
     def owner_of_address(self, ip: str) -> Container | None:
+        if ":" in ip:
+            wanted = ipaddress.ip_address(ip)
+            for container in self.containers:
+                if container.has_address and any(
+                    e.ip6 and ipaddress.ip_address(e.ip6) == wanted for e in container.endpoints
+                ):
+                    return container
+            return None
         for container in self.containers:
             if container.has_address and any(e.ip == ip for e in container.endpoints):
                 return container
         return None
 
-    def is_docker_address(self, net: ipaddress.IPv4Network) -> bool:
-        """Whether a network spec lies inside a Docker network's subnet."""
+    def is_docker_address(self, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+        """Whether a network spec lies inside a Docker network's subnet (of its family)."""
+        if net.version == 6:
+            return any(net.subnet_of(sub) for n in self.networks for sub in n.subnets6)
         return any(net.subnet_of(sub) for n in self.networks for sub in n.subnets)
+
+    def is_gateway(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        """Whether an address is a Docker network's gateway (IPv4 or IPv6)."""
+        for n in self.networks:
+            for gw in (n.gateway, n.gateway6):
+                if gw and ipaddress.ip_address(gw) == ip:
+                    return True
+        return False
 
     def bridges(self) -> list[Network]:
         return [n for n in self.networks if n.driver == "bridge" and n.bridge]
@@ -183,13 +204,17 @@ def _bridge_name(net: dict[str, Any]) -> str:
 
 def parse_network(net: dict[str, Any]) -> Network:
     subnets: list[ipaddress.IPv4Network] = []
-    gateway = ""
+    subnets6: list[ipaddress.IPv6Network] = []
+    gateway = gateway6 = ""
     for cfg in (net.get("IPAM") or {}).get("Config") or []:
         try:
             subnet = ipaddress.ip_network(cfg.get("Subnet", ""), strict=False)
         except ValueError:
             continue
         if subnet.version != 4:
+            subnets6.append(subnet)
+            if not gateway6 and cfg.get("Gateway"):
+                gateway6 = cfg["Gateway"].split("/")[0]
             continue
         subnets.append(subnet)
         if not gateway and cfg.get("Gateway"):
@@ -202,6 +227,8 @@ def parse_network(net: dict[str, Any]) -> Network:
         subnets=tuple(subnets),
         gateway=gateway,
         internal=bool(net.get("Internal")),
+        subnets6=tuple(subnets6),
+        gateway6=gateway6,
     )
 
 
@@ -228,6 +255,7 @@ def parse_container(summary: dict[str, Any], networks: dict[str, Network]) -> Co
                 gateway=ep.get("Gateway") or (net.gateway if net else ""),
                 gateway6=ep.get("IPv6Gateway") or "",
                 internal=net.internal if net else False,
+                ip6=ep.get("GlobalIPv6Address") or "",
             )
         )
     ports = []

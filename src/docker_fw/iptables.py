@@ -118,10 +118,12 @@ _FAILED_LINE = re.compile(r"line:? (\d+) failed|Error occurred at line: (\d+)")
 
 
 class Iptables:
-    """Runs iptables-save/-restore for one address family (4 for now)."""
+    """Runs iptables-save/-restore (family 4) or ip6tables-save/-restore (6)."""
 
     def __init__(self, family: int = 4, verbose=None):
         prefix = "iptables" if family == 4 else "ip6tables"
+        self.family = family
+        self.prefix = prefix
         self.save_bin = shutil.which(f"{prefix}-save")
         self.restore_bin = shutil.which(f"{prefix}-restore")
         self.verbose = verbose  # callable(str) or None
@@ -134,7 +136,7 @@ class Iptables:
         return binary
 
     def save(self, table: str = "filter") -> Table:
-        binary = self._need(self.save_bin, "iptables-save")
+        binary = self._need(self.save_bin, f"{self.prefix}-save")
         self.saves += 1
         try:
             proc = subprocess.run(
@@ -143,7 +145,7 @@ class Iptables:
         except OSError as exc:
             raise FirewallError(f"cannot run {binary}: {exc}") from None
         if proc.returncode != 0:
-            raise FirewallError(f"iptables-save failed: {_first_line(proc.stderr)}")
+            raise FirewallError(f"{self.prefix}-save failed: {_first_line(proc.stderr)}")
         return parse_save(proc.stdout, table)
 
     def restore(self, table: str, lines: list[str], shown: list[str] | None = None) -> None:
@@ -153,11 +155,11 @@ class Iptables:
         """
         if not lines:
             return
-        binary = self._need(self.restore_bin, "iptables-restore")
+        binary = self._need(self.restore_bin, f"{self.prefix}-restore")
         payload = "\n".join([f"*{table}", *lines, "COMMIT", ""])
         if self.verbose:
             for text in shown or lines:
-                self.verbose(f"iptables -t {table} {text}")
+                self.verbose(f"{self.prefix} -t {table} {text}")
         self.restores += 1
         try:
             proc = subprocess.run(

@@ -61,7 +61,7 @@ class AddressKind(enum.Enum):
     SELF = "self"  # '.': the container the rule is recorded for
     HOST = "host"  # '/': the Docker host (gateway of the shared network)
     CONTAINER = "container"  # another container, by name
-    NETWORK = "network"  # a literal IPv4 address or subnet
+    NETWORK = "network"  # a literal IPv4 or IPv6 address or subnet
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class AddressSpec:
         return cls(AddressKind.CONTAINER, name.lstrip("/"))
 
     @classmethod
-    def network(cls, net: ipaddress.IPv4Network) -> "AddressSpec":
+    def network(cls, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> "AddressSpec":
         return cls(AddressKind.NETWORK, str(net))
 
     @property
@@ -94,14 +94,23 @@ class AddressSpec:
             return "."
         if self.kind is AddressKind.HOST:
             return "/"
-        if self.kind is AddressKind.NETWORK and self.value.endswith("/32"):
+        if self.kind is AddressKind.NETWORK and ":" not in self.value and self.value.endswith("/32"):
             return self.value[:-3]
+        if self.kind is AddressKind.NETWORK and ":" in self.value and self.value.endswith("/128"):
+            return self.value[:-4]
         return self.value
 
     @property
-    def ip_network(self) -> ipaddress.IPv4Network:
+    def ip_network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         assert self.kind is AddressKind.NETWORK
-        return ipaddress.IPv4Network(self.value)
+        return ipaddress.ip_network(self.value)
+
+    @property
+    def family(self) -> int | None:
+        """4 or 6 for a literal address or subnet; None for '.', '/' and containers."""
+        if self.kind is not AddressKind.NETWORK:
+            return None
+        return 6 if ":" in self.value else 4
 
     @classmethod
     def from_text(cls, text: str) -> "AddressSpec":
@@ -122,11 +131,21 @@ def parse_ipv4_network(text: str) -> ipaddress.IPv4Network | None:
         return None
 
 
+def parse_ipv6_network(text: str) -> ipaddress.IPv6Network | None:
+    """An IPv6 address (taken as /128) or subnet, else None (host bits cleared)."""
+    if not text or ":" not in text or not re.fullmatch(r"[0-9a-fA-F:./]+", text):
+        return None
+    try:
+        return ipaddress.IPv6Network(text, strict=False)
+    except ValueError:
+        return None
+
+
 def parse_address(text: str) -> AddressSpec:
     """Parse an address specification as the seed accepted it.
 
-    ``.`` (this container), ``/`` (the Docker host), an IPv4 address or
-    subnet, or a container name or id.  Raises UsageError otherwise.
+    ``.`` (this container), ``/`` (the Docker host), an IPv4 or IPv6 address
+    or subnet, or a container name or id.  Raises UsageError otherwise.
     """
     text = text.strip()
     if text == ".":
@@ -137,7 +156,15 @@ def parse_address(text: str) -> AddressSpec:
     if net is not None:
         return AddressSpec.network(net)
     if ":" in text:
-        raise UsageError(f"IPv6 address specifications are not supported yet: {text!r}")
+        net6 = parse_ipv6_network(text)
+        if net6 is None:
+            raise UsageError(f"invalid IPv6 address or subnet: {text!r}")
+        if net6.network_address.is_loopback or net6.network_address.is_link_local:
+            # Neither is ever routed through the host's FORWARD chain.
+            raise UsageError(f"IPv6 loopback and link-local addresses cannot be matched: {text!r}")
+        if net6.network_address.ipv4_mapped is not None:
+            raise UsageError(f"IPv4-mapped IPv6 address: write the IPv4 address instead: {text!r}")
+        return AddressSpec.network(net6)
     if re.fullmatch(r"[0-9./]+", text) and re.search(r"[./]", text):
         # All digits without a dot or slash is a valid container name or id
         # prefix ('8080', '123456789012'), not an address.
@@ -145,7 +172,7 @@ def parse_address(text: str) -> AddressSpec:
     if not CONTAINER_NAME_RE.match(text):
         raise UsageError(
             f"invalid address specification {text!r}: expected '.', '/', an IPv4 "
-            "address or subnet, or a container name/id"
+            "or IPv6 address or subnet, or a container name/id"
         )
     return AddressSpec.container(text)
 

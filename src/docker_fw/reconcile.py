@@ -37,6 +37,7 @@ class Change:
     line: str
     why: str  # owner name, or a short reason such as 'init'
     note: str = ""  # what the line means, when the line alone does not say
+    family: int = 4  # 4: an iptables line, 6: an ip6tables line
 
     @property
     def shown(self) -> str:
@@ -58,12 +59,16 @@ class Plan:
     withdrawn: list[tuple[RuleSpec, str]] = field(default_factory=list)
     # Containers whose /etc/hosts must be rewritten (add-two-ways entries).
     hosts: list[str] = field(default_factory=list)
+    # IPv6 rules left out because the engine does not manage ip6tables.
+    ipv6_left_out: int = 0
+    # Set once the IPv4 batch is applied (the IPv6 one follows it).
+    applied4: bool = False
 
-    def lines(self) -> list[str]:
-        return [c.line for c in self.changes]
+    def lines(self, family: int = 4) -> list[str]:
+        return [c.line for c in self.changes if c.family == family]
 
-    def shown(self) -> list[str]:
-        return [c.shown for c in self.changes]
+    def shown(self, family: int = 4) -> list[str]:
+        return [c.shown for c in self.changes if c.family == family]
 
     def __bool__(self) -> bool:
         return bool(self.changes or self.hosts)
@@ -79,7 +84,7 @@ REPLIES_RULE = (
 )
 
 
-def ensure_chains(table: Table) -> list[Change]:
+def ensure_chains(table: Table, family: int = 4) -> list[Change]:
     """Create our chains and the jumps to them where missing.
 
     The jumps go first in their parent chain: from FORWARD before Docker's
@@ -96,15 +101,15 @@ def ensure_chains(table: Table) -> list[Change]:
         if kind.chain not in table.chains:
             # Declaring an existing chain with --noflush would flush it, so only
             # missing chains are declared.
-            changes.append(Change(f":{kind.chain} - [0:0]", "setup"))
+            changes.append(Change(f":{kind.chain} - [0:0]", "setup", family=family))
         if not table.has_rule(kind.parent, "-j", kind.chain):
-            changes.append(Change(rule_line("-I", kind.parent, ["1", "-j", kind.chain]), "setup"))
+            changes.append(Change(rule_line("-I", kind.parent, ["1", "-j", kind.chain]), "setup", family=family))
     if not table.has_rule(CHAIN_INTERNAL, *REPLIES_RULE):
         # Replies of the connections add-internal rules admit.  Docker accepts
         # them itself ('-o <bridge> ... RELATED,ESTABLISHED') on ordinary
         # bridges, but not on --internal networks.  Only connections whose
         # first packet was accepted are ESTABLISHED, so this opens nothing new.
-        changes.append(Change(rule_line("-I", CHAIN_INTERNAL, ["1", *REPLIES_RULE]), "setup"))
+        changes.append(Change(rule_line("-I", CHAIN_INTERNAL, ["1", *REPLIES_RULE]), "setup", family=family))
     return changes
 
 
@@ -121,7 +126,7 @@ def our_rules(table: Table) -> dict[tuple[str, str], list[SavedRule]]:
     return found
 
 
-def delete_changes(rules: list[tuple[str, SavedRule]]) -> list[Change]:
+def delete_changes(rules: list[tuple[str, SavedRule]], family: int = 4) -> list[Change]:
     """Delete rules by position, highest first within each chain.
 
     By position rather than by spec: iptables-nft cannot find some rules by
@@ -131,20 +136,25 @@ def delete_changes(rules: list[tuple[str, SavedRule]]) -> list[Change]:
     """
     ordered = sorted(rules, key=lambda item: (item[1].chain, -item[1].position))
     return [
-        Change(f"-D {rule.chain} {rule.position}", why, note=rule.line)
+        Change(f"-D {rule.chain} {rule.position}", why, note=rule.line, family=family)
         for why, rule in ordered
     ]
 
 
-def plan_rules(table: Table, desired: list[ResolvedRule], scope: set[str] | None) -> list[Change]:
+def plan_rules(
+    table: Table, desired: list[ResolvedRule], scope: set[str] | None, family: int = 4
+) -> list[Change]:
     """Changes that make our chains hold exactly ``desired`` for the owners in scope.
+
+    ``table`` is the table of ``family`` (4: iptables, 6: ip6tables): desired
+    rules of the other family are ignored.
 
     ``scope`` None means every owner (a full reconcile).  Rules of owners out
     of scope are left alone.  Duplicates of a wanted rule are removed.
     """
     wanted: dict[tuple[str, str], ResolvedRule] = {}
     for rule in desired:
-        if scope is None or rule.owner in scope:
+        if rule.family == family and (scope is None or rule.owner in scope):
             wanted.setdefault(rule.key, rule)
     actual = {
         key: rules
@@ -155,8 +165,8 @@ def plan_rules(table: Table, desired: list[ResolvedRule], scope: set[str] | None
     for key, rules in actual.items():
         extra = rules if key not in wanted else rules[1:]
         stale.extend((key[0], r) for r in extra)
-    changes = delete_changes(stale)
+    changes = delete_changes(stale, family)
     for key, rule in wanted.items():
         if key not in actual:
-            changes.append(Change(rule_line("-A", rule.chain, rule.argv()), rule.owner))
+            changes.append(Change(rule_line("-A", rule.chain, rule.argv()), rule.owner, family=family))
     return changes

@@ -32,6 +32,9 @@ class ResolvedRule:
     chain: str
     matches: tuple[str, ...]  # everything but the comment and the jump
     target: str
+    # 4: iptables, 6: ip6tables.  Not hashed: the addresses in the matches
+    # already tell the families apart.
+    family: int = 4
 
     @property
     def digest(self) -> str:
@@ -89,11 +92,22 @@ def _describe_networks(container: Container) -> str:
     return ", ".join(names) if names else "no network"
 
 
+def _is_v6(address: str) -> bool:
+    return ":" in address
+
+
 def resolve(spec: RuleSpec, snapshot: Snapshot) -> list[ResolvedRule]:
     """Concrete rules for a recorded one; EngineError when it cannot be placed.
 
     It cannot be placed when a container it names is unknown or not running
     (no address), or when the containers it names share no network.
+
+    Families: a rule with a literal IPv4 side renders for iptables only, one
+    with a literal IPv6 side for ip6tables only (on the shared networks where
+    the containers have IPv6 addresses: none is an error).  A rule naming only
+    containers, '.' and '/' renders for IPv4 on every shared network and, on
+    those where every container it names has an IPv6 address (and the
+    network an IPv6 gateway, for '/'), for IPv6 too.
     """
     containers = _containers_of(spec, snapshot)
     shared = _networks_of(containers[0])
@@ -108,26 +122,69 @@ def resolve(spec: RuleSpec, snapshot: Snapshot) -> list[ResolvedRule]:
     if not shared:
         raise EngineError(f"container {containers[0].name} has no network address")
 
-    def address(side: AddressSpec, network: str) -> str:
+    def endpoint(container: Container, network: str):
+        return next(e for e in container.endpoints if e.network == network)
+
+    def gateway6(network: str) -> str:
+        ep = endpoint(containers[0], network)
+        if ep.gateway6:
+            return ep.gateway6
+        net = snapshot.network(network)
+        return net.gateway6 if net else ""
+
+    def address(side: AddressSpec, network: str, family: int) -> str:
         if side.kind is AddressKind.NETWORK:
             return side.value
         if side.kind is AddressKind.HOST:
-            ep = next(e for e in containers[0].endpoints if e.network == network)
+            if family == 6:
+                return gateway6(network) + "/128"
+            ep = endpoint(containers[0], network)
             if not ep.gateway:
                 raise EngineError(f"network {network} has no gateway address for '/'")
             return ep.gateway + "/32"
         container = containers[0] if side.kind is AddressKind.SELF else snapshot.get(side.value)
-        ep = next(e for e in container.endpoints if e.network == network)
+        ep = endpoint(container, network)
+        if family == 6:
+            return ep.ip6 + "/128"
         return ep.ip + "/32"
+
+    def has_v6(network: str) -> bool:
+        """Whether every side of the rule has an IPv6 address on this network."""
+        named = [containers[0]] + [
+            snapshot.get(side.value)
+            for side in (spec.source, spec.dest)
+            if side.kind is AddressKind.CONTAINER
+        ]
+        if not all(endpoint(c, network).ip6 for c in named):
+            return False
+        uses_host = AddressKind.HOST in (spec.source.kind, spec.dest.kind)
+        return not uses_host or bool(gateway6(network))
+
+    literal = {side.family for side in (spec.source, spec.dest)} - {None}
+    targets: list[tuple[str, int]] = []
+    if literal == {6}:
+        targets = [(net, 6) for net in sorted(shared) if has_v6(net)]
+        if not targets:
+            raise EngineError(
+                f"container {containers[0].name} has no IPv6 address on "
+                f"{', '.join(sorted(shared))}: an IPv6 rule cannot be placed"
+            )
+    else:
+        targets = [(net, 4) for net in sorted(shared)]
+        if not literal:
+            targets += [(net, 6) for net in sorted(shared) if has_v6(net)]
 
     return [
         ResolvedRule(
             owner=spec.owner,
             chain=spec.kind.chain,
-            matches=render_matches(spec, address(spec.source, net), address(spec.dest, net)),
+            matches=render_matches(
+                spec, address(spec.source, net, family), address(spec.dest, net, family)
+            ),
             target=spec.kind.target,
+            family=family,
         )
-        for net in sorted(shared)
+        for net, family in targets
     ]
 
 
@@ -146,8 +203,8 @@ def normalise_address(
         return AddressSpec.self_() if container.id == owner.id else AddressSpec.container(container.name)
     if spec.kind is AddressKind.NETWORK:
         net = spec.ip_network
-        if net.prefixlen == 32 and snapshot.is_docker_address(net):
-            if any(n.gateway == str(net.network_address) for n in snapshot.networks):
+        if net.prefixlen == net.max_prefixlen and snapshot.is_docker_address(net):
+            if snapshot.is_gateway(net.network_address):
                 if rev_lookup:
                     return AddressSpec.host()
                 raise UsageError(

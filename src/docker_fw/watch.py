@@ -84,6 +84,7 @@ class Watcher:
         debounce: float = 0.02,
         engine_factory: Callable[[], Engine] = Engine,
         firewall: Iptables | None = None,
+        firewall6: Iptables | None = None,
     ):
         self.log = log
         self.interval = interval
@@ -91,6 +92,8 @@ class Watcher:
         self.engine_factory = engine_factory
         self.engine = engine_factory()
         self.firewall = firewall or Iptables()
+        # ip6tables too, unless a firewall was given (tests) without one.
+        self.firewall6 = firewall6 if firewall6 is not None or firewall is not None else Iptables(family=6)
         self.events: queue.Queue = queue.Queue()
         self.stopping = threading.Event()
         self._warned: set[str] = set()
@@ -179,6 +182,7 @@ class Watcher:
                 self.engine, self.firewall, store,
                 out=lambda msg: self.log("info", msg),
                 warn=self._warn_once,
+                firewall6=self.firewall6,
             )
             plan = Plan()
             if pending.everything:

@@ -169,20 +169,26 @@ class Sandbox:
     host_ip = "198.51.100.1"
     ext_ips = ("198.51.100.2", "198.51.100.3", "198.51.100.4")
     prefix_len = 24
+    # With ext_ipv6=True only: the same link over IPv6 (documentation prefix).
+    host_ip6 = "2001:db8:ffff::1"
+    ext_ips6 = ("2001:db8:ffff::2", "2001:db8:ffff::3")
+    prefix_len6 = 64
     engine_if = "eth0"  # the engine host's "uplink", towards the external namespace
     ext_if = "uplink0"  # the external namespace's side of the veth pair
     image = IMAGE
 
     def __init__(self, name: str = "dfw", base_dir: str | None = None, icc: bool = False,
                  extra_daemon_args: list[str] = (), dockerd: str | None = None,
-                 extra_path: list[str] = ()):
+                 extra_path: list[str] = (), ext_ipv6: bool = False):
         """dockerd: another engine's dockerd binary (default: the system's, found on PATH);
         extra_path: directories put first on dockerd's PATH (e.g. that engine's
-        docker-proxy), see tests/harness/engines.py."""
+        docker-proxy), see tests/harness/engines.py; ext_ipv6: also give the link to the
+        external namespace IPv6 addresses (host_ip6, ext_ips6) and a default IPv6 route."""
         if not _NAME_RE.match(name):
             raise ValueError(f"sandbox name {name!r}: use [a-z0-9-], at most 31 characters")
         self.name = name
         self.icc = icc
+        self.ext_ipv6 = ext_ipv6
         self.extra_daemon_args = list(extra_daemon_args)
         self.engine_netns = f"{name}-eng"
         self.ext_netns = f"{name}-ext"
@@ -303,6 +309,11 @@ class Sandbox:
         batch_ext = ["link set lo up"]
         batch_ext += [f"addr add {ip}/{self.prefix_len} dev {self.ext_if}" for ip in self.ext_ips]
         batch_ext += [f"link set {self.ext_if} up", f"route add default via {self.host_ip}"]
+        if self.ext_ipv6:
+            # nodad: usable at once, not after duplicate address detection.
+            batch_eng.append(f"addr add {self.host_ip6}/{self.prefix_len6} dev {self.engine_if} nodad")
+            batch_ext += [f"addr add {ip}/{self.prefix_len6} dev {self.ext_if} nodad" for ip in self.ext_ips6]
+            batch_ext.append(f"route add ::/0 via {self.host_ip6}")
         run(["ip", "-n", eng, "-batch", "-"], input="\n".join(batch_eng) + "\n")
         run(["ip", "-n", ext, "-batch", "-"], input="\n".join(batch_ext) + "\n")
 

@@ -13,6 +13,9 @@ request on standard input and prints one JSON answer:
                                                         a note is what a '-D CHAIN N' line deletes)
     {"op": "plan_init" | "init", "bridges": [...]}   -> {"lines": [...]}   (layouts.plan_init; init applies it)
 
+A request with "family": 6 runs ip6tables-save/-restore instead (desired
+rules of family 6 only are planned).
+
 Every answer has "ok"; a docker-fw error gives ok=false with "type", "error"
 and "exit_code".  "restores" counts the iptables-restore runs.  A desired
 rule is {"owner", "chain", "matches", "target"} (a resolve.ResolvedRule).
@@ -34,7 +37,10 @@ from docker_fw.resolve import ResolvedRule  # noqa: E402
 
 
 def _desired(items: list[dict]) -> list[ResolvedRule]:
-    return [ResolvedRule(d["owner"], d["chain"], tuple(d["matches"]), d["target"]) for d in items]
+    return [
+        ResolvedRule(d["owner"], d["chain"], tuple(d["matches"]), d["target"], d.get("family", 4))
+        for d in items
+    ]
 
 
 def handle(request: dict, fw: Iptables) -> dict:
@@ -55,8 +61,8 @@ def handle(request: dict, fw: Iptables) -> dict:
     if op in ("plan", "sync"):
         scope = request.get("scope")
         table = fw.save()
-        changes = reconcile.ensure_chains(table) + reconcile.plan_rules(
-            table, _desired(request["desired"]), None if scope is None else set(scope)
+        changes = reconcile.ensure_chains(table, fw.family) + reconcile.plan_rules(
+            table, _desired(request["desired"]), None if scope is None else set(scope), fw.family
         )
         lines = [c.line for c in changes]
         if op == "sync":
@@ -73,7 +79,7 @@ def handle(request: dict, fw: Iptables) -> dict:
 
 def main() -> None:
     request = json.load(sys.stdin)
-    fw = Iptables()
+    fw = Iptables(family=request.get("family", 4))
     try:
         answer = {"ok": True, **handle(request, fw)}
     except DockerFwError as exc:

@@ -75,10 +75,38 @@ def test_invalid_ipv4_is_refused(text):
         parse_address(text)
 
 
-@pytest.mark.parametrize("text", ["::1", "fe80::1/64", "2001:db8::/32", "::ffff:10.0.0.1"])
-def test_ipv6_is_refused(text):
+@pytest.mark.parametrize("text", ["::1", "fe80::1/64", "::ffff:10.0.0.1", "2001:db8::g", "2001:db8::/129", "1::2::3"])
+def test_unusable_ipv6_is_refused(text):
+    # Loopback and link-local never cross FORWARD; IPv4-mapped is an IPv4 address.
     with pytest.raises(UsageError, match="IPv6"):
         parse_address(text)
+
+
+@pytest.mark.parametrize(
+    "text, value, shown",
+    [
+        ("2001:db8::7", "2001:db8::7/128", "2001:db8::7"),
+        ("2001:DB8:0:0::7/128", "2001:db8::7/128", "2001:db8::7"),
+        ("2001:db8::/64", "2001:db8::/64", "2001:db8::/64"),
+        ("2001:db8::1/64", "2001:db8::/64", "2001:db8::/64"),  # host bits cleared
+        ("::/0", "::/0", "::/0"),
+    ],
+)
+def test_ipv6_address_specs(text, value, shown):
+    spec = parse_address(text)
+    assert spec.kind is AddressKind.NETWORK
+    assert spec.value == value
+    assert spec.text == shown
+    assert spec.family == 6
+    assert parse_address(spec.text) == spec
+
+
+def test_address_families():
+    assert parse_address("198.51.100.7").family == 4
+    assert parse_address("198.51.100.7").text == "198.51.100.7"
+    assert parse_address(".").family is None
+    assert parse_address("/").family is None
+    assert parse_address("web").family is None
 
 
 @pytest.mark.parametrize("text", ["", "a", "-rf", "web server", "we$b", "_web", "web/1", "..x"])

@@ -1,0 +1,143 @@
+"""IPv6, proved with packets: a dual-stack engine (--ipv6 --ip6tables) of its own.
+
+The external namespace reaches the engine host over 2001:db8:ffff::/64 (host
+::1, clients ::2 and ::3); web publishes port 80 on 8080, which Docker DNATs
+(ip6tables nat) to web's IPv6 address on docker0, so the traffic crosses
+ip6tables' FORWARD chain, where docker-fw's whitelist applies.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from tests.e2e.conftest import missing_prerequisites
+from tests.e2e.fw import Fw
+from tests.harness.sandbox import Sandbox
+
+V6_ARGS = ["--ipv6", "--fixed-cidr-v6", "2001:db8:1::/64", "--experimental", "--ip6tables"]
+HOST6 = Sandbox.host_ip6
+ALLOWED6, OTHER6 = Sandbox.ext_ips6
+ALLOWED4, OTHER4 = "198.51.100.2", "198.51.100.3"
+PORT = 8080
+
+
+@pytest.fixture(scope="module")
+def sb6():
+    problems = missing_prerequisites()
+    if problems:
+        pytest.skip("; ".join(problems))
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "src")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
+    sb = Sandbox(name="dfw-v6e", extra_daemon_args=V6_ARGS, ext_ipv6=True)
+    try:
+        sb.start()
+        yield sb
+    finally:
+        sb.stop()
+
+
+@pytest.fixture
+def fw6(sb6, tmp_path):
+    sb6.reset()
+    yield Fw(sb6, str(tmp_path / "state"))
+    sb6.reset()
+
+
+def ip6_of(sb, name: str) -> str:
+    return sb.client().api.inspect_container(name)["NetworkSettings"]["Networks"]["bridge"]["GlobalIPv6Address"]
+
+
+def reaches(sb, dst: str, src: str) -> bool:
+    return sb.ext_fetch(dst, PORT, src, timeout=1.5) == "web\n"
+
+
+def soon_reaches(sb, dst: str, src: str, seconds: float = 15) -> bool:
+    """reaches(), retried: a container's new IPv6 address is usable only once
+    duplicate address detection is over (about a second or two)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if reaches(sb, dst, src):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.3)
+
+
+def test_allow_replay_drop_over_ipv6(sb6, fw6):
+    sb = sb6
+    sb.run_server("web", ports=(80,), publish=(f"{PORT}:80",))
+    first = ip6_of(sb, "web")
+    assert first.startswith("2001:db8:1::"), first
+    # Docker's default: anyone reaches web's published port, over both families.
+    assert soon_reaches(sb, HOST6, ALLOWED6) and reaches(sb, HOST6, OTHER6)
+    assert reaches(sb, sb.host_ip, ALLOWED4)
+
+    out = fw6.ok("init").stdout
+    assert "(IPv6)" in out, out
+    assert not reaches(sb, HOST6, ALLOWED6) and not reaches(sb, HOST6, OTHER6)
+    assert not reaches(sb, sb.host_ip, ALLOWED4)
+
+    result = fw6.ok("allow", "web", ALLOWED6)
+    assert "warning" not in result.stderr, result.stderr
+    assert reaches(sb, HOST6, ALLOWED6)
+    assert not reaches(sb, HOST6, OTHER6)
+    assert not reaches(sb, sb.host_ip, ALLOWED4)
+    saved6 = sb.engine_run(["ip6tables-save", "-t", "filter"]).stdout
+    assert f"-s {ALLOWED6}/128 -d {first}/128" in saved6, saved6
+
+    fw6.ok("allow", "web", ALLOWED4)
+    assert reaches(sb, sb.host_ip, ALLOWED4) and not reaches(sb, sb.host_ip, OTHER4)
+    assert fw6.run("check").returncode == 0
+
+    # web moves: another container takes its old addresses, web gets new ones.
+    sb.docker("stop", "-t", "1", "web")
+    sb.run_server("squat", ports=(81,))
+    sb.docker("start", "web")
+    sb.wait_listening("web", 80)
+    second = ip6_of(sb, "web")
+    assert second != first
+    assert fw6.run("check").returncode == 1
+    fw6.ok("replay", "web")
+    assert soon_reaches(sb, HOST6, ALLOWED6) and not reaches(sb, HOST6, OTHER6)
+    assert reaches(sb, sb.host_ip, ALLOWED4) and not reaches(sb, sb.host_ip, OTHER4)
+    saved6 = sb.engine_run(["ip6tables-save", "-t", "filter"]).stdout
+    assert f"-d {second}/128" in saved6 and f"-d {first}/128" not in saved6
+    assert fw6.run("check").returncode == 0
+
+    fw6.ok("drop", "web")
+    assert not reaches(sb, HOST6, ALLOWED6)
+    assert not reaches(sb, sb.host_ip, ALLOWED4)
+    assert "docker-fw:web:" not in sb.engine_run(["ip6tables-save", "-t", "filter"]).stdout
+
+
+@pytest.fixture(scope="module")
+def sb_no_ip6tables():
+    """Containers get IPv6 addresses, but the engine leaves ip6tables alone (no --ip6tables)."""
+    problems = missing_prerequisites()
+    if problems:
+        pytest.skip("; ".join(problems))
+    sb = Sandbox(name="dfw-v6n", extra_daemon_args=V6_ARGS[:3], ext_ipv6=True)
+    try:
+        sb.start()
+        yield sb
+    finally:
+        sb.stop()
+
+
+def test_engine_without_ip6tables_ipv4_still_works(sb_no_ip6tables, tmp_path):
+    sb = sb_no_ip6tables
+    fw = Fw(sb, str(tmp_path / "state"))
+    sb.run_server("web", ports=(80,), publish=(f"{PORT}:80",))
+    assert ip6_of(sb, "web").startswith("2001:db8:1::")
+    assert ":DOCKER " not in sb.engine_run(["ip6tables-save", "-t", "filter"]).stdout
+    assert "(IPv6)" not in fw.ok("init").stdout
+    assert not reaches(sb, sb.host_ip, ALLOWED4)
+    result = fw.ok("allow", "web", ALLOWED6, ALLOWED4)
+    assert result.stderr.count("IPv6 rules not applied: the engine does not manage ip6tables (--ip6tables)") == 1, result.stderr
+    assert reaches(sb, sb.host_ip, ALLOWED4) and not reaches(sb, sb.host_ip, OTHER4)
+    assert "DOCKER-FW" not in sb.engine_run(["ip6tables-save", "-t", "filter"]).stdout
+    fw.ok("drop", "web")
+    assert not reaches(sb, sb.host_ip, ALLOWED4)
