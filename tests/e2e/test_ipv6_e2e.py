@@ -133,7 +133,9 @@ def test_engine_without_ip6tables_ipv4_still_works(sb_no_ip6tables, tmp_path):
     sb.run_server("web", ports=(80,), publish=(f"{PORT}:80",))
     assert ip6_of(sb, "web").startswith("2001:db8:1::")
     assert ":DOCKER " not in sb.engine_run(["ip6tables-save", "-t", "filter"]).stdout
-    assert "(IPv6)" not in fw.ok("init").stdout
+    init = fw.ok("init")
+    assert "(IPv6)" not in init.stdout
+    assert "IPv6 not initialised: the engine has IPv6 networks but does not manage ip6tables" in init.stderr
     assert not reaches(sb, sb.host_ip, ALLOWED4)
     result = fw.ok("allow", "web", ALLOWED6, ALLOWED4)
     assert result.stderr.count("IPv6 rules not applied: the engine does not manage ip6tables (--ip6tables)") == 1, result.stderr

@@ -12,7 +12,7 @@ import ipaddress
 import pytest
 
 from dfw_samples import apply_lines
-from docker_fw.actions import IPV6_UNMANAGED, AddRequest, Service
+from docker_fw.actions import IPV6_NOT_INITIALISED, IPV6_UNMANAGED, AddRequest, Service
 from docker_fw.engine import Snapshot, parse_container, parse_network
 from docker_fw.errors import EngineError
 from docker_fw.iptables import parse_save
@@ -260,6 +260,8 @@ def test_engine_without_ip6tables_leaves_ipv6_out_with_one_warning(tmp_path):
     try:
         w.service().init()
         assert w.fw6.batches == []
+        assert w.warnings == [IPV6_NOT_INITIALISED]
+        w.warnings.clear()
         w.service().allow("web", ["2001:db8:ffff::2", "2001:db8:ffff::3", "198.51.100.2"])
         assert w.warnings == [IPV6_UNMANAGED]
         assert len(w.fw4.ours()) == 1
