@@ -20,7 +20,7 @@ _REPO = _HERE.parent.parent
 if str(_REPO) not in sys.path:  # `tests.harness` when pytest runs without `python -m`
     sys.path.insert(0, str(_REPO))
 
-from tests.harness.image import busybox_path, is_static  # noqa: E402
+from tests.harness.image import is_static  # noqa: E402
 from tests.harness.sandbox import Sandbox, _env  # noqa: E402
 
 # Another name lets two test runs (two checkouts) share a machine without

@@ -43,7 +43,7 @@ try:  # both as tests.harness.sandbox and as a script
     from tests.harness.image import IMAGE, busybox_path, import_image
 except ImportError:  # pragma: no cover
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    from tests.harness.image import IMAGE, busybox_path, import_image
+    from tests.harness.image import IMAGE, import_image
 
 NETNS_DIR = "/var/run/netns"
 MARKER = ".dfw-sandbox"  # base dirs without it are never deleted

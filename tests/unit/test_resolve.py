@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 
 import pytest
 
-from dfw_samples import APP_NET, BRIDGE_NET, CACHE, DB, GOLDEN_DIR, WEB, WORKER, snapshot
+from dfw_samples import APP_NET, BRIDGE_NET, CACHE, DB, GOLDEN_DIR, WEB, snapshot
 from docker_fw.errors import EngineError, UsageError
 from docker_fw.model import (
     CHAIN_FORWARD,
