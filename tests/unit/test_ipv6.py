@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 
+import fakes
 import pytest
 
-from dfw_samples import apply_lines
 from docker_fw.actions import IPV6_NOT_INITIALISED, IPV6_UNMANAGED, AddRequest, Service
 from docker_fw.engine import Snapshot, parse_container, parse_network
 from docker_fw.errors import EngineError
@@ -167,18 +167,8 @@ class FakeEngine:
         return ""
 
 
-class FakeFirewall:
-    def __init__(self, text: str):
-        self.table = parse_save(text)
-        self.batches: list[list[str]] = []
-
-    def save(self, table: str = "filter"):
-        return self.table
-
-    def restore(self, table: str, lines: list[str], shown=None) -> None:
-        if lines:
-            self.batches.append(list(lines))
-            self.table = apply_lines(self.table, lines)
+class FakeFirewall(fakes.FakeFirewall):
+    """One address family's table (the service keeps one per family)."""
 
     def ours(self, chain: str = CHAIN_FORWARD) -> list[tuple[str, ...]]:
         return [r.args for r in self.table.chain_rules(chain) if parse_comment(r.comment or "")]

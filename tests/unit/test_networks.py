@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from fakes import FakeFirewall
 
 from dfw_samples import apply_lines
 from docker_fw.actions import Service
@@ -265,20 +266,6 @@ class FakeEngine:
 
     def firewall_backend(self) -> str:
         return ""  # Docker 20.10's info names no firewall backend
-
-
-class FakeFirewall:
-    def __init__(self, text: str):
-        self.table = parse_save(text)
-        self.batches: list[list[str]] = []
-
-    def save(self, table: str = "filter"):
-        return self.table
-
-    def restore(self, table: str, lines: list[str], shown=None) -> None:
-        if lines:
-            self.batches.append(list(lines))
-            self.table = apply_lines(self.table, lines)
 
 
 @pytest.fixture
