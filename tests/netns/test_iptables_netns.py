@@ -81,6 +81,24 @@ def owned_lines(text: str) -> list[str]:
     return [l for l in text.splitlines() if "docker-fw:" in l and REPLIES_COMMENT not in l]
 
 
+def assert_moved_rules_replaced(helper, save, text_before: str, old: list[dict], after) -> str:
+    """Sync web's rules after it moved to 172.17.0.22: the stale rules ``old`` go by
+    position (their saved lines as notes), the new ones come, nothing else changes."""
+    plan = helper("sync", desired=as_json(after), scope=["web"])
+    assert plan["ok"], plan
+    assert [l[:2] for l in plan["lines"]] == ["-D", "-D", "-A", "-A"]
+    assert sorted(plan["lines"][:2]) == sorted(f"-D {r['chain']} {r['position']}" for r in old)
+    assert sorted(plan["notes"][:2]) == sorted(r["line"] for r in old)
+    text_after = save()
+    assert not any(r["line"] in text_after.splitlines() for r in old)
+    assert [l for l in text_after.splitlines() if "docker-fw:" not in l] == [
+        l for l in text_before.splitlines() if "docker-fw:" not in l
+    ]
+    ours = owned_lines(text_after)
+    assert len(ours) == 2 and all("-d 172.17.0.22/32" in l for l in ours)
+    return text_after
+
+
 def numbered(answer: dict) -> list[dict]:
     """The saved rules, each with its 1-based position in its chain, counted here
     from iptables-save's order (not taken from docker-fw's parser)."""
@@ -240,21 +258,8 @@ def test_moved_container_gets_its_rule_replaced(netns):
     # the internal rule is below the replies rule
     assert {(r["chain"], r["position"]) for r in old} == {(CHAIN_FORWARD, 1), (CHAIN_INTERNAL, 2)}
     after = desired(specs, snapshot(web_ip="172.17.0.22"))
-    plan = netns.helper("sync", desired=as_json(after), scope=["web"])
-    assert plan["ok"], plan
-    assert [l[:2] for l in plan["lines"]] == ["-D", "-D", "-A", "-A"]
-    assert sorted(plan["lines"][:2]) == sorted(f"-D {r['chain']} {r['position']}" for r in old)
-    assert sorted(plan["notes"][:2]) == sorted(r["line"] for r in old)
-    # the old rules are gone, and nothing but our rules changed
-    text_after = netns.save()
-    assert not any(r["line"] in text_after.splitlines() for r in old)
-    assert [l for l in text_after.splitlines() if "docker-fw:" not in l] == [
-        l for l in text_before.splitlines() if "docker-fw:" not in l
-    ]
-    ours = owned_lines(text_after)
-    assert len(ours) == 2
-    assert all("-d 172.17.0.22/32" in l for l in ours)
-    assert not any("172.17.0.2/32" in l for l in ours)
+    text_after = assert_moved_rules_replaced(netns.helper, netns.save, text_before, old, after)
+    assert not any("172.17.0.2/32" in l for l in owned_lines(text_after))
     assert netns.helper("plan", desired=as_json(after), scope=None)["lines"] == []
 
 

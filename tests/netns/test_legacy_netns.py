@@ -31,6 +31,7 @@ from netns_support import HELPER, SEED, normalise, unavailable
 from docker_fw.model import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL
 from docker_fw.reconcile import REPLIES_RULE, rule_line
 from test_iptables_netns import (
+    assert_moved_rules_replaced,
     OWN_CHAINS,
     SPECS,
     as_json,
@@ -236,18 +237,7 @@ def test_stale_rules_are_deleted_by_position(legacy):
     old = [r for r in numbered(legacy.saved()) if is_owned(r["comment"])]
     assert {(r["chain"], r["position"]) for r in old} == {(CHAIN_FORWARD, 2), (CHAIN_INTERNAL, 2)}
     after = desired(specs, snapshot(web_ip="172.17.0.22"))
-    plan = legacy.helper("sync", desired=as_json(after), scope=["web"])
-    assert plan["ok"], plan
-    assert [l[:2] for l in plan["lines"]] == ["-D", "-D", "-A", "-A"]
-    assert sorted(plan["lines"][:2]) == sorted(f"-D {r['chain']} {r['position']}" for r in old)
-    assert sorted(plan["notes"][:2]) == sorted(r["line"] for r in old)
-    text_after = legacy.legacy_save()
-    assert not any(r["line"] in text_after.splitlines() for r in old)
-    assert [l for l in text_after.splitlines() if "docker-fw:" not in l] == [
-        l for l in text_before.splitlines() if "docker-fw:" not in l
-    ]
-    ours = owned_lines(text_after)
-    assert len(ours) == 2 and all("-d 172.17.0.22/32" in l for l in ours)
+    assert_moved_rules_replaced(legacy.helper, legacy.legacy_save, text_before, old, after)
     assert legacy.helper("plan", desired=as_json(after), scope=None)["lines"] == []
     # nothing wanted any more: every rule of ours goes, bottom up, the foreign one stays
     with_ours = legacy.legacy_save()
