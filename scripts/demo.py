@@ -93,15 +93,13 @@ def main() -> int:
             sb.docker(*argv)
         fw("add-two-ways", "endpoint", "--source", "promoted", "--dport", "1025")
         print("$ docker exec endpoint nc -l -p 1025 &")
-        listener = sb.docker_popen("exec", "endpoint", "nc", "-l", "-p", "1025")
-        try:
-            sb.wait_listening("endpoint", 1025)
-            command = "echo 'Hello from promoted container' | nc endpoint 1025"
+        command = "echo 'Hello from promoted container' | nc endpoint 1025"
+
+        def send() -> None:
             print(f"$ docker exec promoted sh -c {shlex.quote(command)}")
             sb.docker("exec", "promoted", "sh", "-c", command)
-            received, _ = listener.communicate(timeout=10)
-        finally:
-            listener.kill()
+
+        received = sb.receive_once("endpoint", 1025, send)
         global failures
         ok = "Hello from promoted container" in received
         failures += not ok

@@ -48,6 +48,13 @@ class Fw:
         lines = [_COUNTERS.sub("", l).rstrip() for l in text.splitlines() if not l.startswith("#")]
         return "\n".join(lines)
 
+    def catch_all(self, bridge: str = "docker0") -> str:
+        """Docker's rule that sends all traffic to BRIDGE through its DOCKER chain
+        (so published ports are open to all), as iptables-save prints it: in
+        FORWARD on 20.10, in DOCKER-BRIDGE on 28.x.  init removes it."""
+        chain = "FORWARD" if self.sandbox.engine_major() < 28 else "DOCKER-BRIDGE"
+        return f"-A {chain} -o {bridge} -j DOCKER"
+
     def gateway(self, container: str) -> str:
         """The gateway (the Docker host's address) on a running container's network."""
         out = self.sandbox.docker("inspect", "-f", "{{.NetworkSettings.Gateway}}", container).stdout

@@ -8,12 +8,11 @@ ip6tables' FORWARD chain, where docker-fw's whitelist applies.
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
 
-from tests.e2e.conftest import missing_prerequisites
+from tests.e2e.conftest import SYSTEM_ENGINE, start_sandbox
 from tests.e2e.fw import Fw
 from tests.harness.sandbox import Sandbox
 
@@ -26,14 +25,8 @@ PORT = 8080
 
 @pytest.fixture(scope="module")
 def sb6():
-    problems = missing_prerequisites()
-    if problems:
-        pytest.skip("; ".join(problems))
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "src")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
-    sb = Sandbox(name="dfw-v6e", extra_daemon_args=V6_ARGS, ext_ipv6=True)
+    sb = start_sandbox(SYSTEM_ENGINE, name="dfw-v6e", extra_daemon_args=V6_ARGS, ext_ipv6=True)
     try:
-        sb.start()
         yield sb
     finally:
         sb.stop()
@@ -116,12 +109,8 @@ def test_allow_replay_drop_over_ipv6(sb6, fw6):
 @pytest.fixture(scope="module")
 def sb_no_ip6tables():
     """Containers get IPv6 addresses, but the engine leaves ip6tables alone (no --ip6tables)."""
-    problems = missing_prerequisites()
-    if problems:
-        pytest.skip("; ".join(problems))
-    sb = Sandbox(name="dfw-v6n", extra_daemon_args=V6_ARGS[:3], ext_ipv6=True)
+    sb = start_sandbox(SYSTEM_ENGINE, name="dfw-v6n", extra_daemon_args=V6_ARGS[:3], ext_ipv6=True)
     try:
-        sb.start()
         yield sb
     finally:
         sb.stop()

@@ -10,9 +10,13 @@ import time
 
 import pytest
 
+from tests.e2e.conftest import SYSTEM_ENGINE, only_on
 from tests.harness.sandbox import NETNS_DIR, Sandbox
 
 pytestmark = pytest.mark.e2e
+
+# The harness's own tests: one engine is enough (its 20.10 layout is asserted).
+on_system_engine = only_on(SYSTEM_ENGINE)
 
 ALLOWED, OTHER = "198.51.100.2", "198.51.100.3"
 
@@ -39,12 +43,14 @@ def _leftovers(box: Sandbox) -> dict:
     }
 
 
+@on_system_engine
 def test_image_runs_busybox_applets(sb):
     out = sb.docker("run", "--rm", "--name", "img", sb.image, "sh", "-c", "echo hi; hostname; ls /bin/nc").stdout
     assert out.splitlines()[0] == "hi"
     assert "/bin/nc" in out
 
 
+@on_system_engine
 def test_engine_lives_in_its_own_namespace(sb):
     links = sb.engine_run(["ip", "-o", "link"]).stdout
     assert "docker0" in links and sb.engine_if in links
@@ -58,6 +64,7 @@ def test_engine_lives_in_its_own_namespace(sb):
     assert all(f"{ip}/24" in addrs for ip in sb.ext_ips)
 
 
+@on_system_engine
 def test_published_port_is_open_to_every_external_client(sb):
     cid = sb.run_server("web", ports=(80,), publish=("8080:80",))
     assert len(cid) == 64
@@ -67,6 +74,7 @@ def test_published_port_is_open_to_every_external_client(sb):
     assert "--dport 8080 -j DNAT" in sb.iptables_save("nat")
 
 
+@on_system_engine
 def test_ext_connect_uses_the_chosen_source_address(sb):
     code = (
         "import socket\n"
@@ -88,6 +96,7 @@ def test_ext_connect_uses_the_chosen_source_address(sb):
         server.wait()
 
 
+@on_system_engine
 def test_ext_connect_is_false_for_closed_and_filtered_ports(sb):
     sb.run_server("web", ports=(80, 81), publish=("8080:80",))
     t0 = time.monotonic()
@@ -99,6 +108,7 @@ def test_ext_connect_is_false_for_closed_and_filtered_ports(sb):
     assert time.monotonic() - t0 < 1.0 + 1.5
 
 
+@on_system_engine
 def test_run_server_answers_after_a_container_restart(sb):
     sb.run_server("web", ports=(80,), publish=("8080:80",))
     t0 = time.monotonic()
@@ -110,6 +120,7 @@ def test_run_server_answers_after_a_container_restart(sb):
     assert sb.ext_fetch(sb.host_ip, 8080, ALLOWED) == "web\n"
 
 
+@on_system_engine
 def test_containers_talk_over_nc(sb):
     """The busybox nc patterns tests rely on: server by name over a link, plain listener."""
     # With --icc=false a link opens only the target's *exposed* ports (published ones are).
@@ -117,13 +128,9 @@ def test_containers_talk_over_nc(sb):
     sb.docker("run", "-d", "--name", "cl", "--link", "srv:srv", sb.image, "sleep", "1000")
     out = sb.docker("exec", "cl", "sh", "-c", "nc -w 2 srv 80 </dev/null").stdout
     assert out == "srv\n"  # --link opens the way despite --icc=false
-    listener = sb.docker_popen("exec", "cl", "nc", "-l", "-p", "1025")
-    try:
-        sb.wait_listening("cl", 1025)
-        sb.docker("exec", "cl", "sh", "-c", "echo 'hello there' | nc 127.0.0.1 1025")
-        out, _ = listener.communicate(timeout=10)
-    finally:
-        listener.kill()
+    out = sb.receive_once(
+        "cl", 1025, lambda: sb.docker("exec", "cl", "sh", "-c", "echo 'hello there' | nc 127.0.0.1 1025")
+    )
     assert out == "hello there\n"
     # No link, --icc=false: blocked.
     sb.run_server("other", ports=())
@@ -131,6 +138,7 @@ def test_containers_talk_over_nc(sb):
     assert result.stdout == ""
 
 
+@on_system_engine
 def test_snapshot_and_restore_filter(sb):
     before = sb.snapshot_filter()
     sb.engine_run(["iptables", "-N", "SANDBOX-TEST"])
@@ -140,6 +148,7 @@ def test_snapshot_and_restore_filter(sb):
     assert "SANDBOX-TEST" not in sb.snapshot_filter()
 
 
+@on_system_engine
 def test_reset_removes_containers_and_networks(sb):
     sb.run_server("one", ports=(80,))
     sb.docker("create", "--name", "two", "-v", "/data", sb.image, "true")
@@ -149,6 +158,7 @@ def test_reset_removes_containers_and_networks(sb):
     assert "extra" not in sb.docker("network", "ls", "--format", "{{.Name}}").stdout.split()
 
 
+@on_system_engine
 def test_restart_engine_keeps_containers_and_image(sb):
     sb.run_server("web", ports=(80,), publish=("8080:80",))
     pid_before = sb.status()["dockerd_pid"]

@@ -15,9 +15,6 @@ from tests.e2e.fw import ALLOWED, OTHER, PORT, baseline_filter, fw, web  # noqa:
 
 pytestmark = pytest.mark.e2e
 
-CATCH_ALL = "-A FORWARD -o docker0 -j DOCKER"
-
-
 def eventually(predicate, timeout: float = 10.0, step: float = 0.1) -> bool:
     """Poll until predicate() is true (no timing is asserted: the benchmark measures latency)."""
     deadline = time.monotonic() + timeout
@@ -131,7 +128,7 @@ def test_engine_restart_is_survived_and_init_reapplied(sandbox, fw, watch):
     assert eventually(lambda: sandbox.docker("inspect", "-f", "{{.State.Running}}", "web", check=False).stdout.strip() == "true", timeout=30)
     sandbox.wait_listening("web", 80)
     assert eventually(lambda: allowed_only(sandbox), timeout=20), watch.text()
-    assert CATCH_ALL not in fw.rules_text()
+    assert fw.catch_all() not in fw.rules_text()
     assert any(e["msg"].startswith("reconnected") or e.get("reason") == "reconnected to the engine"
                for e in watch.entries()), watch.text()
 
@@ -144,10 +141,10 @@ def test_flushed_rules_are_repaired(sandbox, fw, web, watch):
     # A "firewall reload" wipes docker-fw's chains and jump, and puts Docker's catch-all back.
     sandbox.engine_run(["iptables", "-D", "FORWARD", "-j", "DOCKER-FW-FORWARD"])
     sandbox.engine_run(["iptables", "-F", "DOCKER-FW-FORWARD"])
-    sandbox.engine_run(["iptables", "-A", "FORWARD", "-o", "docker0", "-j", "DOCKER"])
+    sandbox.engine_run(["iptables", *fw.catch_all().split()])
     assert fw.run("check").returncode == 1
     assert eventually(lambda: allowed_only(sandbox), timeout=15), watch.text()
-    assert CATCH_ALL not in fw.rules_text()
+    assert fw.catch_all() not in fw.rules_text()
     assert any(e.get("reason") == "periodic check" and e["msg"].startswith("add") for e in watch.entries()), watch.text()
     assert fw.run("check").returncode == 0
 

@@ -210,6 +210,13 @@ class Sandbox:
         self.start_seconds: float | None = None
         self._proc: subprocess.Popen | None = None
         self._client = None
+        self._engine_major: int | None = None
+
+    def engine_major(self) -> int:
+        """The running engine's major version (20 for 20.10, 28 for 28.5.2)."""
+        if self._engine_major is None:
+            self._engine_major = int(self.client().version()["Version"].split(".")[0])
+        return self._engine_major
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -523,15 +530,6 @@ class Sandbox:
             raise CommandError(result.returncode, argv, result.stdout, result.stderr)
         return result
 
-    def docker_popen(self, *args, **kwargs) -> subprocess.Popen:
-        """``docker -H <sandbox> ARGS`` in the background; stdout/stderr are text pipes."""
-        kwargs.setdefault("stdin", subprocess.DEVNULL)
-        kwargs.setdefault("stdout", subprocess.PIPE)
-        kwargs.setdefault("stderr", subprocess.PIPE)
-        kwargs.setdefault("text", True)
-        kwargs.setdefault("env", self._docker_env())
-        return subprocess.Popen([self.docker_cli, "-H", self.docker_host, *map(str, args)], **kwargs)
-
     def engine_run(self, argv, check: bool = True, input: str | None = None, env: dict | None = None,
                    timeout: float | None = 300) -> subprocess.CompletedProcess:
         """Run argv in the engine's network namespace (the "Docker host"); env merges over os.environ."""
@@ -634,6 +632,23 @@ class Sandbox:
             if time.monotonic() > deadline:
                 raise SandboxError(f"container {name}: nothing listens on port {port} after {timeout:.0f} s")
             time.sleep(0.02)
+
+    def receive_once(self, name: str, port: int, send, timeout: float = 10.0) -> str:
+        """What a one-shot ``nc -l -p PORT`` in container NAME receives while send()
+        runs.  The listener writes to a file in the container: the output of a
+        ``docker exec`` whose process exits at once can be lost on a loaded machine."""
+        path = f"/tmp/received-{port}"
+        self.docker("exec", name, "rm", "-f", path)
+        self.docker("exec", "-d", name, "sh", "-c", f"nc -l -p {int(port)} > {path}")
+        self.wait_listening(name, port)
+        send()
+        deadline = time.monotonic() + timeout
+        while True:
+            done = port not in self.listening_ports(name)  # nc -l exits after one connection
+            got = self.docker("exec", name, "cat", path, check=False).stdout
+            if (done and got) or time.monotonic() > deadline:
+                return got
+            time.sleep(0.05)
 
     def container_ip(self, name: str, network: str | None = None) -> str:
         settings = self.client().api.inspect_container(name)["NetworkSettings"]
