@@ -10,4 +10,6 @@ if ! scripts/get-engine-28.sh; then
     # Under CI=true the 28.x tests then fail (never skip); elsewhere they skip.
     echo "test: could not fetch a Docker 28.x engine; its end-to-end tests cannot run" >&2
 fi
-exec .venv/bin/python -m pytest -v -rs "$@"
+# Two workers (pytest-xdist): the tests of each engine go to one worker, so the
+# 20.10 and 28.x sandboxes run side by side (-n 0 runs everything in one process).
+exec .venv/bin/python -m pytest -v -rs -n 2 --dist loadgroup "$@"

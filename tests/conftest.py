@@ -1,0 +1,43 @@
+"""Suite-wide pytest hooks: how pytest-xdist shares the tests between workers.
+
+scripts/test.sh runs ``pytest -n 2 --dist loadgroup``.  The end-to-end tests
+are parametrised over Docker engines (tests/e2e/conftest.py): every test of
+one engine must run on the same worker, so that each worker starts one
+sandbox engine and the two engines run side by side.  xdist's own loadgroup
+scheduler finds groups through a suffix it appends to node ids, which pytest
+9.2's structured node ids no longer carry; this scheduler groups by the engine
+id in the test id instead ("...[docker28]"), and leaves every other test a
+unit of its own, as loadgroup does.
+"""
+
+from __future__ import annotations
+
+import re
+
+try:
+    from xdist.scheduler import LoadScopeScheduling
+except ImportError:  # without pytest-xdist the suite runs in one process
+    LoadScopeScheduling = None
+
+# The id tests/e2e/conftest.py gives each engine: docker20.10, docker28.
+ENGINE_ID = re.compile(r"\[(?:[^\]]*-)?(docker\d+(?:\.\d+)?)(?:-[^\]]*)?\]$")
+
+
+def engine_group(nodeid: str) -> str | None:
+    """The engine a test's id names ("docker28"), or None."""
+    match = ENGINE_ID.search(nodeid)
+    return match.group(1) if match else None
+
+
+if LoadScopeScheduling is not None:
+
+    class EngineGroupScheduling(LoadScopeScheduling):
+        """loadscope, with one unit per engine and one per other test."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return engine_group(nodeid) or nodeid
+
+    def pytest_xdist_make_scheduler(config, log):
+        if config.getvalue("dist") == "loadgroup":
+            return EngineGroupScheduling(config, log)
+        return None
