@@ -43,6 +43,8 @@ Refused, with nothing changed:
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import FirewallError
@@ -177,8 +179,36 @@ def _drops_internal_traffic(table: Table, bridge: str) -> bool:
     return table.has_rule("FORWARD", *drop) or table.has_rule("DOCKER-FORWARD", *drop)
 
 
-def plan_init(table: Table, bridges: list[str], firewall_backend: str | None = None) -> list[Change]:
-    """The changes 'init' makes; empty when already done (re-running is safe)."""
+# The bridge of a user-defined network: br- and the first 12 hex digits of its id.
+_NETWORK_BRIDGE = re.compile(r"br-[0-9a-f]{12}")
+
+
+def stale_internal_jumps(table: Table, existing: Iterable[str]) -> list[str]:
+    """Bridges of removed networks that FORWARD still holds init's jump for.
+
+    Only user-defined networks' bridges (br-<id>): 'docker network rm' (and
+    'docker compose down') removes Docker's rules but not the one init added,
+    and a re-created network gets a new id, hence a new bridge.
+    """
+    existing = set(existing)
+    stale = []
+    for rule in table.chain_rules("FORWARD"):
+        args = rule.args
+        bridge = args[1] if len(args) > 1 else ""
+        if args == internal_jump(bridge) and _NETWORK_BRIDGE.fullmatch(bridge) and bridge not in existing:
+            stale.append(bridge)
+    return stale
+
+
+def plan_init(
+    table: Table, bridges: list[str], firewall_backend: str | None = None,
+    existing: Iterable[str] | None = None,
+) -> list[Change]:
+    """The changes 'init' makes; empty when already done (re-running is safe).
+
+    ``bridges``: the bridges to reshape; ``existing``: every bridge network's
+    bridge (default: ``bridges``), so that init's jumps for removed networks go.
+    """
     layout = detect(table, firewall_backend)
     if table.chains.get("FORWARD") != "DROP":
         raise FirewallError(
@@ -217,4 +247,6 @@ def plan_init(table: Table, bridges: list[str], firewall_backend: str | None = N
             f"could not find Docker's rule '{chain} -o docker0 -j DOCKER' (nor the one "
             f"init adds) for any bridge ({layout.description}): unrecognised layout; {_NOTHING}"
         )
+    for bridge in stale_internal_jumps(table, bridges if existing is None else existing):
+        changes.append(Change(rule_line("-D", "FORWARD", internal_jump(bridge)), "init", note="its network is gone"))
     return changes

@@ -83,6 +83,26 @@ def test_user_defined_bridge_alongside_docker0():
     assert after.chain_rules("DOCKER") == table.chain_rules("DOCKER")
 
 
+@pytest.mark.parametrize("text", [DOCKER_2010_WITH_USER_BRIDGE, DOCKER_28X], ids=["20.10", "28.x"])
+def test_init_removes_its_jump_for_a_removed_network(text):
+    """docker network rm / compose down: Docker's rules for the network go, init's jump stays."""
+    table = parse_save(text)
+    bridges = ["docker0"] + ([BR] if BR in text else [])
+    done = apply_lines(table, [c.line for c in layouts.plan_init(table, bridges)])
+    gone = "br-dead00beef00"
+    left = apply_lines(done, [f"-I FORWARD 1 -i {gone} -o {gone} -j DOCKER", "-I FORWARD 1 -i mybr0 -o mybr0 -j DOCKER"])
+    assert layouts.is_initialised(left, bridges)  # a dead jump opens nothing
+    changes = layouts.plan_init(left, bridges)
+    assert [(c.line, c.note) for c in changes] == [(f"-D FORWARD -i {gone} -o {gone} -j DOCKER", "its network is gone")]
+    assert layouts.stale_internal_jumps(left, bridges) == [gone]
+    after = apply_lines(left, [c.line for c in changes])
+    assert layouts.plan_init(after, bridges) == []
+    # an admin's own bridge (not br-<12 hex>) is not docker-fw's to remove
+    assert after.has_rule("FORWARD", "-i", "mybr0", "-o", "mybr0", "-j", "DOCKER")
+    # a bridge that still exists, just not reshaped in this call (IPv6: bridges with IPv6 only)
+    assert layouts.plan_init(left, bridges, existing=[*bridges, gone]) == []
+
+
 def test_bridge_without_docker_jumps_is_skipped():
     """An --internal network gets no DOCKER jump: nothing to do for it, and no error."""
     changes = layouts.plan_init(parse_save(DOCKER_2010_ICC_FALSE), ["docker0", "br-internal0001"])
