@@ -1,6 +1,7 @@
 """Suite-wide pytest hooks: how pytest-xdist shares the tests between workers.
 
-scripts/test.sh runs ``pytest -n 2 --dist loadgroup``.  The end-to-end tests
+scripts/test.sh runs ``pytest -n 2 --dist loadgroup`` (plain ``-n N`` is
+treated alike).  The end-to-end tests
 are parametrised over Docker engines (tests/e2e/conftest.py): every test of
 one engine must run on the same worker, so that each worker starts one
 sandbox engine and the two engines run side by side.  xdist's own loadgroup
@@ -38,6 +39,8 @@ if LoadScopeScheduling is not None:
             return engine_group(nodeid) or nodeid
 
     def pytest_xdist_make_scheduler(config, log):
-        if config.getvalue("dist") == "loadgroup":
+        # plain -n N (dist "load") too: spreading one engine's tests over
+        # workers would start that engine once per worker
+        if config.getvalue("dist") in ("load", "loadgroup"):
             return EngineGroupScheduling(config, log)
         return None

@@ -18,7 +18,7 @@ from . import depgraph, hostconfig, hosts, layouts
 from .engine import Engine, PortInUseError, Snapshot
 from .errors import DockerFwError, EngineError, FirewallError, UsageError
 from .iptables import Iptables, Table
-from .model import AddressKind, Kind, RuleSpec, parse_address
+from .model import BRIDGE_PLACEHOLDER, AddressKind, Kind, RuleSpec, parse_address
 from .reconcile import Change, Plan, ensure_chains, plan_rules
 from .resolve import ResolvedRule, check_kind_addresses, normalise_address, resolve
 from .store import Store
@@ -183,7 +183,8 @@ class Service:
         bridges6 = [n.bridge for n in snapshot.bridges() if n.subnets6]
         if bridges6:
             try:
-                changes.extend(_as_family(layouts.plan_init(table6, bridges6, backend), 6))
+                existing = [n.bridge for n in snapshot.bridges()]
+                changes.extend(_as_family(layouts.plan_init(table6, bridges6, backend, existing), 6))
             except FirewallError as exc:
                 # IPv4 is protected all the same; say why IPv6 is not.
                 self.warn(f"IPv6 not initialised: {exc}")
@@ -196,7 +197,7 @@ class Service:
         if plan:
             for change in plan.changes:
                 if change.why == "init":
-                    self.out(f"init: {change.line}{_family_note(change)}")
+                    self.out(f"init: {change.shown}{_family_note(change)}")
         else:
             self.out("init: already done, nothing changed")
         return plan
@@ -282,7 +283,9 @@ class Service:
         endpoint = owner.published_endpoint  # the bridge Docker DNATs published ports to
         if endpoint is None or not endpoint.bridge:
             raise EngineError(f"container {owner.name} is on no bridge network that publishes ports")
-        bridge = endpoint.bridge
+        # Recorded as @bridge, not the bridge's name today: re-creating the
+        # network (docker compose down/up) gives it another bridge.
+        bridge = BRIDGE_PLACEHOLDER
         specs = []
         for text in addresses:
             address = parse_address(text)
@@ -389,7 +392,7 @@ class Service:
         bridges6 = [n.bridge for n in snapshot.bridges() if n.subnets6]
         if table6 is not None and bridges6:
             try:
-                for change in layouts.plan_init(table6, bridges6, backend):
+                for change in layouts.plan_init(table6, bridges6, backend, bridges):
                     problems.append(f"not initialised ({change.why}): would {change.verb} {change.line} (IPv6)")
             except DockerFwError as exc:
                 problems.append(f"layout (IPv6): {exc}")

@@ -74,8 +74,9 @@ def _rule_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--filter",
-        help="extra iptables match conditions, e.g. \"-i docker0 -o docker0\" "
-        "(no targets or chain commands)",
+        help="extra iptables match conditions, e.g. \"! -i @bridge -o @bridge\" "
+        "(no targets or chain commands); @bridge is the bridge of the network the rule "
+        "is applied on, looked up each time",
     )
 
 
@@ -120,7 +121,8 @@ def build_parser() -> Parser:
         "turn Docker's FORWARD chain into a whitelist",
         "Remove Docker's catch-all rule 'FORWARD -o <bridge> -j DOCKER' (anyone may "
         "reach published ports) and send traffic between containers to the DOCKER "
-        "chain ('FORWARD -i <bridge> -o <bridge> -j DOCKER', first). Safe to re-run: "
+        "chain ('FORWARD -i <bridge> -o <bridge> -j DOCKER', first), for every bridge "
+        "network; deletes those jumps of networks that are gone. Safe to re-run: "
         "a second run changes nothing. Refuses an iptables layout it does not know.",
     )
 

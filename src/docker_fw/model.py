@@ -214,6 +214,13 @@ def _forbidden_filter_token(token: str) -> bool:
     return False
 
 
+# A --filter token that stands for the bridge of the network a rule is applied
+# on (docker0, br-<id>), looked up every time the rule is applied: a compose
+# project's network gets a new bridge each time it is re-created, and a filter
+# naming the old one would silently stop matching.  'allow' records it.
+BRIDGE_PLACEHOLDER = "@bridge"
+
+
 def parse_filter(text: str | None) -> tuple[str, ...]:
     """Split --filter into iptables tokens (like a shell would, without one)."""
     if not text or not text.strip():

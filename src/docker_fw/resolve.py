@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .engine import Container, Snapshot
 from .errors import EngineError, UsageError
-from .model import AddressKind, AddressSpec, Kind, RuleSpec
+from .model import BRIDGE_PLACEHOLDER, AddressKind, AddressSpec, Kind, RuleSpec
 
 COMMENT_PREFIX = "docker-fw:"
 
@@ -64,8 +64,11 @@ def parse_comment(comment: str) -> tuple[str, str] | None:
     return owner, digest
 
 
-def render_matches(spec: RuleSpec, src: str, dst: str) -> tuple[str, ...]:
-    matches = ["-s", src, "-d", dst, *spec.filter, "-p", spec.proto, "-m", spec.proto]
+def render_matches(spec: RuleSpec, src: str, dst: str, bridge: str = "") -> tuple[str, ...]:
+    """The matches of one concrete rule; BRIDGE (the bridge of the network it is
+    applied on) replaces the filter's @bridge tokens."""
+    filter_ = [bridge if token == BRIDGE_PLACEHOLDER else token for token in spec.filter]
+    matches = ["-s", src, "-d", dst, *filter_, "-p", spec.proto, "-m", spec.proto]
     if spec.sport:
         matches += ["--sport", str(spec.sport)]
     if spec.dport:
@@ -160,6 +163,15 @@ def resolve(spec: RuleSpec, snapshot: Snapshot) -> list[ResolvedRule]:
         uses_host = AddressKind.HOST in (spec.source.kind, spec.dest.kind)
         return not uses_host or bool(gateway6(network))
 
+    if BRIDGE_PLACEHOLDER in spec.filter:
+        # @bridge names a bridge: networks without one (macvlan, host) are left out
+        shared = {net for net in shared if endpoint(containers[0], net).bridge}
+        if not shared:
+            raise EngineError(
+                f"container {containers[0].name} is on no bridge network: "
+                f"the filter's {BRIDGE_PLACEHOLDER} cannot be placed"
+            )
+
     literal = {side.family for side in (spec.source, spec.dest)} - {None}
     targets: list[tuple[str, int]] = []
     if literal == {6}:
@@ -179,7 +191,10 @@ def resolve(spec: RuleSpec, snapshot: Snapshot) -> list[ResolvedRule]:
             owner=spec.owner,
             chain=spec.kind.chain,
             matches=render_matches(
-                spec, address(spec.source, net, family), address(spec.dest, net, family)
+                spec,
+                address(spec.source, net, family),
+                address(spec.dest, net, family),
+                endpoint(containers[0], net).bridge,
             ),
             target=spec.kind.target,
             family=family,

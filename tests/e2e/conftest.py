@@ -34,8 +34,11 @@ from tests.harness.image import is_static  # noqa: E402
 from tests.harness.sandbox import Sandbox, _env  # noqa: E402
 
 # Another name lets two test runs (two checkouts) share a machine without
-# tearing down each other's sandbox.  The 28.x sandbox gets a "28" suffix.
+# tearing down each other's sandbox.  The 28.x sandbox gets a "28" suffix, and
+# each pytest-xdist worker its own ("-gw1"), so that no distribution mode lets
+# two workers start (and so tear down) the same sandbox.
 SANDBOX_NAME = os.environ.get("DFW_SANDBOX_NAME", "dfw-e2e")
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 
 SYSTEM_ENGINE = "20.10"  # Debian bookworm's docker.io, the installed dockerd
 ENGINES = (SYSTEM_ENGINE, "28")
@@ -103,15 +106,13 @@ def start_sandbox(engine: str, **kwargs) -> Sandbox:
     """A started sandbox running ENGINE (one of ENGINES); skips (fails under
     CI=true) when a prerequisite is missing."""
     problems = missing_prerequisites()
-    if engine == SYSTEM_ENGINE:
-        name = SANDBOX_NAME
-    else:
+    name = SANDBOX_NAME if engine == SYSTEM_ENGINE else SANDBOX_NAME + engine
+    if engine != SYSTEM_ENGINE:
         eng = engine28()
         if eng.missing():
             problems.append(eng.missing())
         kwargs.update(eng.sandbox_kwargs())
-        name = kwargs.pop("name", SANDBOX_NAME + engine)
-    name = kwargs.pop("name", name)
+    name = kwargs.pop("name", name) + (f"-{_WORKER}" if _WORKER else "")
     if problems:
         _skip_or_fail("; ".join(problems))
     use_checkout_src()

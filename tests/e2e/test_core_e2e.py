@@ -41,8 +41,9 @@ def test_allow_admits_only_the_allowed_source(sandbox, fw, web):
     listed = fw.ok("ls").stdout.splitlines()
     assert listed == [
         f"docker-fw add web --source={ALLOWED} --dest=. --dport=80 --protocol=tcp "
-        "--filter='! -i docker0 -o docker0'"
+        "--filter='! -i @bridge -o @bridge'"
     ]
+    assert f"-d {sandbox.container_ip('web')}/32 ! -i docker0 -o docker0 " in fw.rules_text()
     # Adding the same rule again changes nothing.
     before = fw.rules_text()
     assert "already recorded" in fw.ok("allow", "web", ALLOWED).stdout

@@ -45,6 +45,11 @@ def dnat(sandbox, host_port: int) -> tuple[str, str]:
     raise AssertionError(f"no DNAT rule for port {host_port} in:\n{text}")
 
 
+def allow_rule_exists(fw, ip: str, bridge: str) -> bool:
+    """Whether DOCKER-FW-FORWARD holds an allow rule for ip, from outside bridge."""
+    return any(f"-d {ip}/32 ! -i {bridge} -o {bridge} " in l for l in our_rules(fw, "DOCKER-FW-FORWARD"))
+
+
 def our_rules(fw, chain: str) -> list[str]:
     """Rules with an owner tag (not the shared 'docker-fw:replies' rule)."""
     return [
@@ -79,10 +84,9 @@ def test_allow_on_user_networks_admits_only_the_allowed_client(sandbox, fw):
     fw.ok("allow", "web", ALLOWED)
     assert fw.ok("ls").stdout.splitlines() == [
         f"docker-fw add web --source={ALLOWED} --dest=. --dport=80 --protocol=tcp "
-        f"--filter='! -i {zeta} -o {zeta}'"
+        "--filter='! -i @bridge -o @bridge'"
     ]
-    web_ip = sandbox.container_ip("web", "zeta")
-    assert [l for l in our_rules(fw, "DOCKER-FW-FORWARD") if f"-d {web_ip}/32" in l]
+    assert allow_rule_exists(fw, sandbox.container_ip("web", "zeta"), zeta)
     assert sandbox.ext_connect(sandbox.host_ip, PORT, ALLOWED)
     assert not sandbox.ext_connect(sandbox.host_ip, PORT, OTHER)
     # the other containers' published ports stay closed, to the allowed client too
@@ -230,6 +234,32 @@ def test_init_covers_a_network_created_after_it(sandbox, fw):
     assert not sandbox.ext_connect(sandbox.host_ip, 8081, OTHER)
 
 
+def test_allow_follows_a_recreated_network(sandbox, fw):
+    """docker compose down / up: the project network comes back with a new bridge,
+    the container with a new id.  The recorded allow names neither: it follows."""
+    first = network(sandbox, "proj_default")
+    server(sandbox, "web", "proj_default", publish=(f"{PORT}:80",))
+    fw.ok("init")
+    fw.ok("allow", "web", ALLOWED)
+    assert sandbox.ext_connect(sandbox.host_ip, PORT, ALLOWED)
+    assert not sandbox.ext_connect(sandbox.host_ip, PORT, OTHER)
+
+    sandbox.docker("rm", "-f", "web")
+    sandbox.docker("network", "rm", "proj_default")
+    second = network(sandbox, "proj_default")
+    assert second != first
+    server(sandbox, "web", "proj_default", publish=(f"{PORT}:80",))
+    assert fw.run("check").returncode == 1  # the new bridge's catch-all, web's rule
+    out = fw.ok("init").stdout
+    assert f"init: -D FORWARD -i {first} -o {first} -j DOCKER  (its network is gone)" in out
+    fw.ok("replay")
+    assert sandbox.ext_connect(sandbox.host_ip, PORT, ALLOWED)
+    assert not sandbox.ext_connect(sandbox.host_ip, PORT, OTHER)
+    assert allow_rule_exists(fw, sandbox.container_ip("web", "proj_default"), second)
+    assert first not in fw.rules_text()
+    assert fw.run("check").returncode == 0
+
+
 def test_allow_matches_the_bridge_published_ports_are_dnated_to(sandbox, fw):
     zeta = network(sandbox, "zeta")
     alpha = network(sandbox, "alpha")
@@ -248,13 +278,13 @@ def test_allow_matches_the_bridge_published_ports_are_dnated_to(sandbox, fw):
     fw.ok("init")
     result = fw.ok("allow", "web", ALLOWED)
     assert "has not been run" not in result.stderr  # the internal network needs no init
-    assert f"--filter='! -i {alpha} -o {alpha}'" in fw.ok("ls", "web").stdout
+    assert allow_rule_exists(fw, sandbox.container_ip("web", "alpha"), alpha)
     assert sandbox.ext_connect(sandbox.host_ip, PORT, ALLOWED)
     assert not sandbox.ext_connect(sandbox.host_ip, PORT, OTHER)
 
     result = fw.ok("allow", "web2", ALLOWED)
     assert "has not been run" not in result.stderr
-    assert "--filter='! -i docker0 -o docker0'" in fw.ok("ls", "web2").stdout
+    assert allow_rule_exists(fw, sandbox.container_ip("web2", "bridge"), "docker0")
     assert sandbox.ext_connect(sandbox.host_ip, 8081, ALLOWED)
     assert not sandbox.ext_connect(sandbox.host_ip, 8081, OTHER)
 
@@ -269,7 +299,7 @@ def test_allow_on_a_dual_stack_network_that_is_not_first_by_name(sandbox, fw):
 
     fw.ok("init")
     fw.ok("allow", "six", ALLOWED)
-    assert f"--filter='! -i {v6net} -o {v6net}'" in fw.ok("ls").stdout
+    assert allow_rule_exists(fw, sandbox.container_ip("six", "v6net"), v6net)
     assert sandbox.ext_connect(sandbox.host_ip, PORT, ALLOWED)
     assert not sandbox.ext_connect(sandbox.host_ip, PORT, OTHER)
 

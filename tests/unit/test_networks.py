@@ -291,12 +291,22 @@ def _allow_filters(svc: Service, owner: str) -> list[tuple[str, ...]]:
 def test_allow_matches_the_bridge_published_ports_are_dnated_to(service, name, bridge, address):
     service.init()
     service.allow(name, ["198.51.100.2"])
-    assert _allow_filters(service, name) == [("!", "-i", bridge, "-o", bridge)]
+    # recorded with the placeholder: the bridge is looked up each time it is applied
+    assert _allow_filters(service, name) == [("!", "-i", "@bridge", "-o", "@bridge")]
     ours = [r for r in service.firewall.table.chain_rules(CHAIN_FORWARD) if "--comment" in r.args]
+    assert not any("@bridge" in r.args for r in ours)
     # the rule that DNATed traffic meets: the published address, out of that bridge
     assert any(
-        r.args[r.args.index("-d") + 1] == address and r.args[r.args.index("-o") + 1] == bridge for r in ours
+        r.args[r.args.index("-d") + 1] == address
+        and r.args[r.args.index("-i") + 1] == bridge
+        and r.args[r.args.index("-o") + 1] == bridge
+        for r in ours
     ), [r.line for r in ours]
+    # every rule names the bridge of the network its address is on
+    for r in ours:
+        ip = r.args[r.args.index("-d") + 1].split("/")[0]
+        net = next(e for e in service.engine.snapshot().get(name).endpoints if e.ip == ip)
+        assert r.args[r.args.index("-o") + 1] == net.bridge, r.line
 
 
 def test_an_internal_network_does_not_make_init_look_undone(service):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -280,3 +281,56 @@ def test_golden_argv(name):
 def test_golden_files_have_no_orphans():
     on_disk = {p.stem for p in GOLDEN_DIR.glob("*.txt")}
     assert on_disk == set(GOLDEN)
+
+
+# --- the @bridge placeholder in --filter ----------------------------------------------
+
+
+BRIDGE_FILTER = ("!", "-i", "@bridge", "-o", "@bridge")
+
+
+def test_bridge_placeholder_becomes_the_bridge_of_each_network():
+    resolved = resolve(rule(dport=80, filter=BRIDGE_FILTER), SNAP)
+    assert [r.matches for r in resolved] == [
+        ("-s", "203.0.113.0/24", "-d", "172.18.0.2/32", "!", "-i", "br-0123456789ab", "-o", "br-0123456789ab",
+         "-p", "tcp", "-m", "tcp", "--dport", "80"),
+        ("-s", "203.0.113.0/24", "-d", "172.17.0.2/32", "!", "-i", "docker0", "-o", "docker0",
+         "-p", "tcp", "-m", "tcp", "--dport", "80"),
+    ]
+
+
+def test_bridge_placeholder_follows_a_recreated_network():
+    """docker compose down/up: same network name, new bridge; the rule changes with it."""
+    spec = rule(dport=80, filter=BRIDGE_FILTER)
+    before = resolve(spec, SNAP)
+    moved_net = dataclasses.replace(APP_NET, id="9" * 64, bridge="br-999999999999")
+    moved_web = dataclasses.replace(
+        WEB, endpoints=(dataclasses.replace(WEB.endpoints[0], bridge=moved_net.bridge), WEB.endpoints[1])
+    )
+    snap = snapshot()
+    snap = type(snap)(
+        containers=[moved_web if c.name == "web" else c for c in snap.containers],
+        networks=[moved_net if n.name == APP_NET.name else n for n in snap.networks],
+    )
+    after = resolve(spec, snap)
+    assert "br-999999999999" in after[0].matches and "br-0123456789ab" not in after[0].matches
+    assert after[0].digest != before[0].digest  # the old rule is stale: replay replaces it
+    assert after[1] == before[1]  # docker0 did not change
+
+
+def test_bridge_placeholder_leaves_out_networks_without_a_bridge():
+    no_bridge = dataclasses.replace(WEB, endpoints=(dataclasses.replace(WEB.endpoints[0], bridge=""), WEB.endpoints[1]))
+    snap = snapshot()
+    snap = type(snap)(containers=[no_bridge if c.name == "web" else c for c in snap.containers], networks=snap.networks)
+    resolved = resolve(rule(dport=80, filter=BRIDGE_FILTER), snap)
+    assert addresses(resolved) == [("203.0.113.0/24", "172.17.0.2/32")]
+    only_macvlan = dataclasses.replace(WEB, endpoints=(dataclasses.replace(WEB.endpoints[0], bridge=""),))
+    snap = type(snap)(containers=[only_macvlan if c.name == "web" else c for c in snap.containers], networks=snap.networks)
+    with pytest.raises(EngineError, match="on no bridge network"):
+        resolve(rule(dport=80, filter=BRIDGE_FILTER), snap)
+
+
+def test_bridge_placeholder_is_kept_by_parse_filter_and_printed_back():
+    tokens = parse_filter("! -i @bridge -o @bridge")
+    assert tokens == BRIDGE_FILTER
+    assert rule(dport=80, filter=tokens).describe("add").endswith("--filter='! -i @bridge -o @bridge'")
