@@ -28,13 +28,15 @@ published ports through.  Traffic that no rule takes falls off the end of
 FORWARD, so the FORWARD policy must be DROP (Docker's default when it turns
 IP forwarding on itself): 'init' refuses to run otherwise.
 
+Docker 28.0.0 (one patch release; 28.0.1 replaced it with DOCKER-BRIDGE) has
+one catch-all shared by every bridge, ``FORWARD -m set --match-set
+docker-ext-bridges-v4 dst -j DOCKER`` (an ipset of the bridges' subnets;
+``-v6`` in ip6tables): init removes it, and puts the internal jump above each
+bridge's ``-i B -o B -j ACCEPT|DROP``, as on 20.10.  No 28.0.0 engine runs
+here: this is proved on moby's documented layout only (unit tests).
+
 Refused, with nothing changed:
 
-- Docker 28.0.0: its catch-all ``FORWARD -m set --match-set
-  docker-ext-bridges-v4 dst -j DOCKER`` is one rule shared by every bridge
-  (an ipset of their subnets).  It lived for one patch release (28.0.1
-  replaced it with DOCKER-BRIDGE), it cannot be run or tested here, and
-  the fix for users is an upgrade;
 - Docker 29's nftables firewall backend (``--firewall-backend=nftables``):
   its rules are in nftables tables (``table ip docker-bridges``), there is no
   DOCKER-USER, and ``iptables-save`` shows no Docker chain at all.  A
@@ -53,7 +55,7 @@ from .reconcile import Change, rule_line
 
 LEGACY = "docker-20.10"  # the layout of Docker 1.5 up to 27.x
 DOCKER_28 = "docker-28"  # Docker 28.0.1 and newer, 29 with iptables: DOCKER-FORWARD/DOCKER-BRIDGE
-IPSET_2800 = "docker-28.0.0"  # refused
+IPSET_2800 = "docker-28.0.0"  # one ipset-based catch-all for every bridge
 NFTABLES = "docker-29-nftables"  # refused
 
 _NOTHING = "nothing was changed"
@@ -64,6 +66,7 @@ class Layout:
     name: str
     description: str
     catch_all_chain: str = "FORWARD"  # where Docker's per-bridge catch-all jump lives
+    shared_catch_all: bool = False  # 28.0.0: one ipset rule for every bridge instead
 
     def blockers(self, table: Table, bridge: str) -> list[int]:
         """Positions in FORWARD of the rules our internal jump must precede."""
@@ -77,6 +80,11 @@ class Layout:
 
 
 LEGACY_LAYOUT = Layout(LEGACY, "Docker 20.10-27.x: FORWARD -o <bridge> -j DOCKER")
+IPSET_2800_LAYOUT = Layout(
+    IPSET_2800,
+    "Docker 28.0.0: FORWARD -m set --match-set docker-ext-bridges-v4 dst -j DOCKER",
+    shared_catch_all=True,
+)
 DOCKER_28_LAYOUT = Layout(
     DOCKER_28,
     "Docker 28.0.1+ / 29 (iptables): DOCKER-BRIDGE -o <bridge> -j DOCKER",
@@ -107,13 +115,10 @@ def detect(table: Table, firewall_backend: str | None = None) -> Layout:
             "with iptables enabled, in this network namespace? (Docker 29 with "
             "--firewall-backend=nftables has none: docker-fw does not support that backend)"
         )
-    if any("--match-set" in r.args and any(a.startswith("docker-ext-bridges") for a in r.args)
+    if any("--match-set" in r.args and any(a.startswith(_IPSET_PREFIX) for a in r.args)
            for r in table.chain_rules("FORWARD")):
-        raise FirewallError(
-            "unsupported iptables layout: Docker 28.0.0 (FORWARD -m set --match-set "
-            "docker-ext-bridges-v4 dst -j DOCKER, one rule for every bridge) is not "
-            f"supported: upgrade the engine to 28.0.1 or newer; {_NOTHING}"
-        )
+        # its RELATED,ESTABLISHED rule names the ipset too: still 28.0.0 after init
+        return IPSET_2800_LAYOUT
     if "DOCKER-FORWARD" in chains or "DOCKER-BRIDGE" in chains:
         missing = [c for c in ("DOCKER-FORWARD", "DOCKER-BRIDGE") if c not in chains]
         jumps = [r for r in table.chain_rules("FORWARD") if r.target() == "DOCKER-FORWARD"]
@@ -129,6 +134,20 @@ def detect(table: Table, firewall_backend: str | None = None) -> Layout:
 
 def catch_all(bridge: str) -> tuple[str, ...]:
     return ("-o", bridge, "-j", "DOCKER")
+
+
+# Docker 28.0.0's ipsets of bridge subnets: docker-ext-bridges-v4 / -v6.
+_IPSET_PREFIX = "docker-ext-bridges-"
+
+
+def shared_catch_alls(table: Table) -> list[tuple[str, ...]]:
+    """Docker 28.0.0's catch-all, '-m set --match-set docker-ext-bridges-vN dst -j DOCKER',
+    once per copy in FORWARD."""
+    return [
+        r.args for r in table.chain_rules("FORWARD")
+        if len(r.args) == 7 and r.args[:3] == ("-m", "set", "--match-set")
+        and r.args[3].startswith(_IPSET_PREFIX) and r.args[4:] == ("dst", "-j", "DOCKER")
+    ]
 
 
 def internal_jump(bridge: str) -> tuple[str, ...]:
@@ -161,6 +180,8 @@ def is_initialised(table: Table, bridges: list[str], firewall_backend: str | Non
     try:
         layout = detect(table, firewall_backend)
     except FirewallError:
+        return False
+    if layout.shared_catch_all and shared_catch_alls(table):
         return False
     for bridge in bridges:
         if table.has_rule(layout.catch_all_chain, *catch_all(bridge)):
@@ -219,10 +240,18 @@ def plan_init(
     chain = layout.catch_all_chain
     changes: list[Change] = []
     recognised = 0
+    if layout.shared_catch_all:
+        shared = shared_catch_alls(table)
+        recognised += bool(shared)
+        changes.extend(Change(rule_line("-D", "FORWARD", args), "init") for args in shared)
     for bridge in bridges:
         copies = len(_positions(table, chain, catch_all(bridge)))
         internal = _positions(table, "FORWARD", internal_jump(bridge))
-        if not copies and not internal:
+        if layout.shared_catch_all and not internal and layout.blockers(table, bridge):
+            # 28.0.0 has no per-bridge catch-all: Docker's '-i B -o B -j ACCEPT|DROP'
+            # shows the bridge, and internal traffic must meet DOCKER before it.
+            recognised += 1
+        elif not copies and not internal:
             # An --internal network: Docker gives it no DOCKER jump at all.
             # With icc disabled it still ends internal traffic with a DROP,
             # and add-internal rules only work if our jump comes first.
@@ -243,8 +272,9 @@ def plan_init(
         if not internal:
             changes.append(Change(rule_line("-I", "FORWARD", ["1", *internal_jump(bridge)]), "init"))
     if not recognised:
+        rule = "-m set --match-set docker-ext-bridges-v4 dst -j DOCKER" if layout.shared_catch_all else "-o docker0 -j DOCKER"
         raise FirewallError(
-            f"could not find Docker's rule '{chain} -o docker0 -j DOCKER' (nor the one "
+            f"could not find Docker's rule '{chain} {rule}' (nor the one "
             f"init adds) for any bridge ({layout.description}): unrecognised layout; {_NOTHING}"
         )
     for bridge in stale_internal_jumps(table, bridges if existing is None else existing):

@@ -124,12 +124,33 @@ def test_refused_with_no_bridges():
         layouts.plan_init(parse_save(DOCKER_2010_ICC_FALSE), [])
 
 
-def test_28_0_0_is_refused():
+def test_28_0_0_removes_the_shared_ipset_catch_all():
+    """28.0.0: one catch-all for every bridge; the internal jump goes above '-i B -o B -j ACCEPT'."""
     table = parse_save(DOCKER_2800)
-    with pytest.raises(FirewallError, match="28.0.0"):
-        layouts.detect(table)
-    with pytest.raises(FirewallError, match="nothing was changed"):
-        layouts.plan_init(table, ["docker0"])
+    assert layouts.detect(table).name == layouts.IPSET_2800
+    assert not layouts.is_initialised(table, ["docker0"])
+    changes = layouts.plan_init(table, ["docker0"])
+    assert [c.line for c in changes] == [
+        "-D FORWARD -m set --match-set docker-ext-bridges-v4 dst -j DOCKER",
+        "-I FORWARD 1 -i docker0 -o docker0 -j DOCKER",
+    ]
+    after = apply_lines(table, [c.line for c in changes])
+    assert layouts.detect(after).name == layouts.IPSET_2800  # its RELATED,ESTABLISHED rule remains
+    assert layouts.is_initialised(after, ["docker0"])
+    assert layouts.plan_init(after, ["docker0"]) == []
+    # an engine restart puts the catch-all back: only it goes again
+    again = apply_lines(after, ["-A FORWARD -m set --match-set docker-ext-bridges-v4 dst -j DOCKER"])
+    assert not layouts.is_initialised(again, ["docker0"])
+    assert [c.line for c in layouts.plan_init(again, ["docker0"])] == [
+        "-D FORWARD -m set --match-set docker-ext-bridges-v4 dst -j DOCKER"
+    ]
+
+
+def test_28_0_0_without_its_catch_all_or_our_jump_is_unrecognised():
+    text = DOCKER_2800.replace("-A FORWARD -m set --match-set docker-ext-bridges-v4 dst -j DOCKER\n", "")
+    text = text.replace("-A FORWARD -i docker0 -o docker0 -j ACCEPT\n", "")
+    with pytest.raises(FirewallError, match="docker-ext-bridges-v4 dst -j DOCKER.*unrecognised layout.*nothing was changed"):
+        layouts.plan_init(parse_save(text), ["docker0"])
 
 
 def test_28x_is_supported():

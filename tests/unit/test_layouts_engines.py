@@ -31,7 +31,7 @@ def fixture(name: str) -> Table:
 ENGINES = {
     "docker-20.10-icc-false.txt": (layouts.LEGACY, ["docker0"], ()),
     "docker-20.10-icc-true.txt": (layouts.LEGACY, ["docker0"], ()),
-    "docker-28.0.0-icc-false.txt": (None, ["docker0"], ("28.0.0", "docker-ext-bridges", "upgrade", "nothing was changed")),
+    "docker-28.0.0-icc-false.txt": (layouts.IPSET_2800, ["docker0"], ()),
     "docker-28.5-icc-false.txt": (layouts.DOCKER_28, ["docker0"], ()),
     "docker-28.5-icc-false-user-networks.txt": (layouts.DOCKER_28, ["docker0", BR_APP, BR_INT], ()),
     "docker-29-iptables-icc-false.txt": (layouts.DOCKER_28, ["docker0", "bridge1", "bridgeint"], ()),
@@ -78,6 +78,8 @@ def test_init_then_idempotent(name):
     assert set(forward[: len(jumps)]) == set(jumps)
     # Docker's other rules are all still there, in their order
     removed = {(layout.catch_all_chain, layouts.catch_all(b)) for b in bridges}
+    removed |= {("FORWARD", args) for args in layouts.shared_catch_alls(table)}
+    assert not layouts.shared_catch_alls(after)
     kept = [(r.chain, r.args) for r in table.rules if (r.chain, r.args) not in removed]
     assert [(r.chain, r.args) for r in after.rules if (r.chain, r.args) not in {("FORWARD", j) for j in jumps}] == kept
 
@@ -211,8 +213,8 @@ class Packet:
     oif: str
 
 
-def _matches(args: tuple[str, ...], p: Packet) -> bool | None:
-    """Whether a rule's matches take the packet; None for matches we do not model (ipset)."""
+def _matches(args: tuple[str, ...], p: Packet) -> bool:
+    """Whether a rule's matches take the packet."""
     args = tuple(a[1:-1] if len(a) > 1 and a[0] == a[-1] == "'" else a for a in args)  # apply_lines quotes "!"
     i, negate = 0, False
     while i < len(args):
@@ -235,9 +237,15 @@ def _matches(args: tuple[str, ...], p: Packet) -> bool | None:
         elif word == "--ctstate":
             ok = "NEW" in value.split(",")
         elif word == "-m":
-            if value == "set":
-                return None
             i += 2
+            continue
+        elif word == "--match-set":
+            # Docker 28.0.0's ipset holds the bridges' subnets: dst on a bridge
+            ok = value.startswith("docker-ext-bridges-") and (p.oif == "docker0" or p.oif.startswith("br-"))
+            i += 3  # --match-set NAME dst
+            if ok == negate:
+                return False
+            negate = False
             continue
         elif word == "--comment":
             i += 2
@@ -286,6 +294,7 @@ def _initialised_with_allow(table: Table, bridges: list[str], ctr: str, bridge: 
     "name, bridges, ctr, bridge",
     [
         ("docker-20.10-icc-false.txt", ["docker0"], "172.17.0.2", "docker0"),
+        ("docker-28.0.0-icc-false.txt", ["docker0"], "172.17.0.2", "docker0"),
         ("docker-28.5-icc-false.txt", ["docker0"], "172.17.0.2", "docker0"),
         ("docker-28.5-icc-false-user-networks.txt", ["docker0", BR_APP, BR_INT], "172.18.0.2", BR_APP),
         ("docker-29-iptables-icc-false.txt", ["docker0", "bridge1", "bridgeint"], "192.0.2.2", "bridge1"),
@@ -309,7 +318,9 @@ def test_packets_before_and_after(name, bridges, ctr, bridge):
     assert forward(allowed, Packet(ctr, "203.0.113.9", 443, bridge, "eth0")) == "ACCEPT"
 
 
-@pytest.mark.parametrize("name", ["docker-28.5-icc-false.txt", "docker-29-iptables-icc-false.txt"])
+@pytest.mark.parametrize(
+    "name", ["docker-28.0.0-icc-false.txt", "docker-28.5-icc-false.txt", "docker-29-iptables-icc-false.txt"]
+)
 def test_28_icc_false_internal_traffic_meets_the_docker_chain(name):
     """With --icc=false, internal traffic is dropped unless a rule in DOCKER (a link, add-internal) accepts it."""
     table = fixture(name)
@@ -318,5 +329,6 @@ def test_28_icc_false_internal_traffic_meets_the_docker_chain(name):
     assert forward(inited, between) == "DROP"
     linked = apply_lines(inited, ["-I DOCKER 1 -s 172.17.0.3/32 -d 172.17.0.2/32 -i docker0 -o docker0 -p tcp -m tcp --dport 5432 -j ACCEPT"])
     assert forward(linked, between) == "ACCEPT"
-    # before init, Docker's DOCKER-BRIDGE jump sent it to DOCKER too: links keep working across init
+    # before init, Docker's catch-all (DOCKER-BRIDGE's jump; 28.0.0's ipset rule) sent it
+    # to DOCKER too: links keep working across init
     assert forward(apply_lines(table, ["-I DOCKER 1 -s 172.17.0.3/32 -d 172.17.0.2/32 -i docker0 -o docker0 -p tcp -m tcp --dport 5432 -j ACCEPT"]), between) == "ACCEPT"
