@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import SYSTEM_ENGINE, start_sandbox
+from tests.e2e.conftest import ENGINES, SYSTEM_ENGINE, engine_id, selected_engines, start_sandbox
 from tests.e2e.fw import Fw
 from tests.harness.sandbox import Sandbox
 
@@ -23,9 +23,13 @@ ALLOWED4, OTHER4 = "198.51.100.2", "198.51.100.3"
 PORT = 8080
 
 
-@pytest.fixture(scope="module")
-def sb6():
-    sb = start_sandbox(SYSTEM_ENGINE, name="dfw-v6e", extra_daemon_args=V6_ARGS, ext_ipv6=True)
+@pytest.fixture(scope="module", params=ENGINES, ids=engine_id)
+def sb6(request):
+    """A dual-stack engine managing ip6tables: 20.10 (--experimental --ip6tables) and
+    28.x (the same flags; --ip6tables is its default): ip6tables layouts differ too."""
+    if request.param not in selected_engines():
+        pytest.skip(f"Docker {request.param}: not in DFW_E2E_ENGINES")
+    sb = start_sandbox(request.param, name=f"dfw-v6e{request.param.split('.')[0]}", extra_daemon_args=V6_ARGS, ext_ipv6=True)
     try:
         yield sb
     finally:
