@@ -338,6 +338,34 @@ class Service:
             self.out(f"{owner}: dropped {count} rule{'s' if count != 1 else ''}")
         return plan
 
+    def rename(self, old: str, new: str) -> Plan:
+        """After 'docker rename OLD NEW': what is recorded for OLD (its rules, rules
+        naming it, hosts entries, saved host configuration) is NEW's from now on."""
+        old, new = old.lstrip("/"), new.lstrip("/")
+        if old == new:
+            raise UsageError(f"rename: {old} and {new} are the same name")
+        owners = set(self.store.owners())
+        if old not in owners and not self.store.referrers([old]):
+            raise UsageError(f"rename: nothing is recorded for {old}")
+        if new in owners or self.store.referrers([new]):
+            raise UsageError(
+                f"rename: docker-fw already holds records for {new}; "
+                f"'docker-fw drop {new}' first if they are stale"
+            )
+        names = {c.name for c in self.engine.snapshot().containers}
+        if old in names:
+            raise UsageError(f"rename: a container named {old} still exists; run 'docker rename {old} {new}' first")
+        if new not in names:
+            raise UsageError(f"rename: no container is named {new}")
+        with self.store.transaction():
+            moved = self.store.rename(old, new)
+            scope = {old, new} | self.store.referrers([new])
+            plan = self._plan(self.firewall.save(), scope, self._save6())
+            self._apply(plan)
+            self._apply_hosts(self.store.host_entry_owners([new]))
+        self.out(f"{old} -> {new}: {moved} rule{'s' if moved != 1 else ''} renamed")
+        return plan
+
     def replay(self, containers: list[str], dry_run: bool = False) -> Plan:
         """Re-resolve addresses and make iptables (and hosts files) match the record.
 

@@ -171,6 +171,18 @@ def build_parser() -> Parser:
     p.add_argument("containers", nargs="+", metavar="container")
 
     p = action(
+        "rename",
+        "follow a 'docker rename': what is recorded for OLD becomes NEW's",
+        "Rules are recorded by container name. After 'docker rename OLD NEW', move "
+        "OLD's rules, the rules naming OLD, its add-two-ways hosts entries and its saved "
+        "host configuration to NEW, and re-apply them ('watch' does this by itself). "
+        "Refused when docker-fw already holds records for NEW, when a container is "
+        "still named OLD, or when none is named NEW.",
+    )
+    p.add_argument("old", help="the container's former name")
+    p.add_argument("new", help="its name now")
+
+    p = action(
         "replay",
         "re-resolve addresses and make iptables match the recorded rules",
         "Re-resolve the addresses of the named containers (all recorded containers "
@@ -418,6 +430,8 @@ def run(argv: list[str], out=None, err=None) -> int:
                 service.ls(args.containers)
             elif args.action == "drop":
                 service.drop(args.containers)
+            elif args.action == "rename":
+                service.rename(args.old, args.new)
             elif args.action == "save-hostconfig":
                 service.save_hostconfig(args.containers)
             elif args.action == "start":

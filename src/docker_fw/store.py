@@ -222,6 +222,20 @@ class Store:
         self.conn.execute("DELETE FROM hosts WHERE name=?", (owner,))
         return self.conn.execute("DELETE FROM rules WHERE owner=?", (owner,)).rowcount
 
+    def rename(self, old: str, new: str) -> int:
+        """Re-key everything recorded for container OLD to NEW (after 'docker rename'):
+        its rules, rules naming it, hosts entries, saved host configuration.
+        The caller checks that nothing is recorded for NEW.  Returns how many of
+        OLD's own rules moved."""
+        moved = self.conn.execute("UPDATE rules SET owner=? WHERE owner=?", (new, old)).rowcount
+        self.conn.execute("UPDATE rules SET source=? WHERE source=?", (new, old))
+        self.conn.execute("UPDATE rules SET dest=? WHERE dest=?", (new, old))
+        self.conn.execute("UPDATE hosts SET owner=? WHERE owner=?", (new, old))
+        self.conn.execute("UPDATE hosts SET name=? WHERE name=?", (new, old))
+        self.conn.execute("UPDATE hostconfigs SET owner=? WHERE owner=?", (new, old))
+        self.conn.execute("DELETE FROM gone WHERE owner=?", (old,))
+        return moved
+
     # -- /etc/hosts entries (add-two-ways) ---------------------------------
 
     def add_host_entry(self, owner: str, name: str) -> bool:

@@ -9,6 +9,8 @@ rules when the engine restarted a container, possibly at a new address.
 - on die/stop: the same replay withdraws the rules that point at the address
   it had (the next container to start may get that address); pause keeps them;
 - on destroy: notes the container as gone (see 'docker-fw gc');
+- on rename: moves what is recorded for the old name to the new one
+  (as 'docker-fw rename'), then replays it;
 - at startup, after the engine comes back, on SIGHUP, on network create or
   destroy, and every --interval seconds: reconciles everything (missed
   events, an engine restart that put Docker's catch-all back, a flushed
@@ -69,6 +71,7 @@ class Pending:
 
     names: set[str] = field(default_factory=set)
     actions: list[str] = field(default_factory=list)  # e.g. 'start web', for the log
+    renames: list[tuple[str, str]] = field(default_factory=list)  # (old, new), in event order
     everything: str = ""  # reason for a full reconcile, '' for none
     first_event: float = 0.0  # engine time of the oldest event in the batch
 
@@ -136,6 +139,8 @@ class Watcher:
             if etype == "container" and action in SYNC_ACTIONS:
                 pending.names.add(attrs.get("name", ""))
                 pending.actions.append(f"{action} {attrs.get('name', '')}")
+                if action == "rename" and attrs.get("oldName") and attrs.get("name"):
+                    pending.renames.append((attrs["oldName"].lstrip("/"), attrs["name"].lstrip("/")))
             elif etype == "container" and action == "destroy":
                 self._mark_gone(attrs.get("name", ""))
             elif etype == "network" and action in NETWORK_SYNC_ACTIONS:
@@ -185,6 +190,8 @@ class Watcher:
                 firewall6=self.firewall6,
             )
             plan = Plan()
+            for old, new in pending.renames:
+                plan.extend(self._follow_rename(service, store, old, new).changes)
             if pending.everything:
                 try:
                     plan.extend(service.ensure_initialised().changes)
@@ -196,6 +203,17 @@ class Watcher:
             plan.extend(synced.changes)
             plan.withdrawn = synced.withdrawn
         return plan
+
+    def _follow_rename(self, service: Service, store: Store, old: str, new: str) -> Plan:
+        """'docker rename OLD NEW': OLD's records become NEW's (when there are any)."""
+        if old not in store.owners() and not store.referrers([old]):
+            return Plan()
+        try:
+            return service.rename(old, new)
+        except DockerFwError as exc:
+            # e.g. stale records for NEW: leave both as they are, say so once
+            self._warn_once(f"cannot follow 'docker rename {old} {new}': {exc}")
+            return Plan()
 
     def _report(self, pending: Pending, plan: Plan, started: float) -> None:
         done = time.time()

@@ -220,3 +220,28 @@ def test_unreachable_engine_is_a_clear_error(fw):
     assert result.returncode == 3
     assert "cannot reach the Docker engine" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_rename_moves_the_record_to_the_new_name(sandbox, fw, web):
+    fw.ok("init")
+    fw.ok("allow", "web", ALLOWED)
+    sandbox.docker("rename", "web", "www")
+    # a new address for the renamed container: under the old name, replay cannot find it
+    old_ip = sandbox.container_ip("www")
+    sandbox.docker("stop", "-t", "1", "www")
+    sandbox.run_server("squatter", ports=(80,))
+    sandbox.docker("start", "www")
+    sandbox.wait_listening("www", 80)
+    assert sandbox.container_ip("www") != old_ip
+    assert not sandbox.ext_connect(sandbox.host_ip, PORT, ALLOWED)  # fails closed
+
+    bad = fw.run("rename", "www", "web")
+    assert bad.returncode != 0 and "nothing is recorded for www" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    out = fw.ok("rename", "web", "www").stdout
+    assert "web -> www: 1 rule renamed" in out
+    assert sandbox.ext_connect(sandbox.host_ip, PORT, ALLOWED)
+    assert not sandbox.ext_connect(sandbox.host_ip, PORT, OTHER)
+    assert fw.ok("ls").stdout.startswith("docker-fw add www ")
+    assert "docker-fw:web:" not in fw.rules_text()
+    assert fw.run("replay", "--dry-run").returncode == 0

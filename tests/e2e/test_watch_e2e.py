@@ -193,3 +193,23 @@ def test_gc_forgets_containers_that_are_gone(sandbox, fw, web):
     listed = fw.ok("ls").stdout
     assert "docker-fw add web" not in listed
     assert "add-internal keeper --source=web" in listed  # other containers' rules stay
+
+
+def test_rename_is_followed(sandbox, fw, web, watch):
+    """docker rename: rules are recorded by name; watch moves them to the new one."""
+    fw.ok("init")
+    fw.ok("allow", "web", ALLOWED)
+    watch.start()
+    sandbox.docker("rename", "web", "www")
+    assert eventually(lambda: fw.ok("ls").stdout.startswith("docker-fw add www ")), watch.text()
+    assert eventually(lambda: "docker-fw:www:" in fw.rules_text() and "docker-fw:web:" not in fw.rules_text())
+    assert allowed_only(sandbox)
+    # the renamed container restarts elsewhere: its rules follow it under the new name
+    old_ip = sandbox.container_ip("www")
+    sandbox.docker("stop", "-t", "1", "www")
+    sandbox.run_server("squatter", ports=(80,))
+    sandbox.docker("start", "www")
+    sandbox.wait_listening("www", 80)
+    assert sandbox.container_ip("www") != old_ip
+    assert eventually(lambda: allowed_only(sandbox)), watch.text()
+    assert any(e["msg"] == "web -> www: 1 rule renamed" for e in watch.entries()), watch.text()

@@ -119,6 +119,13 @@ class FakeEngine:
             if holder == name:
                 del self.allocated[port]
 
+    def rename(self, old: str, new: str) -> None:
+        """docker rename OLD NEW."""
+        container = self.containers.pop(old)
+        container.name = new
+        self.containers[new] = container
+        self._snapshot = None
+
     def move(self, name: str, network: str, ip: str) -> None:
         """The container has another address on a network (it was restarted)."""
         self.containers[name].ips[network] = ip

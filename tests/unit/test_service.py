@@ -699,3 +699,60 @@ def test_pinned_start_keeps_the_rest_of_the_host_config():
     for key in ("Links", "VolumesFrom", "NetworkMode", "RestartPolicy"):
         assert body.get(key) == CONTAINER_HOST_CONFIG[key], key
     assert body["PortBindings"] == pinned(32768)
+
+
+class TestRename:
+    """docker rename web www: rules are recorded by name, 'rename' moves them."""
+
+    def test_moves_rules_references_hosts_entries_and_hostconfig(self, pair):
+        pair.engine.add("db", state="running", ips={"bridge": "172.17.0.6"})
+        two_ways(pair)  # web's rule naming cache, and cache's hosts line for web
+        pair.run().add(Kind.INTERNAL, [AddRequest(container="db", source="web", dport=5432)])
+        pair.run().add(Kind.ADD, [AddRequest(container="web", source="198.51.100.2", dport=80)])
+        with pair.store.transaction():
+            pair.store.save_hostconfig("web", {"links": []})
+        pair.engine.rename("web", "www")
+        pair.out.clear()
+        plan = pair.run().rename("web", "www")
+        assert "web -> www: 2 rules renamed" in pair.out
+        assert pair.ls() == [
+            "docker-fw add-internal db --source=www --dest=. --dport=5432 --protocol=tcp",
+            "docker-fw add-two-ways www --source=cache --dest=. --dport=80 --protocol=tcp",
+            "docker-fw add www --source=198.51.100.2 --dest=. --dport=80 --protocol=tcp",
+        ]
+        assert pair.store.host_entries() == {"cache": ["www"]}
+        assert pair.store.hostconfig("www") == {"links": []} and pair.store.hostconfig("web") is None
+        # iptables: the rules carry the new owner's tag, none of the old one's is left
+        assert pair.firewall.ours("web") == []
+        assert len(pair.firewall.ours("www")) == 2 and len(pair.firewall.ours("db")) == 1
+        assert plan.changes
+        # the hosts line names the new name, the admin's line is kept
+        text = pair.engine.hosts_text("cache")
+        assert hosts_lines_for(text, "www") == ["172.17.0.2\twww\t# docker-fw"]
+        assert hosts_lines_for(text, "web") == [] and "10.9.9.9\tkeepme" in text
+        # nothing left to do
+        assert not pair.run().replay([], dry_run=True)
+
+    @pytest.mark.parametrize("old, new, message", [
+        ("nobody", "www", "nothing is recorded for nobody"),
+        ("web", "web", "the same name"),
+        ("web", "ghost", "no container is named ghost"),
+    ])
+    def test_refusals_change_nothing(self, pair, old, new, message):
+        two_ways(pair)
+        pair.engine.rename("web", "www")
+        before = (pair.ls(), copy.deepcopy(pair.firewall.table), pair.store.host_entries())
+        with pytest.raises(UsageError, match=message):
+            pair.run().rename(old, new)
+        assert (pair.ls(), pair.firewall.table, pair.store.host_entries()) == before
+
+    def test_refused_while_a_container_still_has_the_old_name(self, pair):
+        two_ways(pair)
+        with pytest.raises(UsageError, match="a container named web still exists.*docker rename web www"):
+            pair.run().rename("web", "www")
+
+    def test_refused_when_the_new_name_has_records(self, pair):
+        two_ways(pair)  # cache is named by web's rule and owns a hosts entry
+        pair.engine.rename("web", "old-web")
+        with pytest.raises(UsageError, match="already holds records for cache.*docker-fw drop cache"):
+            pair.run().rename("web", "cache")
