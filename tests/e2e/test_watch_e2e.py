@@ -213,3 +213,18 @@ def test_rename_is_followed(sandbox, fw, web, watch):
     assert sandbox.container_ip("www") != old_ip
     assert eventually(lambda: allowed_only(sandbox)), watch.text()
     assert any(e["msg"] == "web -> www: 1 rule renamed" for e in watch.entries()), watch.text()
+
+
+def test_a_network_created_later_is_initialised(sandbox, fw, watch):
+    """docker network create adds Docker's catch-all for the new bridge: watch removes it."""
+    fw.ok("init")
+    watch.start()
+    network_id = sandbox.docker("network", "create", "late").stdout.strip()
+    bridge = "br-" + network_id[:12]
+    sandbox.run_server("lateweb", ports=(80,), publish=(f"{PORT}:80",), extra_args=("--network", "late"))
+    assert eventually(lambda: fw.catch_all(bridge) not in fw.rules_text()), watch.text()
+    assert f"-A FORWARD -i {bridge} -o {bridge} -j DOCKER" in fw.rules_text()
+    assert eventually(lambda: not sandbox.ext_connect(sandbox.host_ip, PORT, OTHER, timeout=1)), watch.text()
+    fw.ok("allow", "lateweb", ALLOWED)
+    assert allowed_only(sandbox)
+    assert fw.run("check").returncode == 0
