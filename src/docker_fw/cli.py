@@ -234,13 +234,16 @@ def build_parser() -> Parser:
         "rules, the rules naming it and its hosts entries; when it dies or stops, "
         "withdraw the rules pointing at the address it had (pause keeps them). At "
         "startup, after the engine comes back, on SIGHUP and every --interval seconds, "
-        "reconcile everything, including 'init' (an engine restart puts Docker's "
+        "reconcile everything, including 'init' unless --no-init (an engine restart puts Docker's "
         "catch-all back). Bursts of events are applied as one batch; a failed batch is "
         "retried. A systemd unit is in contrib/docker-fw-watch.service.",
     )
     p.add_argument("--interval", type=float, default=10.0, metavar="SECONDS",
                    help="full reconcile every SECONDS (default 10)")
     p.add_argument("--json", action="store_true", help="log JSON lines instead of text")
+    p.add_argument("--no-init", dest="init", action="store_false",
+                   help="never run 'init': leave Docker's FORWARD chain as it is (for hosts "
+                   "where something else reshapes it); docker-fw's own chains are still kept")
 
     action(
         "check",
@@ -406,7 +409,7 @@ def run(argv: list[str], out=None, err=None) -> int:
                 raise UsageError("--interval must be positive")
             from .watch import run_watch
 
-            return run_watch(interval=args.interval, as_json=args.json)
+            return run_watch(interval=args.interval, as_json=args.json, init=args.init)
         if args.action == "gc" and args.days < 0:
             raise UsageError("--days must not be negative")
         verbose = (lambda line: out(f"docker-fw: {line}")) if args.verbose else None

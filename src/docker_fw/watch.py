@@ -14,7 +14,7 @@ rules when the engine restarted a container, possibly at a new address.
 - at startup, after the engine comes back, on SIGHUP, on network create or
   destroy, and every --interval seconds: reconciles everything (missed
   events, an engine restart that put Docker's catch-all back, a flushed
-  table), logging what it repaired.
+  table), logging what it repaired; 'init' too, unless --no-init.
 
 Events arriving close together are coalesced into one batch; a failed batch
 is retried (each batch is one iptables-restore transaction, so a failure
@@ -88,8 +88,10 @@ class Watcher:
         engine_factory: Callable[[], Engine] = Engine,
         firewall: Iptables | None = None,
         firewall6: Iptables | None = None,
+        init: bool = True,
     ):
         self.log = log
+        self.init = init  # False (--no-init): Docker's FORWARD chain is left to the admin
         self.interval = interval
         self.debounce = debounce
         self.engine_factory = engine_factory
@@ -193,10 +195,11 @@ class Watcher:
             for old, new in pending.renames:
                 plan.extend(self._follow_rename(service, store, old, new).changes)
             if pending.everything:
-                try:
-                    plan.extend(service.ensure_initialised().changes)
-                except DockerFwError as exc:
-                    self._warn_once(f"init: {exc}")
+                if self.init:
+                    try:
+                        plan.extend(service.ensure_initialised().changes)
+                    except DockerFwError as exc:
+                        self._warn_once(f"init: {exc}")
                 synced = service.sync(None)
             else:
                 synced = service.sync(set(pending.names))
@@ -286,8 +289,8 @@ class Watcher:
         self.events.put(("stop", "", None))
 
 
-def run_watch(interval: float, as_json: bool) -> int:
-    watcher = Watcher(Logger(as_json=as_json), interval=interval)
+def run_watch(interval: float, as_json: bool, init: bool = True) -> int:
+    watcher = Watcher(Logger(as_json=as_json), interval=interval, init=init)
     signal.signal(signal.SIGHUP, lambda *_: watcher.request_check("SIGHUP"))
     signal.signal(signal.SIGTERM, lambda *_: watcher.stop())
     try:

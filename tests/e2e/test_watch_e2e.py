@@ -30,12 +30,12 @@ class Watch:
         self.sandbox, self.fw, self.log_path = sandbox, fw, log_path
         self.proc = None
 
-    def start(self) -> "Watch":
+    def start(self, *options: str) -> "Watch":
         env = dict(os.environ, DOCKER_HOST=self.sandbox.docker_host, DOCKER_FW_STATE_DIR=self.fw.state_dir)
         self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             ["nsenter", f"--net={self.sandbox.netns_path}", sys.executable, "-m", "docker_fw",
-             "watch", "--interval", "1", "--json"],
+             "watch", "--interval", "1", "--json", *options],
             env=env, stdout=self.log, stderr=self.log,
         )
         self.skip = len(self.entries())
@@ -228,3 +228,19 @@ def test_a_network_created_later_is_initialised(sandbox, fw, watch):
     fw.ok("allow", "lateweb", ALLOWED)
     assert allowed_only(sandbox)
     assert fw.run("check").returncode == 0
+
+
+def test_no_init_leaves_dockers_forward_chain_alone(sandbox, fw, web, watch):
+    """--no-init: the catch-all an engine restart (here: the admin) puts back stays;
+    docker-fw's own rules are still kept in line."""
+    fw.ok("init")
+    fw.ok("allow", "web", ALLOWED)
+    sandbox.engine_run(["iptables", *fw.catch_all().split()])  # Docker's catch-all is back
+    watch.start("--no-init")
+    sandbox.engine_run(["iptables", "-F", "DOCKER-FW-FORWARD"])  # and our rules are flushed
+    # a flush sends no event: the periodic full reconcile repairs it (and would run init)
+    assert eventually(lambda: "docker-fw:web:" in fw.rules_text()), watch.text()
+    assert fw.catch_all() in fw.rules_text()
+    assert sandbox.ext_connect(sandbox.host_ip, PORT, OTHER, timeout=1)  # open to all: not ours to close
+    assert any(e.get("reason") == "periodic check" for e in watch.entries()), watch.text()
+    assert not any("(init)" in e["msg"] for e in watch.entries()), watch.text()
