@@ -69,11 +69,8 @@ def main() -> int:
         expect(sb, allowed=True, other=False)
 
         say("web restarts and another container takes its old address")
-        old = sb.container_ip("web")
-        sb.docker("stop", "-t", "1", "web")
-        sb.run_server("squatter", ports=(80,))
-        sb.docker("start", "web")
-        print(f"   web moved from {old} to {sb.container_ip('web')}; squatter now has {sb.container_ip('squatter')}")
+        old, new = sb.move("web")
+        print(f"   web moved from {old} to {new}; squatter now has {old}")
         expect(sb, allowed=False, other=False)
         fw("replay", "--dry-run", "web", ok_codes=(1,))  # 1: something would change
         fw("replay", "web")

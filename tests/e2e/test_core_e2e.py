@@ -65,14 +65,8 @@ def test_add_opens_only_published_ports(sandbox, fw, web):
 def test_replay_follows_a_container_to_its_new_address(sandbox, fw, web):
     fw.ok("init")
     fw.ok("allow", "web", ALLOWED)
-    old_ip = sandbox.container_ip("web")
-
     # Restart web after another container took its address.
-    sandbox.docker("stop", "-t", "1", "web")
-    sandbox.run_server("squatter", ports=(80,))
-    assert sandbox.container_ip("squatter") == old_ip
-    sandbox.docker("start", "web")
-    assert sandbox.container_ip("web") != old_ip
+    old_ip, _ = sandbox.move("web")
 
     assert not sandbox.ext_connect(sandbox.host_ip, PORT, ALLOWED)
     dry = fw.run("replay", "--dry-run", "web")
@@ -227,12 +221,7 @@ def test_rename_moves_the_record_to_the_new_name(sandbox, fw, web):
     fw.ok("allow", "web", ALLOWED)
     sandbox.docker("rename", "web", "www")
     # a new address for the renamed container: under the old name, replay cannot find it
-    old_ip = sandbox.container_ip("www")
-    sandbox.docker("stop", "-t", "1", "www")
-    sandbox.run_server("squatter", ports=(80,))
-    sandbox.docker("start", "www")
-    sandbox.wait_listening("www", 80)
-    assert sandbox.container_ip("www") != old_ip
+    sandbox.move("www")
     assert not sandbox.ext_connect(sandbox.host_ip, PORT, ALLOWED)  # fails closed
 
     bad = fw.run("rename", "www", "web")

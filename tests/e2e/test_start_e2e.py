@@ -59,10 +59,7 @@ def test_two_ways_entry_follows_address_and_keeps_other_lines(sandbox, fw):
     sandbox.docker("exec", "cli", "sh", "-c", "echo '10.9.9.9 keepme' >> /etc/hosts")
     assert fw.container_connects("cli", "srv", 80)
 
-    sandbox.docker("stop", "-t", "1", "srv")
-    sandbox.run_server("squatter", ports=(80,))
-    sandbox.docker("start", "srv")
-    new_ip = sandbox.container_ip("srv")
+    _, new_ip = sandbox.move("srv")
     fw.ok("replay", "srv")
     lines = hosts_lines(sandbox, "cli")
     assert [l.split()[0] for l in lines if "srv" in l.split()[1:]] == [new_ip]

@@ -205,12 +205,7 @@ def test_rename_is_followed(sandbox, fw, web, watch):
     assert eventually(lambda: "docker-fw:www:" in fw.rules_text() and "docker-fw:web:" not in fw.rules_text())
     assert allowed_only(sandbox)
     # the renamed container restarts elsewhere: its rules follow it under the new name
-    old_ip = sandbox.container_ip("www")
-    sandbox.docker("stop", "-t", "1", "www")
-    sandbox.run_server("squatter", ports=(80,))
-    sandbox.docker("start", "www")
-    sandbox.wait_listening("www", 80)
-    assert sandbox.container_ip("www") != old_ip
+    sandbox.move("www")
     assert eventually(lambda: allowed_only(sandbox)), watch.text()
     assert any(e["msg"] == "web -> www: 1 rule renamed" for e in watch.entries()), watch.text()
 

@@ -650,6 +650,21 @@ class Sandbox:
                 return got
             time.sleep(0.05)
 
+    def move(self, name: str, ports=(80,), squatter: str = "squatter") -> tuple[str, str]:
+        """Restart container NAME at a new address: stop it, start SQUATTER (a server on
+        ports) which takes the freed address, start NAME again and wait for its ports.
+        Returns (old address, new address); the squatter's address is the old one."""
+        old = self.container_ip(name)
+        self.docker("stop", "-t", "1", name)
+        self.run_server(squatter, ports=ports)
+        self.docker("start", name)
+        for port in ports:
+            self.wait_listening(name, int(port))
+        new = self.container_ip(name)
+        if self.container_ip(squatter) != old or new == old:
+            raise SandboxError(f"{name} did not move: was {old}, is {new}, {squatter} has {self.container_ip(squatter)}")
+        return old, new
+
     def container_ip(self, name: str, network: str | None = None) -> str:
         settings = self.client().api.inspect_container(name)["NetworkSettings"]
         networks = settings.get("Networks") or {}
