@@ -74,6 +74,20 @@ class FakeContainer:
         return self.state in ("running", "paused")
 
 
+class SnapshotEngine:
+    """An engine that only answers with a given snapshot (Docker 20.10: no firewall
+    backend named); a test assigns ``snap`` to make the engine change."""
+
+    def __init__(self, snapshot: Snapshot):
+        self.snap = snapshot
+
+    def snapshot(self, refresh: bool = False) -> Snapshot:
+        return self.snap
+
+    def firewall_backend(self) -> str:
+        return ""
+
+
 class FakeEngine:
     def __init__(self, root: pathlib.Path):
         self.root = pathlib.Path(root)
@@ -318,4 +332,4 @@ def hosts_lines_for(text: str, name: str) -> list[str]:
     return [line for line in text.splitlines() if name in line.split("#", 1)[0].split()[1:]]
 
 
-__all__ = ["FakeContainer", "FakeEngine", "FakeFirewall", "DOCKER_HOSTS_HEADER", "hosts_lines_for"]
+__all__ = ["FakeContainer", "FakeEngine", "SnapshotEngine", "FakeFirewall", "DOCKER_HOSTS_HEADER", "hosts_lines_for"]

@@ -156,17 +156,6 @@ def layout(ipv6_docker: bool = True) -> str:
     return "\n".join(lines)
 
 
-class FakeEngine:
-    def __init__(self, snap: Snapshot):
-        self.snap = snap
-
-    def snapshot(self, refresh: bool = False) -> Snapshot:
-        return self.snap
-
-    def firewall_backend(self) -> str:
-        return ""
-
-
 class FakeFirewall(fakes.FakeFirewall):
     """One address family's table (the service keeps one per family)."""
 
@@ -176,7 +165,7 @@ class FakeFirewall(fakes.FakeFirewall):
 
 class World:
     def __init__(self, tmp_path, ipv6_docker: bool = True):
-        self.engine = FakeEngine(snapshot())
+        self.engine = fakes.SnapshotEngine(snapshot())
         self.fw4 = FakeFirewall(layout())
         self.fw6 = FakeFirewall(layout(ipv6_docker))
         self.warnings: list[str] = []

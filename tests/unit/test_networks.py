@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from fakes import FakeFirewall
+from fakes import FakeFirewall, SnapshotEngine
 
 from dfw_samples import apply_lines
 from docker_fw.actions import Service
@@ -257,24 +257,13 @@ def layout(bridges: list[str], internal: list[str] = (), icc_false: list[str] = 
     return "\n".join(lines)
 
 
-class FakeEngine:
-    def __init__(self, snapshot: Snapshot):
-        self._snapshot = snapshot
-
-    def snapshot(self, refresh: bool = False) -> Snapshot:
-        return self._snapshot
-
-    def firewall_backend(self) -> str:
-        return ""  # Docker 20.10's info names no firewall backend
-
-
 @pytest.fixture
 def service(listed, tmp_path):
     bridges = ["docker0", "br-dd4dc61848a5", "br-1bae144c45ba", "br-283970dc5984", "br-3b2d423de595"]
     firewall = FakeFirewall(layout(bridges, internal=["br-283970dc5984"]))
     warnings: list[str] = []
     with Store.open(str(tmp_path / "state")) as store:
-        svc = Service(FakeEngine(listed), firewall, store, out=lambda s: None, warn=warnings.append)
+        svc = Service(SnapshotEngine(listed), firewall, store, out=lambda s: None, warn=warnings.append)
         svc.warnings = warnings
         yield svc
 
