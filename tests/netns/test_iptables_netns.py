@@ -328,8 +328,10 @@ def test_out_of_scope_owner_is_untouched(netns):
 # --- atomicity ---------------------------------------------------------------------------------
 
 
-def test_batch_with_one_bad_line_changes_nothing(netns):
-    before = netns.save()
+def assert_bad_batch_changes_nothing(helper, save) -> None:
+    """A batch with one line the kernel refuses is refused whole (helper: run a
+    helper op; save: the table as that iptables variant reads it)."""
+    before = save()
     bad = "-A DOCKER -s 10.2.2.2/32 -m nosuchmatch -j ACCEPT"
     lines = [
         ":NEWCHAIN - [0:0]",
@@ -339,11 +341,15 @@ def test_batch_with_one_bad_line_changes_nothing(netns):
         bad,
         "-A DOCKER -s 10.2.2.3/32 -j ACCEPT",
     ]
-    answer = netns.helper("restore", lines=lines)
+    answer = helper("restore", lines=lines)
     assert answer["ok"] is False
     assert answer["type"] == "FirewallError" and answer["exit_code"] == 4
     assert f"nothing was applied: {bad}:" in answer["error"]
-    assert netns.save() == before
+    assert save() == before
+
+
+def test_batch_with_one_bad_line_changes_nothing(netns):
+    assert_bad_batch_changes_nothing(netns.helper, netns.save)
 
 
 def test_unknown_filter_option_is_refused_with_nothing_applied(netns):

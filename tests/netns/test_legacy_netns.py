@@ -31,6 +31,7 @@ from netns_support import HELPER, SEED, normalise, unavailable
 from docker_fw.model import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL
 from docker_fw.reconcile import REPLIES_RULE, rule_line
 from test_iptables_netns import (
+    assert_bad_batch_changes_nothing,
     assert_moved_rules_replaced,
     OWN_CHAINS,
     SPECS,
@@ -257,21 +258,7 @@ def test_stale_rules_are_deleted_by_position(legacy):
 
 
 def test_batch_with_one_bad_line_changes_nothing(legacy):
-    before = legacy.legacy_save()
-    bad = "-A DOCKER -s 10.2.2.2/32 -m nosuchmatch -j ACCEPT"
-    lines = [
-        ":NEWCHAIN - [0:0]",
-        "-A DOCKER -s 10.2.2.1/32 -j ACCEPT",
-        "-D FORWARD -o docker0 -j DOCKER",
-        "-I FORWARD 1 -i docker0 -o docker0 -j DOCKER",
-        bad,
-        "-A DOCKER -s 10.2.2.3/32 -j ACCEPT",
-    ]
-    answer = legacy.helper("restore", lines=lines)
-    assert answer["ok"] is False
-    assert answer["type"] == "FirewallError" and answer["exit_code"] == 4
-    assert f"nothing was applied: {bad}:" in answer["error"]
-    assert legacy.legacy_save() == before
+    assert_bad_batch_changes_nothing(legacy.helper, legacy.legacy_save)
     assert_not_in_nft(legacy)
 
 
