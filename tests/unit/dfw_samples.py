@@ -56,6 +56,18 @@ OLD = Container(id="e5" * 32, name="old", state="exited", endpoints=())
 HOSTNET = Container(id="f6" * 32, name="hostnet", state="running", endpoints=())
 
 
+def summary(name: str, networks: dict, ports=(80,)) -> dict:
+    """A running container as the engine's container list gives it (GET /containers/json):
+    NETWORKS maps network name to endpoint settings; each port is published on 8000 + port."""
+    return {
+        "Id": (name.encode().hex() * 32)[:64],
+        "Names": [f"/{name}"],
+        "State": "running",
+        "NetworkSettings": {"Networks": networks},
+        "Ports": [{"PrivatePort": p, "PublicPort": 8000 + p, "Type": "tcp", "IP": "0.0.0.0"} for p in ports],
+    }
+
+
 def snapshot() -> Snapshot:
     return Snapshot(
         containers=[WEB, DB, CACHE, WORKER, OLD, HOSTNET],

@@ -11,6 +11,7 @@ import ipaddress
 
 import fakes
 import pytest
+from dfw_samples import summary
 
 from docker_fw.actions import IPV6_NOT_INITIALISED, IPV6_UNMANAGED, AddRequest, Service
 from docker_fw.engine import Snapshot, parse_container, parse_network
@@ -33,16 +34,6 @@ NET_LIST = [
 
 def _ep(ip, gw, ip6="", gw6=""):
     return {"IPAddress": ip, "Gateway": gw, "GlobalIPv6Address": ip6, "IPv6Gateway": gw6}
-
-
-def summary(name, networks, ports=(80,)):
-    return {
-        "Id": (name.encode().hex() * 32)[:64],
-        "Names": [f"/{name}"],
-        "State": "running",
-        "NetworkSettings": {"Networks": networks},
-        "Ports": [{"PrivatePort": p, "PublicPort": 8000 + p, "Type": "tcp", "IP": "0.0.0.0"} for p in ports],
-    }
 
 
 WEB6 = "2001:db8:1::242:ac11:2"

@@ -14,7 +14,7 @@ import ipaddress
 import pytest
 from fakes import FakeFirewall, SnapshotEngine
 
-from dfw_samples import apply_lines
+from dfw_samples import apply_lines, summary
 from docker_fw.actions import Service
 from docker_fw.engine import Container, Endpoint, Network, PortBinding, Snapshot, parse_container, parse_network
 from docker_fw.errors import EngineError
@@ -176,16 +176,6 @@ NET_LIST = [
     {"Id": "3b2d423de595" + "0" * 52, "Name": "v6net", "Driver": "bridge", "Options": {}, "EnableIPv6": True,
      "IPAM": {"Config": [{"Subnet": "172.22.0.0/16", "Gateway": "172.22.0.1"}, {"Subnet": "fd00:1::/64"}]}},
 ]
-
-
-def summary(name, networks, ports=(80,)):
-    return {
-        "Id": (name.encode().hex() * 32)[:64],
-        "Names": [f"/{name}"],
-        "State": "running",
-        "NetworkSettings": {"Networks": networks},
-        "Ports": [{"PrivatePort": p, "PublicPort": 8000 + p, "Type": "tcp", "IP": "0.0.0.0"} for p in ports],
-    }
 
 
 def _v4(ip, gw):
