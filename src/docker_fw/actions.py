@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from . import depgraph, hostconfig, hosts, layouts
-from .engine import Engine, PortInUseError, Snapshot
+from .engine import Engine, Network, PortInUseError, Snapshot
 from .errors import DockerFwError, EngineError, FirewallError, UsageError
 from .iptables import Iptables, Table
 from .model import BRIDGE_PLACEHOLDER, AddressKind, Kind, RuleSpec, parse_address
@@ -148,8 +148,15 @@ class Service:
             for ref in (r.lstrip("/") for r in refs)
         ]
 
+    def _init_networks(self, snapshot: Snapshot) -> list[Network]:
+        """The bridge networks 'init' covers: every one, or those 'init --network'
+        limited it to (recorded in the store; one that no longer exists is skipped)."""
+        selected = self.store.init_networks()
+        bridges = snapshot.bridges()
+        return bridges if selected is None else [n for n in bridges if n.name in selected]
+
     def _warn_if_not_initialised(self, table: Table) -> None:
-        bridges = [n.bridge for n in self.engine.snapshot().bridges()]
+        bridges = [n.bridge for n in self._init_networks(self.engine.snapshot())]
         if bridges and not layouts.is_initialised(table, bridges):
             self.warn(
                 "'docker-fw init' has not been run: Docker's catch-all rule still lets "
@@ -162,14 +169,20 @@ class Service:
         """What 'init' does, quietly: returns the plan it applied (empty when done already)."""
         snapshot = self.engine.snapshot()
         table = self.firewall.save()
-        bridges = [n.bridge for n in snapshot.bridges()]
+        selected = self._init_networks(snapshot)
+        if not selected:
+            raise UsageError(
+                f"init is limited to networks that no longer exist ({', '.join(self.store.init_networks())}): "
+                "run 'docker-fw init --network NAME' or 'docker-fw init --all-networks'"
+            )
+        existing = [n.bridge for n in snapshot.bridges()]
         backend = self.engine.firewall_backend()
         plan = Plan()
-        plan.extend(layouts.plan_init(table, bridges, backend))
+        plan.extend(layouts.plan_init(table, [n.bridge for n in selected], backend, existing))
         plan.extend(ensure_chains(table))
         table6 = self._save6()
         if table6 is not None:
-            plan.extend(self._init6(table6, snapshot, backend))
+            plan.extend(self._init6(table6, selected, existing, backend))
         elif self.firewall6 is not None and any(n.subnets6 for n in snapshot.bridges()):
             # Checked live on 20.10 with --ipv6 alone: any IPv6 client reaches
             # published ports through docker-proxy, which no rule here sees.
@@ -177,13 +190,12 @@ class Service:
         self._apply(plan)
         return plan
 
-    def _init6(self, table6: Table, snapshot: Snapshot, backend: str) -> list[Change]:
-        """'init' for ip6tables: the same reshaping, on the bridges with IPv6."""
+    def _init6(self, table6: Table, selected: list[Network], existing: list[str], backend: str) -> list[Change]:
+        """'init' for ip6tables: the same reshaping, on the selected bridges with IPv6."""
         changes: list[Change] = []
-        bridges6 = [n.bridge for n in snapshot.bridges() if n.subnets6]
+        bridges6 = [n.bridge for n in selected if n.subnets6]
         if bridges6:
             try:
-                existing = [n.bridge for n in snapshot.bridges()]
                 changes.extend(_as_family(layouts.plan_init(table6, bridges6, backend, existing), 6))
             except FirewallError as exc:
                 # IPv4 is protected all the same; say why IPv6 is not.
@@ -192,8 +204,26 @@ class Service:
             changes.extend(ensure_chains(table6, family=6))
         return changes
 
-    def init(self) -> Plan:
-        plan = self.ensure_initialised()
+    def init(self, networks: list[str] | None = None, all_networks: bool = False) -> Plan:
+        """Reshape Docker's FORWARD chain (ensure_initialised), for every bridge network,
+        or, from now on, only for NETWORKS (by name) until ALL_NETWORKS again."""
+        if networks:
+            known = sorted(n.name for n in self.engine.snapshot().bridges())
+            unknown = [name for name in networks if name not in known]
+            if unknown:
+                raise UsageError(
+                    f"init: no bridge network named {unknown[0]} (bridge networks: {', '.join(known)})"
+                )
+        with self.store.transaction():  # the selection is kept only if the kernel took the plan
+            if networks:
+                self.store.set_init_networks(sorted(set(networks)))
+            elif all_networks:
+                self.store.set_init_networks(None)
+            plan = self.ensure_initialised()
+        selected = self.store.init_networks()
+        if selected is not None:
+            self.out(f"init: limited to network{'s' if len(selected) > 1 else ''} {', '.join(selected)} "
+                     "(recorded; 'init --all-networks' covers every one again)")
         if plan:
             for change in plan.changes:
                 if change.why == "init":
@@ -410,17 +440,18 @@ class Service:
         table = self.firewall.save()
         table6 = self._save6()
         snapshot = self.engine.snapshot()
-        bridges = [n.bridge for n in snapshot.bridges()]
+        selected = self._init_networks(snapshot)
+        existing = [n.bridge for n in snapshot.bridges()]
         backend = self.engine.firewall_backend()
         try:
-            for change in layouts.plan_init(table, bridges, backend):
+            for change in layouts.plan_init(table, [n.bridge for n in selected], backend, existing):
                 problems.append(f"not initialised ({change.why}): would {change.verb} {change.line}")
         except DockerFwError as exc:
             problems.append(f"layout: {exc}")
-        bridges6 = [n.bridge for n in snapshot.bridges() if n.subnets6]
+        bridges6 = [n.bridge for n in selected if n.subnets6]
         if table6 is not None and bridges6:
             try:
-                for change in layouts.plan_init(table6, bridges6, backend, bridges):
+                for change in layouts.plan_init(table6, bridges6, backend, existing):
                     problems.append(f"not initialised ({change.why}): would {change.verb} {change.line} (IPv6)")
             except DockerFwError as exc:
                 problems.append(f"layout (IPv6): {exc}")

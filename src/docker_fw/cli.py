@@ -116,15 +116,24 @@ def build_parser() -> Parser:
             parents=[common],
         )
 
-    action(
+    p = action(
         "init",
         "turn Docker's FORWARD chain into a whitelist",
         "Remove Docker's catch-all rule 'FORWARD -o <bridge> -j DOCKER' (anyone may "
         "reach published ports) and send traffic between containers to the DOCKER "
         "chain ('FORWARD -i <bridge> -o <bridge> -j DOCKER', first), for every bridge "
-        "network; deletes those jumps of networks that are gone. Safe to re-run: "
-        "a second run changes nothing. Refuses an iptables layout it does not know.",
+        "network (or those named with --network); deletes those jumps of networks that "
+        "are gone. Safe to re-run: a second run changes nothing. Refuses an iptables "
+        "layout it does not know.",
     )
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--network", action="append", dest="networks", metavar="NAME",
+        help="only this bridge network (repeatable; 'bridge' is docker0): recorded, so later "
+        "runs and 'watch' keep to it; other networks keep Docker's defaults (open)",
+    )
+    scope.add_argument("--all-networks", action="store_true",
+                       help="every bridge network again (the default), forgetting --network")
 
     descriptions = {
         "add": "Allow traffic between an external address and a container, through "
@@ -422,7 +431,7 @@ def run(argv: list[str], out=None, err=None) -> int:
                 firewall6=firewall6,
             )
             if args.action == "init":
-                service.init()
+                service.init(args.networks, all_networks=args.all_networks)
             elif args.action == "add-two-ways":
                 service.add_two_ways(requests, rev_lookup=args.rev_lookup)
             elif args.action in ADD_ACTIONS:

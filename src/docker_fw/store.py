@@ -236,6 +236,23 @@ class Store:
         self.conn.execute("DELETE FROM gone WHERE owner=?", (old,))
         return moved
 
+    # -- settings -------------------------------------------------------------
+
+    def init_networks(self) -> list[str] | None:
+        """The networks 'init --network' limited init to; None: every bridge network."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key='init_networks'").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_init_networks(self, names: list[str] | None) -> None:
+        if names is None:
+            self.conn.execute("DELETE FROM meta WHERE key='init_networks'")
+        else:
+            self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('init_networks', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (json.dumps(list(names)),),
+            )
+
     # -- /etc/hosts entries (add-two-ways) ---------------------------------
 
     def add_host_entry(self, owner: str, name: str) -> bool:

@@ -320,3 +320,29 @@ def test_add_internal_on_an_internal_network_without_icc(sandbox, fw):
     assert fw.container_connects("client", srv_ip, 80)
     assert not fw.container_connects("stranger", srv_ip, 80)
     assert fw.run("check").returncode == 0
+
+
+def test_init_limited_to_one_network(sandbox, fw):
+    """init --network zeta: zeta's published ports become a whitelist, docker0's stay
+    open (Docker's default), and the choice holds for later runs until --all-networks."""
+    zeta = network(sandbox, "zeta")
+    server(sandbox, "web", "zeta", publish=(f"{PORT}:80",))
+    server(sandbox, "plain", publish=("8082:80",))  # docker0
+    bad = fw.run("init", "--network", "nope")
+    assert bad.returncode == 2 and "no bridge network named nope" in bad.stderr
+    assert "DOCKER-FW" not in fw.rules_text()  # nothing changed
+
+    out = fw.ok("init", "--network", "zeta").stdout
+    assert "init: limited to network zeta" in out
+    assert fw.catch_all(zeta) not in fw.rules_text() and fw.catch_all("docker0") in fw.rules_text()
+    assert not sandbox.ext_connect(sandbox.host_ip, PORT, OTHER)
+    assert sandbox.ext_connect(sandbox.host_ip, 8082, OTHER)  # docker0: left as Docker made it
+    fw.ok("allow", "web", ALLOWED)
+    assert sandbox.ext_connect(sandbox.host_ip, PORT, ALLOWED)
+    assert not sandbox.ext_connect(sandbox.host_ip, PORT, OTHER)
+    assert "nothing changed" in fw.ok("init").stdout  # the selection is kept
+    assert fw.run("check").returncode == 0
+
+    fw.ok("init", "--all-networks")
+    assert not sandbox.ext_connect(sandbox.host_ip, 8082, OTHER)
+    assert sandbox.ext_connect(sandbox.host_ip, PORT, ALLOWED)

@@ -14,10 +14,10 @@ import ipaddress
 import pytest
 from fakes import FakeFirewall, SnapshotEngine
 
-from dfw_samples import apply_lines, summary
+from dfw_samples import apply_lines, render, summary
 from docker_fw.actions import Service
 from docker_fw.engine import Container, Endpoint, Network, PortBinding, Snapshot, parse_container, parse_network
-from docker_fw.errors import EngineError
+from docker_fw.errors import EngineError, FirewallError, UsageError
 from docker_fw.iptables import parse_save
 from docker_fw.layouts import catch_all, internal_jump, is_initialised, plan_init
 from docker_fw.model import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL, Kind, RuleSpec, parse_address
@@ -293,6 +293,50 @@ def test_an_internal_network_does_not_make_init_look_undone(service):
     assert is_initialised(service.firewall.table, [n.bridge for n in service.engine.snapshot().bridges()])
     service.allow("web2", ["198.51.100.2"])
     assert not any("has not been run" in w for w in service.warnings), service.warnings
+
+
+# --- init --network: only some networks ---------------------------------------------------
+
+ZETA_BR, ALPHA_BR = "br-dd4dc61848a5", "br-1bae144c45ba"
+
+
+def test_init_limited_to_named_networks_is_recorded_and_kept(service):
+    out: list[str] = []
+    service.out = out.append
+    service.init(["zeta"])
+    table = service.firewall.table
+    assert not table.has_rule("FORWARD", *catch_all(ZETA_BR))
+    assert table.has_rule("FORWARD", *internal_jump(ZETA_BR))
+    # the others keep Docker's defaults
+    for bridge in ("docker0", ALPHA_BR):
+        assert table.has_rule("FORWARD", *catch_all(bridge)) and not table.has_rule("FORWARD", *internal_jump(bridge))
+    assert service.store.init_networks() == ["zeta"]
+    assert any(line.startswith("init: limited to network zeta (recorded;") for line in out), out
+    # a later plain init (or watch) keeps to the selection: nothing to do, nothing drifts
+    assert not service.init()
+    assert service.check() == []
+    service.allow("web2", ["198.51.100.2"])  # on docker0: not covered, so no "not run" warning either
+    assert not any("has not been run" in w for w in service.warnings), service.warnings
+    # --all-networks: every bridge network again
+    service.init(all_networks=True)
+    assert service.store.init_networks() is None
+    assert not service.firewall.table.has_rule("FORWARD", *catch_all("docker0"))
+    assert not service.firewall.table.has_rule("FORWARD", *catch_all(ALPHA_BR))
+
+
+def test_init_with_an_unknown_network_changes_nothing(service):
+    before = render(service.firewall.table)
+    with pytest.raises(UsageError, match=r"init: no bridge network named nope \(bridge networks: aaint, alpha, bridge, v6net, zeta\)"):
+        service.init(["zeta", "nope"])
+    assert render(service.firewall.table) == before
+    assert service.store.init_networks() is None
+
+
+def test_init_refused_by_the_kernel_keeps_no_selection(service):
+    service.firewall.fail = FirewallError("iptables-restore: line 2 failed")
+    with pytest.raises(FirewallError):
+        service.init(["zeta"])
+    assert service.store.init_networks() is None
 
 
 # --- requirement 5: a network created after init ----------------------------------------
