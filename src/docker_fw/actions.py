@@ -155,6 +155,12 @@ class Service:
         bridges = snapshot.bridges()
         return bridges if selected is None else [n for n in bridges if n.name in selected]
 
+    def _no_selected_network(self) -> str:
+        return (
+            f"init is limited to networks that no longer exist ({', '.join(self.store.init_networks() or [])}): "
+            "run 'docker-fw init --network NAME' or 'docker-fw init --all-networks'"
+        )
+
     def _warn_if_not_initialised(self, table: Table) -> None:
         bridges = [n.bridge for n in self._init_networks(self.engine.snapshot())]
         if bridges and not layouts.is_initialised(table, bridges):
@@ -171,10 +177,7 @@ class Service:
         table = self.firewall.save()
         selected = self._init_networks(snapshot)
         if not selected:
-            raise UsageError(
-                f"init is limited to networks that no longer exist ({', '.join(self.store.init_networks())}): "
-                "run 'docker-fw init --network NAME' or 'docker-fw init --all-networks'"
-            )
+            raise UsageError(self._no_selected_network())
         existing = [n.bridge for n in snapshot.bridges()]
         backend = self.engine.firewall_backend()
         plan = Plan()
@@ -444,6 +447,8 @@ class Service:
         existing = [n.bridge for n in snapshot.bridges()]
         backend = self.engine.firewall_backend()
         try:
+            if not selected:
+                raise UsageError(self._no_selected_network())
             for change in layouts.plan_init(table, [n.bridge for n in selected], backend, existing):
                 problems.append(f"not initialised ({change.why}): would {change.verb} {change.line}")
         except DockerFwError as exc:

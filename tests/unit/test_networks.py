@@ -332,6 +332,19 @@ def test_init_with_an_unknown_network_changes_nothing(service):
     assert service.store.init_networks() is None
 
 
+def test_init_limited_to_networks_that_are_gone_says_so(service):
+    service.init(["zeta"])
+    service.engine.snap = Snapshot(
+        containers=service.engine.snap.containers,
+        networks=[n for n in service.engine.snap.networks if n.name != "zeta"],
+    )
+    with pytest.raises(UsageError, match=r"limited to networks that no longer exist \(zeta\).*--all-networks"):
+        service.init()
+    assert any("limited to networks that no longer exist (zeta)" in p for p in service.check())
+    service.init(all_networks=True)
+    assert service.store.init_networks() is None
+
+
 def test_init_refused_by_the_kernel_keeps_no_selection(service):
     service.firewall.fail = FirewallError("iptables-restore: line 2 failed")
     with pytest.raises(FirewallError):
