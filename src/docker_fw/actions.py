@@ -61,6 +61,30 @@ def _family_note(change: Change) -> str:
     return " (IPv6)" if change.family == 6 else ""
 
 
+# (container, one-line message): a hosts file that could not be read or written.
+HostsFailure = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class HostsTarget:
+    """A running container's hosts file (its HostsPath) and the entries it must hold."""
+
+    owner: str
+    path: str
+    entries: dict[str, str]  # name -> address
+
+    def failure(self, verb: str, exc: Exception) -> HostsFailure:
+        return self.owner, f"cannot {verb} {self.owner}'s hosts file {hosts.shown(self.path)}: {exc}"
+
+
+def _hosts_not_updated(failed: list[HostsFailure], dry_run: bool = False) -> EngineError:
+    """The error a command ends with after it did all it could but these hosts files."""
+    names = ", ".join(owner for owner, _ in failed)
+    if dry_run:
+        return EngineError(f"hosts file of {names} cannot be updated (see the warning)")
+    return EngineError(f"hosts file of {names} not updated (see the warning); everything else was applied")
+
+
 class Service:
     def __init__(
         self,
@@ -272,6 +296,7 @@ class Service:
     ) -> Plan:
         """Store rules (and hosts entries), apply them, commit if iptables took them."""
         owners = {s.owner for s in specs}
+        sources = {source for source, _ in host_entries}  # whose hosts files get a line
         applied = False
         plan = Plan()
         try:
@@ -283,17 +308,23 @@ class Service:
                 plan = self._plan(table, owners, self._save6())
                 # Hosts files are read (and their new content computed) before
                 # the kernel changes, so most failures change nothing at all.
-                rewrites = list(self._hosts_changes({owner for owner, _ in host_entries}))
+                rewrites, failed = self._hosts_changes(sources)
+                if failed:
+                    raise EngineError(failed[0][1])
                 self._apply(plan)
                 applied = True
-                self._write_hosts(rewrites)
+                failed = self._write_hosts(rewrites)
+                if failed:
+                    raise EngineError(failed[0][1])
         except DockerFwError:
             if applied or plan.applied4:
                 # The kernel took the batch, then writing a hosts file failed
-                # and the record was rolled back: bring iptables back in line
-                # with the record rather than leave an unrecorded rule.
+                # and the record was rolled back: bring iptables and the hosts
+                # files written so far back in line with the record rather
+                # than leave an unrecorded rule or line.
                 with contextlib.suppress(DockerFwError):
                     self.sync(owners)
+                    self._write_hosts(self._hosts_targets(sources)[0])
             raise
         if any(s.kind is Kind.ADD for s in specs):
             self._warn_if_not_initialised(table)
@@ -366,9 +397,11 @@ class Service:
             table = self.firewall.save()
             plan = self._plan(table, set(owners), self._save6())
             self._apply(plan)
-            self._apply_hosts(hosts_owners)
+            failed = self._apply_hosts(hosts_owners)
         for owner, count in counts.items():
             self.out(f"{owner}: dropped {count} rule{'s' if count != 1 else ''}")
+        if failed:
+            raise _hosts_not_updated(failed)
         return plan
 
     def rename(self, old: str, new: str) -> Plan:
@@ -421,6 +454,8 @@ class Service:
             added = sum(1 for c in plan.changes if c.line.startswith("-A"))
             deleted = sum(1 for c in plan.changes if c.line.startswith("-D"))
             self.out(f"replay: {added} rule(s) added, {deleted} removed")
+        if plan.hosts_failed:
+            raise _hosts_not_updated(plan.hosts_failed, dry_run)
         return plan
 
     def sync(self, owners: set[str] | None, dry_run: bool = False) -> Plan:
@@ -431,10 +466,12 @@ class Service:
         self._report_withdrawn(plan)
         hosts_owners = self.store.host_entry_owners(owners) if owners is not None else set(self.store.host_entries())
         if dry_run:
-            plan.hosts = [owner for owner, _, _ in self._hosts_changes(hosts_owners)]
+            changes, failed = self._hosts_changes(hosts_owners)
+            plan.hosts = [target.owner for target in changes]
+            plan.hosts_failed = self._warn_hosts(failed)
             return plan
         self._apply(plan)
-        self._apply_hosts(hosts_owners)
+        plan.hosts_failed = self._apply_hosts(hosts_owners)
         return plan
 
     def check(self) -> list[str]:
@@ -472,8 +509,9 @@ class Service:
                 if rule.chain in our_chains and not (rule.comment or "").startswith("docker-fw:"):
                     note = " (IPv6)" if family == 6 else ""
                     problems.append(f"foreign rule in {rule.chain}: {rule.line}{note}")
-        for owner, _path, _content in self._hosts_changes(set(self.store.host_entries())):
-            problems.append(f"hosts ({owner}): /etc/hosts entries out of date")
+        changes, failed = self._hosts_changes(set(self.store.host_entries()))
+        problems.extend(f"hosts ({target.owner}): /etc/hosts entries out of date" for target in changes)
+        problems.extend(f"hosts ({owner}): {message}" for owner, message in failed)
         for spec, reason in plan.withdrawn:
             self.out(f"not applied ({reason}): {spec.describe()}")
         if plan.ipv6_left_out:
@@ -544,36 +582,69 @@ class Service:
             mapping[name] = next(e.ip for e in target.endpoints if e.network == shared[0])
         return mapping
 
-    def _hosts_changes(self, owners: set[str]):
-        """(owner, HostsPath, new content) for hosts files that must change."""
+    def _hosts_targets(self, owners: set[str]) -> tuple[list[HostsTarget], list[HostsFailure]]:
+        """The hosts files of these containers (those running), with the entries each must
+        hold; and the containers whose file cannot even be located."""
         snapshot = self.engine.snapshot()
+        targets: list[HostsTarget] = []
+        failed: list[HostsFailure] = []
         for owner in sorted(owners):
             container = snapshot.find(owner)
             if container is None or not container.has_address:
                 continue  # Docker writes a fresh file when it starts
-            path = self.engine.inspect(container.id).get("HostsPath")
-            if not path:
+            try:
+                path = self.engine.inspect(container.id).get("HostsPath")
+            except EngineError as exc:  # e.g. removed since the snapshot
+                failed.append((owner, f"cannot locate {owner}'s hosts file: {exc}"))
                 continue
-            mapping = self._hosts_mapping(owner, snapshot)
-            try:
-                with open(path, encoding="utf-8") as handle:
-                    current = handle.read()
-            except OSError as exc:
-                raise EngineError(f"cannot read {owner}'s hosts file {path}: {exc.strerror}") from None
-            content = hosts.render_hosts(current, mapping)
-            if content != current:
-                yield owner, path, content
+            if path:
+                targets.append(HostsTarget(owner, path, self._hosts_mapping(owner, snapshot)))
+        return targets, failed
 
-    def _apply_hosts(self, owners: set[str]) -> None:
-        self._write_hosts(list(self._hosts_changes(owners)))
-
-    def _write_hosts(self, rewrites: list[tuple[str, str, str]]) -> None:
-        for owner, path, content in rewrites:
+    def _hosts_changes(self, owners: set[str]) -> tuple[list[HostsTarget], list[HostsFailure]]:
+        """The hosts files that must change (read, not written); and those that cannot be read."""
+        targets, failed = self._hosts_targets(owners)
+        changes = []
+        for target in targets:
             try:
-                hosts.write_in_place(path, content)
-            except OSError as exc:
-                raise EngineError(f"cannot write {owner}'s hosts file {path}: {exc.strerror}") from None
-            self.out(f"{owner}: /etc/hosts updated")
+                current = hosts.read_hosts(target.path)
+            except hosts.HostsFileError as exc:
+                failed.append(target.failure("read", exc))
+                continue
+            if hosts.render_hosts(current, target.entries) != current:
+                changes.append(target)
+        return changes, failed
+
+    def _write_hosts(self, targets: list[HostsTarget]) -> list[HostsFailure]:
+        """Rewrite each hosts file that needs it; those that cannot be written are returned,
+        the others written all the same."""
+        failed = []
+        for target in targets:
+            try:
+                changed = hosts.update_hosts_file(target.path, target.entries)
+            except hosts.HostsFileError as exc:
+                failed.append(target.failure("update", exc))
+                continue
+            if changed:
+                self.out(f"{target.owner}: /etc/hosts updated")
+        return failed
+
+    def _apply_hosts(self, owners: set[str]) -> list[HostsFailure]:
+        """Bring these containers' hosts files in line with the record.
+
+        A file that cannot be read or written (its container controls it: see
+        hosts.py) is warned about and returned; it stops neither the other
+        files nor the caller, so one container cannot hold up the others'
+        entries or rules ('watch' tries it again on its next batch).
+        """
+        targets, failed = self._hosts_targets(owners)
+        failed += self._write_hosts(targets)
+        return self._warn_hosts(failed)
+
+    def _warn_hosts(self, failed: list[HostsFailure]) -> list[HostsFailure]:
+        for _owner, message in failed:
+            self.warn(message)
+        return failed
 
     def add_two_ways(self, requests: list[AddRequest], rev_lookup: bool = False) -> Plan:
         """add-internal, plus an /etc/hosts line for CONTAINER in the source container."""

@@ -59,6 +59,9 @@ class Plan:
     withdrawn: list[tuple[RuleSpec, str]] = field(default_factory=list)
     # Containers whose /etc/hosts must be rewritten (add-two-ways entries).
     hosts: list[str] = field(default_factory=list)
+    # (container, why) for hosts files that could not be read or written: the
+    # rest of the plan went ahead without them (see Service._apply_hosts).
+    hosts_failed: list[tuple[str, str]] = field(default_factory=list)
     # IPv6 rules left out because the engine does not manage ip6tables.
     ipv6_left_out: int = 0
     # Set once the IPv4 batch is applied (the IPv6 one follows it).

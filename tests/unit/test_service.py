@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import pathlib
 import threading
 
 import pytest
 
+from docker_fw import hosts
 from docker_fw.actions import AddRequest, Service
 
 from docker_fw.engine import Engine, PortInUseError
@@ -642,6 +645,163 @@ class TestTwoWays:
         with pytest.raises(EngineError, match="hosts file"):
             two_ways(pair)
         assert bool(pair.firewall.ours("web")) == bool(pair.ls())
+
+
+# ============================================================================
+# Hostile hosts files: a container's root user writes its own /etc/hosts
+# ============================================================================
+
+HOSTS_BOUND = 1 << 20  # the most docker-fw reads of a hosts file (README: 1 MiB)
+NOT_UTF8 = b"# caf\xe9 \xff\xfe\x80 written by root in the container\n"
+
+# How the container (or whoever) made its hosts file hostile -> why docker-fw refuses it.
+HOSTILE = {
+    "too large": "larger than 1 MiB, the most docker-fw reads",
+    "a symlink": "a symbolic link (docker-fw follows none)",
+    "a FIFO": "a FIFO",
+    "a directory": "a directory",
+}
+
+
+def make_hostile(path: pathlib.Path, how: str) -> None:
+    """Replace the hosts file at PATH by what HOSTILE names (a FIFO no one writes to:
+    opening it for reading the usual way would block forever)."""
+    path.unlink()
+    if how == "too large":
+        path.write_bytes(b"#" * HOSTS_BOUND + b"\n")
+    elif how == "a symlink":
+        (path.parent / "elsewhere").write_bytes(b"10.0.0.1\tprecious\n")
+        path.symlink_to(path.parent / "elsewhere")
+    elif how == "a FIFO":
+        os.mkfifo(path)
+    elif how == "a directory":
+        path.mkdir()
+
+
+def hosts_bytes(world: World, name: str) -> bytes:
+    return pathlib.Path(world.engine.containers[name].hosts_path).read_bytes()
+
+
+@pytest.fixture
+def trio(pair: World) -> World:
+    """pair, plus 'evil', whose hosts file also gets a line for web (add-two-ways)."""
+    pair.engine.add("evil", state="running", ips={"bridge": "172.17.0.6"})
+    pair.run().add_two_ways([AddRequest(container="web", source="cache", dport=80),
+                             AddRequest(container="web", source="evil", dport=80)])
+    pair.engine.move("web", "bridge", "172.17.0.9")  # web restarted elsewhere
+    pair.out.clear()
+    return pair
+
+
+def hosts_problems(world: World) -> list[str]:
+    return [line for line in world.run().check() if line.startswith("hosts")]
+
+
+def web_is_at(world: World, ip: str) -> bool:
+    """cache's hosts line and both rules for web follow web to IP."""
+    return (hosts_lines_for(world.engine.hosts_text("cache"), "web") == [f"{ip}\tweb\t# docker-fw"]
+            and sorted(web_rules(world)) == [("-s", f"172.17.0.{n}/32", "-d", f"{ip}/32") for n in (4, 6)])
+
+
+class TestHostileHostsFile:
+    def test_bytes_that_are_not_utf8_are_kept_and_our_line_written(self, trio):
+        path = pathlib.Path(trio.engine.containers["evil"].hosts_path)
+        with open(path, "ab") as handle:
+            handle.write(NOT_UTF8)
+        foreign = path.read_bytes().replace(b"172.17.0.2\tweb\t# docker-fw\n", b"")
+        trio.run().replay([])
+        assert path.read_bytes() == b"172.17.0.9\tweb\t# docker-fw\n" + foreign
+        assert web_is_at(trio, "172.17.0.9")
+        assert hosts_problems(trio) == []
+
+    @pytest.mark.parametrize("how", HOSTILE)
+    def test_replay_applies_everything_else_then_fails_naming_it(self, trio, how):
+        make_hostile(pathlib.Path(trio.engine.containers["evil"].hosts_path), how)
+        with pytest.raises(EngineError, match="^hosts file of evil not updated .*; everything else was applied$"):
+            trio.run().replay([])
+        assert web_is_at(trio, "172.17.0.9")
+        assert "cache: /etc/hosts updated" in trio.out
+        [warning] = [w for w in trio.warnings if "evil" in w]
+        assert warning.startswith("cannot update evil's hosts file ") and warning.endswith(HOSTILE[how])
+        if how == "a symlink":
+            assert (pathlib.Path(trio.engine.containers["evil"].hosts_path).parent / "elsewhere").read_bytes() == (
+                b"10.0.0.1\tprecious\n"
+            )
+
+    @pytest.mark.parametrize("how", HOSTILE)
+    def test_watch_batch_goes_on_and_the_next_one_retries(self, trio, how):
+        """What 'watch' runs (sync): no error; the others are done, the failing one is
+        warned about, and tried again (here: it was repaired) by the next batch."""
+        path = pathlib.Path(trio.engine.containers["evil"].hosts_path)
+        make_hostile(path, how)
+        plan = trio.run().sync(None)
+        assert [owner for owner, _ in plan.hosts_failed] == ["evil"]
+        assert web_is_at(trio, "172.17.0.9")
+        assert any(w.startswith("cannot update evil's hosts file") for w in trio.warnings)
+        os.rmdir(path) if path.is_dir() else path.unlink()
+        path.write_bytes(DOCKER_HOSTS_HEADER.encode())
+        assert trio.run().sync(None).hosts_failed == []
+        assert hosts_lines_for(trio.engine.hosts_text("evil"), "web") == ["172.17.0.9\tweb\t# docker-fw"]
+
+    @pytest.mark.parametrize("how", HOSTILE)
+    def test_check_lists_it_as_a_problem(self, trio, how):
+        trio.run().replay([])
+        make_hostile(pathlib.Path(trio.engine.containers["evil"].hosts_path), how)
+        problems = hosts_problems(trio)
+        assert len(problems) == 1
+        assert problems[0].startswith("hosts (evil): cannot read evil's hosts file ")
+        assert problems[0].endswith(HOSTILE[how])
+
+    def test_replay_dry_run_changes_nothing_and_fails_naming_it(self, trio):
+        make_hostile(pathlib.Path(trio.engine.containers["evil"].hosts_path), "too large")
+        cache, batches = hosts_bytes(trio, "cache"), len(trio.firewall.batches)
+        with pytest.raises(EngineError, match="^hosts file of evil cannot be updated"):
+            trio.run().replay([], dry_run=True)
+        assert "would rewrite /etc/hosts of cache" in trio.out
+        assert hosts_bytes(trio, "cache") == cache and len(trio.firewall.batches) == batches
+
+    def test_drop_goes_on_then_fails_naming_it(self, trio):
+        make_hostile(pathlib.Path(trio.engine.containers["evil"].hosts_path), "too large")
+        with pytest.raises(EngineError, match="^hosts file of evil not updated"):
+            trio.run().drop(["web"])
+        assert trio.ls() == [] and trio.store.host_entries() == {}
+        assert trio.firewall.ours("web") == []
+        assert hosts_lines_for(trio.engine.hosts_text("cache"), "web") == []
+
+    @pytest.mark.parametrize("how", HOSTILE)
+    def test_add_two_ways_for_it_fails_with_one_line_and_changes_nothing(self, pair, how):
+        pair.engine.add("evil", state="running", ips={"bridge": "172.17.0.6"})
+        make_hostile(pathlib.Path(pair.engine.containers["evil"].hosts_path), how)
+        cache = hosts_bytes(pair, "cache")
+        with pytest.raises(EngineError) as raised:
+            pair.run().add_two_ways([AddRequest(container="web", source="cache", dport=80),
+                                     AddRequest(container="web", source="evil", dport=80)])
+        assert str(raised.value).startswith("cannot read evil's hosts file ")
+        assert str(raised.value).endswith(HOSTILE[how]) and "\n" not in str(raised.value)
+        assert pair.ls() == [] and pair.store.host_entries() == {}
+        assert pair.firewall.batches == [] and pair.firewall.ours() == []
+        assert hosts_bytes(pair, "cache") == cache
+
+    def test_add_two_ways_failing_to_write_takes_back_the_lines_written(self, pair, monkeypatch):
+        """The file turned hostile after it was read (between the check and the write):
+        the rule and cache's line, already applied, are taken back."""
+        pair.engine.add("evil", state="running", ips={"bridge": "172.17.0.6"})
+        evil_path = pair.engine.containers["evil"].hosts_path
+        cache = hosts_bytes(pair, "cache")
+        real_update = hosts.update_hosts_file
+
+        def update(path, entries):
+            if path == evil_path:
+                raise hosts.HostsFileError("a FIFO")
+            return real_update(path, entries)
+
+        monkeypatch.setattr(hosts, "update_hosts_file", update)
+        with pytest.raises(EngineError, match="^cannot update evil's hosts file .*: a FIFO$"):
+            pair.run().add_two_ways([AddRequest(container="web", source="cache", dport=80),
+                                     AddRequest(container="web", source="evil", dport=80)])
+        assert pair.ls() == [] and pair.store.host_entries() == {}
+        assert pair.firewall.ours() == []
+        assert hosts_bytes(pair, "cache") == cache
 
 
 # ============================================================================
