@@ -47,7 +47,8 @@ exit codes:
   1  replay --dry-run: something would change; check: drift found
   2  bad usage or invalid input (also: start's dependency cycle or missing
      dependency); nothing was changed
-  3  Docker engine problem (unreachable, unknown or stopped container)
+  3  Docker engine problem (unreachable, unknown or stopped container, or a
+     container's hosts file docker-fw will not read or write)
   4  firewall problem (iptables missing, change refused, unknown layout)
   5  state store problem (locked by another run, unreadable)
 
@@ -145,7 +146,8 @@ def build_parser() -> Parser:
         "add-two-ways": "Allow a source container to reach CONTAINER by name: an "
         "add-internal rule, plus a line for CONTAINER in the source container's "
         "/etc/hosts, both restored by 'start' and 'replay'. --source must be a "
-        "container; --dport is mandatory.",
+        "container; --dport is mandatory. A hosts file docker-fw will not read (over "
+        "1 MiB, a symbolic link, not a regular file) makes it fail, changing nothing.",
     }
     for name in ADD_ACTIONS:
         p = action(
@@ -199,7 +201,9 @@ def build_parser() -> Parser:
         "added, stale ones (old addresses) removed. Rules of other containers that "
         "name these are replayed too. Rules naming a container that is not running "
         "are withdrawn (its old address may be given to another container) and come "
-        "back with the next replay after it starts.",
+        "back with the next replay after it starts. A container's hosts file that "
+        "cannot be read or written is warned about, everything else is done, and the "
+        "exit code is 3.",
     )
     p.add_argument("--dry-run", action="store_true", help="print what would change; exit 1 if anything would")
     p.add_argument("containers", nargs="*", metavar="container")
@@ -260,7 +264,8 @@ def build_parser() -> Parser:
         "Print every difference between what docker-fw has recorded and what is live: "
         "'init' not in effect (Docker's catch-all is back), missing rules, stale rules "
         "(old addresses, rules of dropped containers), foreign rules in docker-fw's "
-        "chains, out-of-date hosts entries. Exit 0 when there is none, 1 when there is "
+        "chains, out-of-date hosts entries, hosts files it cannot read. Exit 0 when "
+        "there is none, 1 when there is "
         "(for monitoring). Changes nothing: 'docker-fw replay' (and 'init') repair.",
     )
 

@@ -6,7 +6,8 @@ The exit codes are documented in the README and in ``docker-fw --help``:
 0     success (``replay --dry-run``: nothing would change)
 1     ``replay --dry-run``: something would change
 2     bad usage or invalid input (nothing was changed)
-3     Docker engine problem: unreachable, unknown or stopped container
+3     Docker engine problem: unreachable, unknown or stopped container, or a
+      container's hosts file docker-fw will not read or write
 4     firewall problem: iptables missing, batch rejected, unknown layout
 5     state store problem: locked by another run, unreadable
 ====  =====================================================================
