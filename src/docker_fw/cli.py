@@ -49,7 +49,8 @@ exit codes:
      dependency); nothing was changed
   3  Docker engine problem (unreachable, unknown or stopped container)
   4  firewall problem (iptables missing, change refused, unknown layout)
-  5  state store problem (locked by another run, unreadable)
+  5  state store problem (locked by another run, unreadable, damaged or
+     unsafe, disk full)
 
 environment:
   DOCKER_HOST          the engine to talk to (as for the docker CLI)
