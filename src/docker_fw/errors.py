@@ -8,7 +8,7 @@ The exit codes are documented in the README and in ``docker-fw --help``:
 2     bad usage or invalid input (nothing was changed)
 3     Docker engine problem: unreachable, unknown or stopped container
 4     firewall problem: iptables missing, batch rejected, unknown layout
-5     state store problem: locked by another run, unreadable
+5     state store problem: locked by another run, unreadable, damaged or unsafe, disk full
 ====  =====================================================================
 """
 
@@ -38,7 +38,7 @@ class FirewallError(DockerFwError):
 
 
 class StoreError(DockerFwError):
-    """The state store is locked, unreadable or not writable."""
+    """The state store is locked, unreadable, damaged, unsafe or not writable."""
 
     exit_code = 5
 
