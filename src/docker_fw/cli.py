@@ -50,7 +50,8 @@ exit codes:
   3  Docker engine problem (unreachable, unknown or stopped container, or a
      container's hosts file docker-fw will not read or write)
   4  firewall problem (iptables missing, change refused, unknown layout)
-  5  state store problem (locked by another run, unreadable)
+  5  state store problem (locked by another run, unreadable, damaged or
+     unsafe, disk full)
 
 environment:
   DOCKER_HOST          the engine to talk to (as for the docker CLI)
@@ -399,6 +400,13 @@ def _add_requests(args: argparse.Namespace) -> list[AddRequest]:
     return read_from(args.from_file, args.action)
 
 
+def _reads_only(args: argparse.Namespace) -> bool:
+    """Actions that change neither the store nor the firewall: they open the store
+    read-only (a shared lock, nothing created), so they work on a read-only state
+    directory.  Not 'gc --dry-run': it marks containers gone, then rolls that back."""
+    return args.action in ("ls", "check") or (args.action in ("replay", "start") and args.dry_run)
+
+
 def run(argv: list[str], out=None, err=None) -> int:
     out = out or (lambda s: print(s, flush=True))
     err = err or (lambda s: print(s, file=sys.stderr, flush=True))
@@ -430,7 +438,7 @@ def run(argv: list[str], out=None, err=None) -> int:
         engine = Engine()
         firewall = Iptables(verbose=verbose)
         firewall6 = Iptables(family=6, verbose=verbose)
-        with Store.open() as store:
+        with Store.open(read_only=_reads_only(args)) as store:
             service = Service(
                 engine, firewall, store, out=out, warn=lambda s: err(f"docker-fw: warning: {s}"),
                 firewall6=firewall6,

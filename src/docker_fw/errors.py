@@ -9,7 +9,7 @@ The exit codes are documented in the README and in ``docker-fw --help``:
 3     Docker engine problem: unreachable, unknown or stopped container, or a
       container's hosts file docker-fw will not read or write
 4     firewall problem: iptables missing, batch rejected, unknown layout
-5     state store problem: locked by another run, unreadable
+5     state store problem: locked by another run, unreadable, damaged or unsafe, disk full
 ====  =====================================================================
 """
 
@@ -39,7 +39,7 @@ class FirewallError(DockerFwError):
 
 
 class StoreError(DockerFwError):
-    """The state store is locked, unreadable or not writable."""
+    """The state store is locked, unreadable, damaged, unsafe or not writable."""
 
     exit_code = 5
 
