@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from . import depgraph, hostconfig, hosts, layouts
 from .engine import Engine, Network, PortInUseError, Snapshot
 from .errors import DockerFwError, EngineError, FirewallError, UsageError
+from .filtergrammar import FilterError
 from .iptables import Iptables, Table
 from .model import BRIDGE_PLACEHOLDER, AddressKind, Kind, RuleSpec, parse_address
 from .reconcile import Change, Plan, ensure_chains, plan_rules
@@ -110,10 +111,11 @@ class Service:
         for spec in specs:
             try:
                 desired.extend(resolve(spec, snapshot))
-            except EngineError as exc:
+            except (EngineError, FilterError) as exc:
                 # Not applied, and removed if present: a rule left pointing at
                 # a stopped container's old address would admit whoever gets
-                # that address next.
+                # that address next; a recorded filter this version refuses
+                # might hold anything.
                 plan.withdrawn.append((spec, str(exc)))
         return desired
 

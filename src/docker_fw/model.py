@@ -13,7 +13,9 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from . import filtergrammar
 from .errors import UsageError
+from .filtergrammar import BRIDGE_PLACEHOLDER, FilterError
 
 # Docker's own rule for container names (moby: daemon/names), with an optional
 # leading slash as the API prints them.
@@ -190,51 +192,27 @@ def parse_port(text: str | int | None, option: str) -> int:
     return port
 
 
-# Options that would change what a rule does beyond matching packets, escape
-# the chain the rule belongs to, forge our comment tag, or make
-# iptables-restore print help and exit 0 having applied nothing.  --filter is
-# for extra *match* conditions only.
-_FORBIDDEN_SHORT = set("jgAIDRNXFPEtZLSChV")
-_FORBIDDEN_LONG = (
-    "--jump", "--goto", "--append", "--insert", "--delete", "--replace",
-    "--new-chain", "--delete-chain", "--flush", "--policy", "--rename-chain",
-    "--table", "--zero", "--list", "--list-rules", "--check", "--comment",
-    "--help", "--version",
-)
-
-
-def _forbidden_filter_token(token: str) -> bool:
-    option = token.split("=", 1)[0]
-    if option.startswith("--"):
-        # iptables' getopt_long takes any unambiguous prefix ('--ju' for --jump).
-        return len(option) >= 3 and any(long.startswith(option) for long in _FORBIDDEN_LONG)
-    if option.startswith("-") and len(option) >= 2 and not option[1].isdigit():
-        # Short options may be glued together or to their value ('-jACCEPT').
-        return option[1] in _FORBIDDEN_SHORT
-    return False
-
-
-# A --filter token that stands for the bridge of the network a rule is applied
-# on (docker0, br-<id>), looked up every time the rule is applied: a compose
-# project's network gets a new bridge each time it is re-created, and a filter
-# naming the old one would silently stop matching.  'allow' records it.
-BRIDGE_PLACEHOLDER = "@bridge"
-
-
 def parse_filter(text: str | None) -> tuple[str, ...]:
-    """Split --filter into iptables tokens (like a shell would, without one)."""
+    """Split --filter into iptables words (like a shell would, without one) and
+    check them against the allow-list grammar (filtergrammar); FilterError
+    (a UsageError) names the first word it refuses."""
     if not text or not text.strip():
         return ()
-    if any(c in text for c in "\n\r\0"):
-        raise UsageError("--filter must be a single line")
+    # Checked before splitting: the message must not carry what it refuses
+    # (a newline, or a byte that is not UTF-8: argv decodes it to a surrogate).
+    bad = next((i for i, c in enumerate(text) if not " " <= c <= "~"), None)
+    if bad is not None:
+        raise FilterError(
+            f"--filter must be a single line of printable ASCII: character {bad + 1} "
+            f"({ascii(text[bad])}) is not"
+        )
+    if len(text) > filtergrammar.MAX_CHARS:
+        raise FilterError(f"--filter is too long: {len(text)} characters (at most {filtergrammar.MAX_CHARS})")
     try:
         tokens = tuple(shlex.split(text))
     except ValueError as exc:
-        raise UsageError(f"--filter: {exc}") from None
-    for token in tokens:
-        if _forbidden_filter_token(token):
-            raise UsageError(f"--filter may only hold match conditions; {token!r} is not allowed")
-    return tokens
+        raise FilterError(f"--filter: {exc}") from None
+    return filtergrammar.check_tokens(tokens).tokens
 
 
 @dataclass(frozen=True)
@@ -263,6 +241,12 @@ class RuleSpec:
             raise UsageError(
                 "either --source or --dest must be '.' (the container the rule is for)"
             )
+        extra = self.checked_filter()
+        other = self.dest if self.source.kind is AddressKind.SELF else self.source
+        if extra.family and other.family and extra.family != other.family:
+            raise UsageError(
+                f"the --filter's matches are for IPv{extra.family} only, {other.text} is an IPv{other.family} address"
+            )
         if self.kind in (Kind.INPUT, Kind.INTERNAL) and not self.dport:
             raise UsageError(f"--dport is mandatory for {self.kind.action}")
         if self.kind is Kind.ADD:
@@ -272,6 +256,14 @@ class RuleSpec:
                     "'add' is for traffic from or to external addresses; use "
                     "add-internal for traffic between containers or with the host"
                 )
+
+    def checked_filter(self) -> filtergrammar.Filter:
+        """The filter, checked against the grammar and against this rule's
+        protocol; FilterError otherwise (also for one read back from the store)."""
+        extra = filtergrammar.check_tokens(self.filter)
+        for proto in sorted(extra.protocols - {self.proto}):
+            raise FilterError(f"--filter: -m {proto} needs --protocol={proto}")
+        return extra
 
     @property
     def filter_text(self) -> str:

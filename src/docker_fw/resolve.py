@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from .engine import Container, Snapshot
 from .errors import EngineError, UsageError
+from .filtergrammar import FilterError
 from .model import BRIDGE_PLACEHOLDER, AddressKind, AddressSpec, Kind, RuleSpec
 
 COMMENT_PREFIX = "docker-fw:"
@@ -112,6 +113,12 @@ def resolve(spec: RuleSpec, snapshot: Snapshot) -> list[ResolvedRule]:
     those where every container it names has an IPv6 address (and the
     network an IPv6 gateway, for '/'), for IPv6 too.
     """
+    try:
+        extra = spec.checked_filter()
+    except FilterError as exc:
+        # A filter recorded by an older docker-fw that let more through: fail
+        # closed, and say which rule (callers withdraw it, like a stopped one).
+        raise FilterError(f"recorded filter refused by this version, re-add the rule: {exc}") from None
     containers = _containers_of(spec, snapshot)
     shared = _networks_of(containers[0])
     for other in containers[1:]:
@@ -172,7 +179,9 @@ def resolve(spec: RuleSpec, snapshot: Snapshot) -> list[ResolvedRule]:
                 f"the filter's {BRIDGE_PLACEHOLDER} cannot be placed"
             )
 
-    literal = {side.family for side in (spec.source, spec.dest)} - {None}
+    # A filter whose matches only work for one family (-m ttl, an address)
+    # counts as a literal side.
+    literal = ({side.family for side in (spec.source, spec.dest)} | {extra.family}) - {None}
     targets: list[tuple[str, int]] = []
     if literal == {6}:
         targets = [(net, 6) for net in sorted(shared) if has_v6(net)]

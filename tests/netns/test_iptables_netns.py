@@ -354,7 +354,9 @@ def test_batch_with_one_bad_line_changes_nothing(netns):
 
 def test_unknown_filter_option_is_refused_with_nothing_applied(netns):
     before = netns.save()
-    rules = desired([SPECS[1], spec(source="192.0.2.0/24", dport=22, filter=parse_filter("--nosuchopt 1"))])
+    # built by hand: the --filter grammar (and resolve) refuse this option up front
+    unknown = ResolvedRule("web", CHAIN_FORWARD, ("-s", "192.0.2.0/24", "--nosuchopt", "1"), "DOCKER")
+    rules = [*desired([SPECS[1]]), unknown]
     answer = netns.helper("sync", desired=as_json(rules), scope=None)
     assert answer["ok"] is False and answer["exit_code"] == 4
     assert "--nosuchopt" in answer["error"]

@@ -916,3 +916,57 @@ class TestRename:
         pair.engine.rename("web", "old-web")
         with pytest.raises(UsageError, match="already holds records for cache.*docker-fw drop cache"):
             pair.run().rename("web", "cache")
+
+
+# ============================================================================
+# a recorded --filter this version's grammar refuses (recorded by an older one)
+# ============================================================================
+
+
+class TestRecordedFilterOutsideTheGrammar:
+    GOOD = RuleSpec(owner="web", kind=Kind.INTERNAL, source=AddressSpec.container("cache"),
+                    dest=AddressSpec.self_(), dport=80)
+    # as the denylist let it through: a lone '!' negated the -p after it
+    BAD = RuleSpec(owner="web", kind=Kind.INTERNAL, source=AddressSpec.container("cache"),
+                   dest=AddressSpec.self_(), dport=81, filter=("-i", "docker0", "!"))
+
+    def applied_by_an_older_version(self, pair):
+        """Both recorded, and the bad one live as the denylist's docker-fw rendered it."""
+        from docker_fw.reconcile import rule_line
+        from docker_fw.resolve import ResolvedRule, render_matches
+
+        pair.record(self.GOOD, self.BAD)
+        pair.run().replay([])  # makes our chains (and applies what this version accepts)
+        matches = render_matches(self.BAD, "172.17.0.4/32", "172.17.0.2/32", "docker0")
+        old = ResolvedRule("web", self.BAD.kind.chain, matches, self.BAD.kind.target)
+        pair.firewall.restore("filter", [rule_line("-A", old.chain, old.argv())])
+        assert any(r.args[-3] == old.comment for r in pair.firewall.ours("web"))
+        pair.warnings.clear()
+        pair.out.clear()
+
+    def test_replay_withdraws_it_and_names_it(self, pair):
+        self.applied_by_an_older_version(pair)
+        pair.run().replay([])
+        [kept] = pair.firewall.ours("web")
+        assert "81" not in kept.args and "!" not in kept.args
+        assert "80" in kept.args
+        [warning] = pair.warnings
+        assert warning.startswith("not applied (recorded filter refused by this version, re-add the rule: "
+                                  "--filter: '!' at the end negates nothing")
+        assert warning.endswith(self.BAD.describe())
+        # still recorded, so that 'ls' shows it and 'drop' can forget it
+        assert self.BAD.describe() in pair.ls()
+
+    def test_check_names_it_and_applies_nothing(self, pair):
+        self.applied_by_an_older_version(pair)
+        batches = len(pair.firewall.batches)
+        pair.run().check()
+        assert any(line.startswith("not applied (recorded filter refused") for line in pair.out)
+        assert any(line.startswith("stale (web)") for line in pair.out)  # the old rule is still live
+        assert len(pair.firewall.batches) == batches
+
+    def test_never_applied_by_this_version(self, pair):
+        pair.record(self.GOOD, self.BAD)
+        pair.run().replay([])
+        [applied] = pair.firewall.ours("web")
+        assert "!" not in applied.args
