@@ -117,6 +117,28 @@ def split_saved(line: str) -> list[str]:
 _FAILED_LINE = re.compile(r"line:? (\d+) failed|Error occurred at line: (\d+)")
 
 
+# iptables-restore (1.8.9) reads a batch in 10,240-byte lines and runs the
+# tail of a longer line as a line of its own; a newline, NUL or other control
+# character would end or cut a line too.  Our longest legitimate line (a
+# 512-character --filter, IPv6 addresses, the comment) stays far below this.
+MAX_RESTORE_LINE = 4096
+
+
+def check_restore_lines(lines: list[str]) -> None:
+    """FirewallError, before anything runs, for a line iptables-restore would not
+    read as the one line it is: too long, or holding a control character."""
+    for number, line in enumerate(lines, 1):
+        size = len(line.encode("utf-8", "surrogateescape"))
+        bad = next((c for c in line if not c.isprintable()), None)
+        if size <= MAX_RESTORE_LINE and bad is None:
+            continue
+        why = f"is {size} bytes long (at most {MAX_RESTORE_LINE})" if bad is None else f"holds {ascii(bad)}"
+        raise FirewallError(
+            f"refusing to run iptables-restore, nothing was applied: line {number} of the batch {why}: "
+            f"{ascii(line[:120])}{'...' if len(line) > 120 else ''}"
+        )
+
+
 class Iptables:
     """Runs iptables-save/-restore (family 4) or ip6tables-save/-restore (6)."""
 
@@ -155,6 +177,7 @@ class Iptables:
         """
         if not lines:
             return
+        check_restore_lines(lines)
         binary = self._need(self.restore_bin, f"{self.prefix}-restore")
         payload = "\n".join([f"*{table}", *lines, "COMMIT", ""])
         if self.verbose:
