@@ -11,7 +11,7 @@ import shlex
 import sys
 from typing import NoReturn
 
-from . import __version__
+from . import __version__, filtergrammar
 from .actions import AddRequest, Service
 from .engine import Engine
 from .errors import EXIT_OK, EXIT_PENDING_CHANGES, DockerFwError, UsageError
@@ -76,9 +76,11 @@ def _rule_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--filter",
-        help="extra iptables match conditions, e.g. \"! -i @bridge -o @bridge\" "
-        "(no targets or chain commands); @bridge is the bridge of the network the rule "
-        "is applied on, looked up each time",
+        help="extra iptables match conditions, e.g. \"! -i @bridge -o @bridge\"; @bridge is "
+        "the bridge of the network the rule is applied on, looked up each time. Only these, each "
+        "option and each value a word of its own, '!' directly before an option it may negate: "
+        f"{filtergrammar.describe_supported()}. At most {filtergrammar.MAX_CHARS} characters and "
+        f"{filtergrammar.MAX_WORDS} words, printable ASCII",
     )
 
 

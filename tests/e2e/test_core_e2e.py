@@ -148,7 +148,8 @@ def test_add_from_file_is_all_or_nothing(sandbox, fw, web, tmp_path):
         "# external clients\n"
         f"web --source {ALLOWED} --dport 80\n"
         "\n"
-        f"web --source {OTHER} --dport 80 --filter '-m nosuchmatch --foo'\n"
+        # a filter the --filter grammar accepts but the kernel refuses (--from after --to)
+        f"web --source {OTHER} --dport 80 --filter '-m string --string x --algo bm --from 100 --to 10'\n"
     )
     result = fw.run("add", "--from", str(bad))
     assert result.returncode == 4, result
@@ -163,6 +164,38 @@ def test_add_from_file_is_all_or_nothing(sandbox, fw, web, tmp_path):
     assert sandbox.ext_connect(sandbox.host_ip, PORT, ALLOWED)
     assert sandbox.ext_connect(sandbox.host_ip, PORT, OTHER)
     assert len(fw.ok("ls", "web").stdout.splitlines()) == 2
+
+
+def test_filter_is_applied_as_ls_prints_it_and_attacks_change_nothing(sandbox, fw, web):
+    fw.ok("init")
+    fw.ok("add", "web", f"--source={OTHER}", "--dport", "80", "--filter=-m conntrack --ctstate NEW ! -i @bridge")
+    assert sandbox.ext_connect(sandbox.host_ip, PORT, OTHER)
+    assert not sandbox.ext_connect(sandbox.host_ip, PORT, ALLOWED)
+    listed = fw.ok("ls").stdout
+    assert listed.splitlines() == [
+        f"docker-fw add web --source={OTHER} --dest=. --dport=80 --protocol=tcp "
+        "--filter='-m conntrack --ctstate NEW ! -i @bridge'"
+    ]
+    ip = sandbox.container_ip("web")
+    rules = fw.rules_text()
+    assert f"-d {ip}/32 ! -i docker0 -p tcp -m conntrack --ctstate NEW -m tcp --dport 80 -m comment" in rules
+    assert fw.run("check").returncode == 0
+
+    # issue #9's attacks, each refused with one line before anything is touched
+    cases = [
+        ("-m conntrack --ctstate " + ",".join(["NEW"] * 3000), "too long"),
+        ("! -i @bridge !", "'!' at the end"),
+        ("-6 ! -i @bridge", "'-6'"),
+        ("-fjACCEPT", "'-fjACCEPT'"),
+        ("-i eth\udce9", "('\\udce9')"),  # argv holds the byte 0xe9, not UTF-8
+    ]
+    for text, needle in cases:
+        result = fw.run("add", "web", f"--source={ALLOWED}", "--dport", "80", f"--filter={text}")
+        assert result.returncode == 2, (text, result)
+        assert len(result.stderr.splitlines()) == 1 and needle in result.stderr, (text, result.stderr)
+    assert fw.rules_text() == rules
+    assert fw.ok("ls").stdout == listed
+    assert not sandbox.ext_connect(sandbox.host_ip, PORT, ALLOWED)
 
 
 def test_ls_output_recreates_the_rules(sandbox, fw, web, tmp_path):

@@ -152,6 +152,59 @@ def test_from_file_without_rules(env, tmp_path):
     assert "no rules in input" in result.message
 
 
+# --- --filter ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("-i eth\udce9", "('\\udce9')"),  # a byte that is not UTF-8, as Python decodes argv
+        ("-i eth0 !", "'!' at the end"),
+        ("-fjACCEPT", "'-fjACCEPT' is not allowed"),
+        ("-6", "'-6' is not allowed"),
+        ("-m conntrack --ctstate " + ",".join(["NEW"] * 3000), "too long"),
+    ],
+)
+def test_filter_outside_the_grammar_is_one_line_exit_2(env, text, needle):
+    result = run(["add", "web", "--source", "1.2.3.4", f"--filter={text}"])
+    assert result.code == 2
+    assert needle in result.message
+    assert result.message.isascii() and result.message.isprintable()
+    assert not env.exists(), "the state store was touched"
+
+
+def test_filter_help_names_the_supported_set_and_the_bounds(capsys):
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["add", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "At most 512 characters and 64 words, printable ASCII" in text
+    for module in ("addrtype", "connlimit", "conntrack", "iprange", "length", "limit", "mac", "recent",
+                   "state", "string", "tcp", "ttl"):
+        assert f"-m {module} " in text
+
+
+def test_filter_byte_that_is_not_utf8_from_the_real_argv(env, tmp_path):
+    """The way a shell passes it: Python decodes argv with surrogateescape."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    import docker_fw
+
+    src = pathlib.Path(docker_fw.__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "docker_fw", "add", "web", "--source", "1.2.3.4", "--dport", "80", b"--filter=-i eth\xe9"],
+        capture_output=True, timeout=60, env={**os.environ, "PYTHONPATH": str(src), "LC_ALL": "C.UTF-8"},
+    )
+    assert proc.returncode == 2, proc
+    assert proc.stdout == b""
+    assert proc.stderr.decode("ascii").splitlines() == [
+        "docker-fw add: --filter must be a single line of printable ASCII: character 7 ('\\udce9') is not"
+    ]
+    assert not env.exists()
+
+
 def test_unreachable_engine_is_exit_3(env):
     result = run(["add", "web", "--source", "203.0.113.0/24", "--dport", "80"])
     assert result.code == 3
