@@ -148,28 +148,26 @@ def _word_list(choices: Sequence[str]) -> Callable[[str], int | None]:
     return check
 
 
+_IP_CHARS = re.compile(r"[0-9A-Fa-f:.]+")  # no host names: iptables would look them up
+
+
 def _address(word: str) -> int:
     """An IPv4 or IPv6 address, or subnet ADDR/PREFIX: its family."""
-    if not re.fullmatch(r"[0-9A-Fa-f:.]+(/[0-9]{1,3})?", word):
+    address, _, prefix = word.partition("/")
+    if not _IP_CHARS.fullmatch(address) or (prefix and not prefix.isdigit()):
         raise ValueError
     return ipaddress.ip_network(word, strict=False).version
 
 
 def _address_range(word: str) -> int:
     """FROM-TO, two addresses of one family, FROM <= TO."""
-    first, sep, last = word.partition("-")
-    if not sep or "/" in word:
+    first, _, last = word.partition("-")
+    if not (_IP_CHARS.fullmatch(first) and _IP_CHARS.fullmatch(last)):
         raise ValueError
-    low, high = (ipaddress.ip_address(_checked(part)) for part in (first, last))
+    low, high = ipaddress.ip_address(first), ipaddress.ip_address(last)
     if low.version != high.version or low > high:
         raise ValueError
     return low.version
-
-
-def _checked(part: str) -> str:
-    if not re.fullmatch(r"[0-9A-Fa-f:.]+", part):
-        raise ValueError
-    return part
 
 
 def _interface(word: str) -> None:
@@ -383,8 +381,8 @@ def describe_supported() -> str:
 
 
 def _shown(word: str) -> str:
-    """A word as a message quotes it: repr, and not all of a very long one."""
-    return repr(word) if len(word) <= 60 else repr(word[:60]) + "..."
+    """A word as a message quotes it: escaped to printable ASCII, and not all of a long one."""
+    return ascii(word) if len(word) <= 60 else ascii(word[:60]) + "..."
 
 
 def _refuse(message: str) -> FilterError:
@@ -420,7 +418,7 @@ def check_tokens(tokens: Sequence[object]) -> Filter:
     words = tuple(tokens)
     for number, word in enumerate(words, 1):
         if not isinstance(word, str):
-            raise _refuse(f"word {number} is not a word but a {type(word).__name__}")
+            raise _refuse(f"word {number} is not text ({type(word).__name__})")
         if not _PRINTABLE_ASCII.fullmatch(word):
             raise _refuse(f"only printable ASCII characters are allowed: {_shown(word)}")
     if len(words) > MAX_WORDS:

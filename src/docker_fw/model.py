@@ -267,10 +267,17 @@ class RuleSpec:
 
     @property
     def filter_text(self) -> str:
-        """The filter as typed: tokens quoted only where they must be."""
-        return " ".join(
-            t if re.fullmatch(r"[^\s'\"\\$`]+", t) else shlex.quote(t) for t in self.filter
-        )
+        """The filter as typed: tokens quoted only where they must be.
+
+        A word that is not printable ASCII text is shown escaped (``\\n``,
+        ``\\udce9``), so that 'ls' and warnings stay one printable line: only
+        a record of an older docker-fw holds one, and the grammar refuses it.
+        """
+        words = [
+            (t if t.isascii() and t.isprintable() else ascii(t)[1:-1]) if isinstance(t, str) else ascii(t)
+            for t in self.filter
+        ]
+        return " ".join(t if re.fullmatch(r"[^\s'\"\\$`]+", t) else shlex.quote(t) for t in words)
 
     def command(self, action: str | None = None) -> list[str]:
         """argv (after 'docker-fw') that records this rule again: used by 'ls'."""

@@ -259,7 +259,7 @@ def test_stored_words_are_checked_alike(text, needle):
 
 @pytest.mark.parametrize("words", [(1, 2), ("-i", None), ("-i", ["eth0"])])
 def test_stored_words_of_another_type_are_refused(words):
-    with pytest.raises(FilterError, match="is not a word but a"):
+    with pytest.raises(FilterError, match="is not text"):
         check_tokens(words)
 
 

@@ -9,6 +9,7 @@ temporary directory.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import pathlib
@@ -964,6 +965,22 @@ class TestRecordedFilterOutsideTheGrammar:
         assert any(line.startswith("not applied (recorded filter refused") for line in pair.out)
         assert any(line.startswith("stale (web)") for line in pair.out)  # the old rule is still live
         assert len(pair.firewall.batches) == batches
+
+    def test_words_that_are_not_text_are_named_escaped(self, pair):
+        """Recorded before the grammar: a byte that was not UTF-8 (JSON keeps the
+        surrogate), a newline; and a number, as a damaged record might hold."""
+        odd = dataclasses.replace(self.BAD, filter=("-i", "eth\udce9\n", "-m", 7))
+        pair.record(self.GOOD, odd)
+        pair.run().replay([])
+        assert len(pair.firewall.ours("web")) == 1
+        [warning] = pair.warnings
+        assert "'eth\\udce9\\n'" in warning
+        lines = pair.ls()
+        assert len(lines) == 2 and "eth\\udce9\\n" in lines[1] and lines[1].endswith(" -m 7'")
+        for line in [warning, *lines]:
+            assert line.isascii() and line.isprintable(), line
+        pair.run().check()
+        assert all(line.isascii() and line.isprintable() for line in pair.out)
 
     def test_never_applied_by_this_version(self, pair):
         pair.record(self.GOOD, self.BAD)
