@@ -7,7 +7,9 @@ into a one-line message and an exit code (see errors.py).
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import stat
 import sys
 from typing import NoReturn
 
@@ -168,7 +170,11 @@ def build_parser() -> Parser:
             action="store_true",
             help="accept a container's current IPv4 or IPv6 address and record the container's name instead",
         )
-        p.add_argument("--from", dest="from_file", metavar="FILE|-", help="read rules from FILE (- for stdin)")
+        p.add_argument(
+            "--from", dest="from_file", metavar="FILE|-",
+            help=f"read rules from FILE (- for stdin): a regular file or a pipe, UTF-8, at most "
+            f"{FROM_MAX_BYTES // (1024 * 1024)} MiB and {FROM_MAX_LINES:,} lines, no control characters",
+        )
 
     p = action(
         "allow",
@@ -335,26 +341,85 @@ def _checked_request(args: argparse.Namespace, action: str, where: str) -> AddRe
     return request
 
 
+# --from input is read bounded: a typo such as '--from /dev/zero' (or an endless
+# pipe) is refused, not read until memory runs out.  The bounds leave room for
+# 'ls' output of the line limit with long filters (100,000 lines of ~160 bytes).
+FROM_MAX_BYTES = 16 * 1024 * 1024
+FROM_MAX_LINES = 100_000
+
+
+def _read_input(path: str, stdin=None) -> bytes:
+    """At most FROM_MAX_BYTES + 1 bytes of a --from FILE (or of standard input
+    for '-'): one byte more than allowed tells 'too large' without reading on.
+
+    FILE must be a regular file or a pipe (FIFO, process substitution): a
+    device or a directory is refused before anything is read from it.
+    """
+    if path == "-":
+        stream = stdin or sys.stdin
+        # A buffered binary read returns once it has that many bytes or at EOF.
+        data = getattr(stream, "buffer", stream).read(FROM_MAX_BYTES + 1)
+        # A text stream (tests) decoded already: an undecodable stand-in is
+        # encoded so that the strict decoding below refuses it.
+        return data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    try:
+        with open(path, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+                raise UsageError(f"--from {path}: not a regular file or a pipe")
+            return handle.read(FROM_MAX_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"--from {path}: {exc.strerror}") from None
+
+
+def _unprintable(line: str) -> str | None:
+    """The first character of LINE that is neither printable nor a tab, else None."""
+    return next((ch for ch in line if not (ch.isprintable() or ch == "\t")), None)
+
+
+def input_lines(path: str, stdin=None) -> list[str]:
+    """The lines of a --from input: bounded, strict UTF-8, split on '\\n' only.
+
+    Not str.splitlines(), which also splits on \\x0b, \\x0c, \\x1c-\\x1e, \\x85
+    and U+2028/U+2029: those are refused with the number of their line instead,
+    as is every other character that is not printable (NUL, CR, terminal
+    escapes); a tab is whitespace.
+    """
+    name = "stdin" if path == "-" else path
+    data = _read_input(path, stdin)
+    if len(data) > FROM_MAX_BYTES:
+        raise UsageError(f"--from {path}: larger than {FROM_MAX_BYTES // (1024 * 1024)} MiB (the limit)")
+    chunks = data.split(b"\n")
+    if not chunks[-1]:
+        chunks.pop()  # what follows the newline that ends the last line
+    if len(chunks) > FROM_MAX_LINES:
+        raise UsageError(f"--from {path}: more than {FROM_MAX_LINES:,} lines (the limit)")
+    lines = []
+    for number, chunk in enumerate(chunks, 1):
+        try:
+            line = chunk.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(
+                f"{name} line {number}: not UTF-8 text (byte 0x{chunk[exc.start]:02x} at offset {exc.start})"
+            ) from None
+        bad = _unprintable(line)
+        if bad is not None:
+            raise UsageError(f"{name} line {number}: holds a control or unprintable character (U+{ord(bad):04X})")
+        lines.append(line)
+    return lines
+
+
 def read_from(path: str, action: str, stdin=None) -> list[AddRequest]:
     """Requests from a --from file: one 'CONTAINER [options]' per line.
 
     Blank lines and '#' comments are skipped; a line may also be a whole
     command as 'docker-fw ls' prints it ('docker-fw ACTION CONTAINER ...'),
-    whose action must be the one being run.
+    whose action must be the one being run.  The input is bounded
+    (FROM_MAX_BYTES, FROM_MAX_LINES) and checked by input_lines().
     """
-    try:
-        if path == "-":
-            text = (stdin or sys.stdin).read()
-        else:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
-    except OSError as exc:
-        raise UsageError(f"--from {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"--from {path}: not a UTF-8 text file") from None
     parser = _line_parser()
     requests = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(input_lines(path, stdin), 1):
         where = f"{'stdin' if path == '-' else path} line {number}"
         if not line.strip() or line.lstrip().startswith("#"):
             continue

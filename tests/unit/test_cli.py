@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
+import os
+import threading
 
 import pytest
 
@@ -262,11 +265,119 @@ def test_read_from_stdin_error_names_stdin():
         cli.read_from("-", "add", stdin=io.StringIO("web --source 1.2.3.4 --dport 0\n"))
 
 
-def test_read_from_non_utf8_file(tmp_path):
+def test_read_from_non_utf8_file_names_the_line(tmp_path):
     path = tmp_path / "rules.bin"
-    path.write_bytes(b"web --source \xff\xfe\n")
-    with pytest.raises(UsageError, match="not a UTF-8 text file"):
+    path.write_bytes(b"web --source 203.0.113.1\nweb --source \xff\xfe\n")
+    with pytest.raises(UsageError) as info:
         cli.read_from(str(path), "add")
+    assert str(info.value) == f"{path} line 2: not UTF-8 text (byte 0xff at offset 13)"
+
+
+# --- --from is read bounded, split on '\n' only, and refuses control characters ------------------
+
+
+@pytest.mark.parametrize(
+    "text, number, char",
+    [
+        # str.splitlines() took each of these for a line break: the rule behind the
+        # comment was applied (\x0b, \x0c, \x1c, \x85, U+2028, U+2029).
+        ("# old rule\x0bweb --source 203.0.113.9 --dport 22\n", 1, "000B"),
+        ("web --source 203.0.113.1\n# note\x0cweb --source 203.0.113.9\n", 2, "000C"),
+        ("# a\x1cweb --source 203.0.113.9\n", 1, "001C"),
+        ("# a\x85web --source 203.0.113.9\n", 1, "0085"),
+        ("# a\u2028web --source 203.0.113.9\n", 1, "2028"),
+        ("web --source 203.0.113.1\n\n# a\u2029web --source 203.0.113.9\n", 3, "2029"),
+        ("web --source 203.0.113.1 --dport 80\r\n", 1, "000D"),
+        ("web --source 203.0.113.1\x00 --dport 80\n", 1, "0000"),
+        ("web --source 203.0.113.1 --filter '-i \x1b[2Jeth0'\n", 1, "001B"),
+    ],
+)
+def test_read_from_refuses_control_characters_with_the_line_number(tmp_path, text, number, char):
+    path = tmp_path / "rules.txt"
+    path.write_bytes(text.encode("utf-8"))
+    with pytest.raises(UsageError) as info:
+        cli.read_from(str(path), "add")
+    assert str(info.value) == f"{path} line {number}: holds a control or unprintable character (U+{char})"
+
+
+def test_read_from_takes_tabs_as_whitespace(tmp_path):
+    path = tmp_path / "rules.txt"
+    path.write_text("web\t--source 203.0.113.1\t--dport 80\n")
+    assert [(r.container, r.source, r.dport) for r in cli.read_from(str(path), "add")] == [("web", "203.0.113.1", 80)]
+
+
+def test_from_dev_zero_is_refused_before_reading(env):
+    result = run(["add", "--from", "/dev/zero"])
+    assert result.code == 2
+    assert result.message == "docker-fw add: --from /dev/zero: not a regular file or a pipe"
+    assert not env.exists()
+
+
+def test_from_a_directory_is_refused(env, tmp_path):
+    result = run(["add", "--from", str(tmp_path)])
+    assert result.code == 2
+    assert result.message == f"docker-fw add: --from {tmp_path}: Is a directory"
+
+
+def test_from_a_file_larger_than_the_limit_is_refused(env, tmp_path):
+    path = tmp_path / "big.txt"
+    line = b"web --source 203.0.113.1 --dport 80\n"
+    path.write_bytes(line * (cli.FROM_MAX_BYTES // len(line) + 1))
+    result = run(["add", "--from", str(path)])
+    assert result.code == 2
+    assert result.message == f"docker-fw add: --from {path}: larger than 16 MiB (the limit)"
+    assert not env.exists()
+
+
+def test_from_more_lines_than_the_limit_is_refused(env, tmp_path):
+    path = tmp_path / "long.txt"
+    path.write_bytes(b"#\n" * (cli.FROM_MAX_LINES + 1))
+    result = run(["add", "--from", str(path)])
+    assert result.code == 2
+    assert result.message == f"docker-fw add: --from {path}: more than 100,000 lines (the limit)"
+
+
+def test_from_the_line_limit_itself_is_read(tmp_path):
+    path = tmp_path / "long.txt"
+    path.write_bytes(b"#\n" * (cli.FROM_MAX_LINES - 1) + b"web --source 203.0.113.1")
+    assert [r.where for r in cli.read_from(str(path), "add")] == [f"{path} line {cli.FROM_MAX_LINES}"]
+
+
+def _endless_writer(path_or_fd, chunk: bytes) -> threading.Thread:
+    """A thread writing CHUNK to a FIFO (or pipe) until the reader goes away."""
+
+    def write():
+        with contextlib.suppress(BrokenPipeError, OSError):
+            with open(path_or_fd, "wb", buffering=0) as handle:
+                while True:
+                    handle.write(chunk)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_from_a_fifo_that_never_ends_is_refused_after_the_limit(env, tmp_path, monkeypatch):
+    monkeypatch.setattr("docker_fw.cli.FROM_MAX_BYTES", 1 << 20)  # the same code path, sooner
+    fifo = tmp_path / "endless"
+    os.mkfifo(fifo)
+    writer = _endless_writer(str(fifo), b"# ever more\n" * 1000)
+    result = run(["add", "--from", str(fifo)])
+    assert result.code == 2
+    assert result.message == f"docker-fw add: --from {fifo}: larger than 1 MiB (the limit)"
+    writer.join(timeout=30)
+    assert not writer.is_alive()
+
+
+def test_endless_stdin_is_refused_after_the_limit(monkeypatch):
+    monkeypatch.setattr("docker_fw.cli.FROM_MAX_BYTES", 1 << 20)
+    read_fd, write_fd = os.pipe()
+    writer = _endless_writer(write_fd, b"web --source 203.0.113.1\n" * 1000)
+    with open(read_fd, "rb") as stdin:
+        with pytest.raises(UsageError, match=r"^--from -: larger than 1 MiB \(the limit\)$"):
+            cli.read_from("-", "add", stdin=stdin)
+    writer.join(timeout=30)
+    assert not writer.is_alive()
 
 
 # --- checks that need no engine are made before it is asked ---------------------------------
