@@ -16,7 +16,7 @@ from typing import NoReturn
 from . import __version__, filtergrammar
 from .actions import AddRequest, Service
 from .engine import Engine
-from .errors import EXIT_OK, EXIT_PENDING_CHANGES, DockerFwError, UsageError
+from .errors import EXIT_OK, EXIT_PENDING_CHANGES, DockerFwError, UsageError, one_line
 from .iptables import Iptables
 from .model import AddressKind, AddressSpec, Kind, RuleSpec, parse_address, parse_filter, parse_port
 from .store import Store
@@ -474,12 +474,38 @@ def _reads_only(args: argparse.Namespace) -> bool:
     return args.action in ("ls", "check") or (args.action in ("replay", "start") and args.dry_run)
 
 
+def _printing(write):
+    """WRITE, for messages: each is printed as one line (errors.one_line)."""
+    return lambda text: write(one_line(text))
+
+
+def _check_argv(argv: list[str]) -> None:
+    """Refuse arguments no name, address, port, filter or path of ours holds.
+
+    Non-UTF-8 bytes reach Python as lone surrogates (surrogateescape), which
+    neither the store nor the engine's client could even encode; a newline or
+    another control character could only serve to forge output.  A tab is
+    whitespace, as in --from lines.
+    """
+    for number, arg in enumerate(argv, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"argument {number} is not UTF-8 text: '{arg}'") from None
+        bad = _unprintable(arg)
+        if bad is not None:
+            raise UsageError(f"argument {number} holds a control or unprintable character (U+{ord(bad):04X}): '{arg}'")
+
+
 def run(argv: list[str], out=None, err=None) -> int:
-    out = out or (lambda s: print(s, flush=True))
-    err = err or (lambda s: print(s, file=sys.stderr, flush=True))
+    """Run one docker-fw command; the exit code.  OUT and ERR print one line
+    each (default: stdout, stderr)."""
+    out = _printing(out or (lambda s: print(s, flush=True)))
+    err = _printing(err or (lambda s: print(s, file=sys.stderr, flush=True)))
     parser = build_parser()
     args = None
     try:
+        _check_argv(argv)
         args = parser.parse_args(argv)
         if not args.action:
             parser.print_help()
@@ -546,7 +572,7 @@ def run(argv: list[str], out=None, err=None) -> int:
         if not message.startswith("docker-fw"):
             action = getattr(args, "action", None)
             message = f"docker-fw {action}: {message}" if action else f"docker-fw: {message}"
-        err(f"{message}")
+        err(message)  # one line: _printing escapes what the message quotes
         return exc.exit_code
     except KeyboardInterrupt:
         err("docker-fw: interrupted")

@@ -187,7 +187,7 @@ def test_filter_is_applied_as_ls_prints_it_and_attacks_change_nothing(sandbox, f
         ("! -i @bridge !", "'!' at the end"),
         ("-6 ! -i @bridge", "'-6'"),
         ("-fjACCEPT", "'-fjACCEPT'"),
-        ("-i eth\udce9", "('\\udce9')"),  # argv holds the byte 0xe9, not UTF-8
+        ("-i eth\udce9", "is not UTF-8 text: '--filter=-i eth\\xe9'"),  # argv holds the byte 0xe9
     ]
     for text, needle in cases:
         result = fw.run("add", "web", f"--source={ALLOWED}", "--dport", "80", f"--filter={text}")

@@ -6,11 +6,13 @@ import contextlib
 import importlib
 import io
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
 
-from docker_fw.errors import UsageError
+from docker_fw.errors import EngineError, UsageError
 from docker_fw.iptables import Iptables
 
 
@@ -161,7 +163,8 @@ def test_from_file_without_rules(env, tmp_path):
 @pytest.mark.parametrize(
     "text, needle",
     [
-        ("-i eth\udce9", "('\\udce9')"),  # a byte that is not UTF-8, as Python decodes argv
+        # a byte that is not UTF-8, as Python decodes argv: refused as an argument, before parsing
+        ("-i eth\udce9", "argument 5 is not UTF-8 text: '--filter=-i eth\\xe9'"),
         ("-i eth0 !", "'!' at the end"),
         ("-fjACCEPT", "'-fjACCEPT' is not allowed"),
         ("-6", "'-6' is not allowed"),
@@ -203,7 +206,7 @@ def test_filter_byte_that_is_not_utf8_from_the_real_argv(env, tmp_path):
     assert proc.returncode == 2, proc
     assert proc.stdout == b""
     assert proc.stderr.decode("ascii").splitlines() == [
-        "docker-fw add: --filter must be a single line of printable ASCII: character 7 ('\\udce9') is not"
+        "docker-fw: argument 7 is not UTF-8 text: '--filter=-i eth\\xe9'"
     ]
     assert not env.exists()
 
@@ -378,6 +381,59 @@ def test_endless_stdin_is_refused_after_the_limit(monkeypatch):
             cli.read_from("-", "add", stdin=stdin)
     writer.join(timeout=30)
     assert not writer.is_alive()
+
+
+# --- every message is one line ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["add", "web\nx", "--source", "1.2.3.4"], "argument 2 holds a control or unprintable character (U+000A): 'web\\nx'"),
+        (["add", "web", "--source", "1.2.3.4\r\ndocker-fw: forged"], "(U+000D)"),
+        (["drop", "web\x1b[2J"], "(U+001B): 'web\\x1b[2J'"),
+        (["add", "web\udcffx", "--source", "1.2.3.4"], "argument 2 is not UTF-8 text: 'web\\xffx'"),
+        (["ls", "\udcc3\udca9"], "argument 2 is not UTF-8 text: '\\xc3\\xa9'"),
+        (["add", "web", "--source", "1.2.3.4", "--bogus\nline"], "U+000A"),
+    ],
+)
+def test_arguments_with_newlines_or_undecodable_bytes_are_refused_in_one_line(env, argv, needle):
+    result = run(argv)
+    assert result.code == 2
+    assert needle in result.message
+    assert result.message.isprintable()
+    assert not env.exists(), "the state store was touched"
+
+
+def test_a_name_with_a_newline_from_the_real_command_line_gives_one_line(env):
+    """As a shell passes it: docker-fw add $'web\\nx' (a \\xff byte: the --filter test above)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "docker_fw", "add", "web\nx", "--source", "1.2.3.4"], capture_output=True, timeout=60,
+    )
+    assert proc.returncode == 2, proc
+    assert proc.stdout == b""
+    assert proc.stderr == b"docker-fw: argument 2 holds a control or unprintable character (U+000A): 'web\\nx'\n"
+    assert not env.exists()
+
+
+class _HostileEngine:
+    """Stands for engine.Engine: every lookup fails with a message holding what a
+    hostile engine (or container) controls: newlines, escapes, undecodable bytes."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def snapshot(self, refresh: bool = False):
+        raise EngineError("no such container: web\ndocker-fw: forged line\x1b[2J\udcff")
+
+
+def test_engine_messages_are_printed_as_one_line(env, monkeypatch, capfd):
+    monkeypatch.setattr("docker_fw.cli.Engine", _HostileEngine)
+    code = cli.run(["add", "web", "--source", "203.0.113.1"])  # the real writers: stderr
+    assert code == 3
+    captured = capfd.readouterr()
+    assert captured.out == ""
+    assert captured.err == "docker-fw add: no such container: web\\ndocker-fw: forged line\\x1b[2J\\xff\n"
 
 
 # --- checks that need no engine are made before it is asked ---------------------------------
