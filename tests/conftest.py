@@ -44,3 +44,18 @@ if LoadScopeScheduling is not None:
         if config.getvalue("dist") in ("load", "loadgroup"):
             return EngineGroupScheduling(config, log)
         return None
+
+
+# Hypothesis profiles (the fuzz suites: tests/unit/test_fuzz_cli.py,
+# tests/netns/test_fuzz_netns.py).  "ci", the default, is derandomised, so
+# every run (CI's too) tries the same examples and a failure is reproducible;
+# "thorough" tries many more, at random, to be run by hand:
+#   .venv/bin/python -m pytest --hypothesis-profile=thorough tests/unit/test_fuzz_cli.py
+try:
+    from hypothesis import settings as _hypothesis_settings
+except ImportError:  # the fuzz suites then fail to import, saying why
+    pass
+else:
+    _hypothesis_settings.register_profile("ci", max_examples=100, derandomize=True, database=None, deadline=None)
+    _hypothesis_settings.register_profile("thorough", max_examples=1000, deadline=None)
+    _hypothesis_settings.load_profile("ci")

@@ -474,6 +474,11 @@ def _reads_only(args: argparse.Namespace) -> bool:
     return args.action in ("ls", "check") or (args.action in ("replay", "start") and args.dry_run)
 
 
+def real_backends(verbose) -> tuple[Engine, Iptables, Iptables]:
+    """The engine and the firewalls (iptables, ip6tables) a run talks to."""
+    return Engine(), Iptables(verbose=verbose), Iptables(family=6, verbose=verbose)
+
+
 def _printing(write):
     """WRITE, for messages: each is printed as one line (errors.one_line)."""
     return lambda text: write(one_line(text))
@@ -497,9 +502,10 @@ def _check_argv(argv: list[str]) -> None:
             raise UsageError(f"argument {number} holds a control or unprintable character (U+{ord(bad):04X}): '{arg}'")
 
 
-def run(argv: list[str], out=None, err=None) -> int:
+def run(argv: list[str], out=None, err=None, backends=real_backends) -> int:
     """Run one docker-fw command; the exit code.  OUT and ERR print one line
-    each (default: stdout, stderr)."""
+    each (default: stdout, stderr); BACKENDS(verbose) gives the engine and the
+    firewalls (tests give fakes)."""
     out = _printing(out or (lambda s: print(s, flush=True)))
     err = _printing(err or (lambda s: print(s, file=sys.stderr, flush=True)))
     parser = build_parser()
@@ -528,9 +534,7 @@ def run(argv: list[str], out=None, err=None) -> int:
         if args.action == "gc" and args.days < 0:
             raise UsageError("--days must not be negative")
         verbose = (lambda line: out(f"docker-fw: {line}")) if args.verbose else None
-        engine = Engine()
-        firewall = Iptables(verbose=verbose)
-        firewall6 = Iptables(family=6, verbose=verbose)
+        engine, firewall, firewall6 = backends(verbose)
         with Store.open(read_only=_reads_only(args)) as store:
             service = Service(
                 engine, firewall, store, out=out, warn=lambda s: err(f"docker-fw: warning: {s}"),

@@ -436,6 +436,33 @@ def test_engine_messages_are_printed_as_one_line(env, monkeypatch, capfd):
     assert captured.err == "docker-fw add: no such container: web\\ndocker-fw: forged line\\x1b[2J\\xff\n"
 
 
+def test_warnings_and_output_are_printed_one_line_each(tmp_path, monkeypatch):
+    """A warning built from engine data (a container's name) and an output line
+    (check's foreign rule, as iptables-save printed it) each stay one line."""
+    from fakes import FakeEngine, FakeFirewall
+    from docker_fw.iptables import SavedRule
+
+    monkeypatch.setenv("DOCKER_FW_STATE_DIR", str(tmp_path / "state"))
+    engine = FakeEngine(tmp_path / "engine")
+    engine.add("web", state="running")
+    firewall = FakeFirewall()
+    out: list[str] = []
+    err: list[str] = []
+
+    def backends(verbose):
+        engine.forget()
+        return engine, firewall, None
+
+    assert cli.run(["add", "web", "--source", "203.0.113.1"], out=out.append, err=err.append, backends=backends) == 0
+    assert err == ["docker-fw: warning: 'docker-fw init' has not been run: Docker's catch-all rule still lets "
+                   "anyone reach published ports"]
+    firewall.table.rules.append(SavedRule("DOCKER-FW-INPUT", ("-s", "10.0.0.1/32"), "-A DOCKER-FW-INPUT x\ny\udcff"))
+    out.clear()
+    assert cli.run(["check"], out=out.append, err=err.append, backends=backends) == 1
+    assert "foreign rule in DOCKER-FW-INPUT: -A DOCKER-FW-INPUT x\\ny\\xff" in out
+    assert all(line.isprintable() for line in out + err)
+
+
 # --- checks that need no engine are made before it is asked ---------------------------------
 
 
