@@ -489,6 +489,11 @@ def run(argv: list[str], out=None, err=None) -> int:
 
 
 def main() -> NoReturn:
+    # What iptables-save prints may hold any byte (kept with surrogateescape:
+    # interface names, comments); print such bytes escaped rather than fail.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):  # not when replaced, or None
+            stream.reconfigure(errors="backslashreplace")
     sys.exit(run(sys.argv[1:]))
 
 

@@ -56,12 +56,16 @@ class Table:
 
 
 def parse_save(text: str, table: str = "filter") -> Table:
-    """Parse one table out of iptables-save output (other tables are skipped)."""
+    """Parse one table out of iptables-save output (other tables are skipped).
+
+    Lines end at '\\n' only: str.splitlines() also splits on '\\x0b', '\\x85'
+    and U+2028, which an interface name or a comment may hold.
+    """
     result = Table(table)
     positions: dict[str, int] = {}
     current = None
-    for raw in text.splitlines():
-        line = raw.strip()
+    for raw in text.split("\n"):
+        line = raw.strip(" ")
         if not line or line.startswith("#"):
             continue
         if line.startswith("*"):
@@ -82,54 +86,158 @@ def parse_save(text: str, table: str = "filter") -> Table:
     return result
 
 
-def split_saved(line: str) -> list[str]:
-    """Split a rule as iptables-save prints it (not shell syntax).
+# Options whose value iptables-save prints as it is (save_iface: "-i %s"),
+# never quoted: an interface name may hold '"', '\\' or '#' (anything but
+# '/', ':', NUL and white space), so a '"' there is part of the name.
+_RAW_VALUE_OPTIONS = frozenset({"-i", "-o", "--physdev-in", "--physdev-out"})
 
-    Only double quotes group, and inside them a backslash escapes the next
-    character: single quotes are ordinary characters (``-i a'b``).
+
+def split_saved(line: str) -> list[str]:
+    """Split a rule exactly as iptables-save prints it (not shell syntax).
+
+    Tokens are separated by spaces.  Strings that may hold anything
+    (--comment, --log-prefix: xtables_save_string; --string) are printed in
+    double quotes, with '"', '\\' and "'" escaped by a backslash; such a
+    token starts with '"' and its closing quote ends it.  Interface names are
+    printed raw, quotes and backslashes included.  A '"' that does not open a
+    well-formed quoted token (a raw value some extension printed) is taken
+    as it is.
     """
-    if '"' not in line:
-        return line.split()
+    tokens: list[str] = []
+    raw_value = False
+    at, end = 0, len(line)
+    while at < end:
+        if line[at] == " ":
+            at += 1
+            continue
+        if line[at] == '"' and not raw_value:
+            quoted = _read_quoted(line, at)
+            if quoted is not None:
+                value, at = quoted
+                tokens.append(value)
+                continue
+        stop = line.find(" ", at)
+        stop = end if stop < 0 else stop
+        token = line[at:stop]
+        tokens.append(token)
+        raw_value = not raw_value and token in _RAW_VALUE_OPTIONS
+        at = stop
+    return tokens
+
+
+def _read_quoted(line: str, start: int) -> tuple[str, int] | None:
+    """The value of the quoted token at START and the index after it; None when
+    the quote is not closed, or not followed by a space or the end of the line."""
+    chars: list[str] = []
+    at = start + 1
+    while at < len(line):
+        char = line[at]
+        if char == "\\" and at + 1 < len(line):
+            chars.append(line[at + 1])
+            at += 2
+        elif char == '"':
+            if at + 1 == len(line) or line[at + 1] == " ":
+                return "".join(chars), at + 1
+            return None
+        else:
+            chars.append(char)
+            at += 1
+    return None
+
+
+def split_restore(line: str) -> list[str]:
+    """The arguments iptables-restore makes of one line it reads (add_param_to_argv).
+
+    Spaces, tabs and newlines separate; a double quote opens and closes a
+    quoted part, inside which a backslash takes the next character as it is;
+    a closing quote ends the argument.  Outside quotes a backslash is an
+    ordinary character.  iptables-restore reads lines up to '\\n' and as C
+    strings: what follows a newline or a NUL is not part of this line.
+    """
+    line = line.split("\n", 1)[0].split("\0", 1)[0]
     tokens: list[str] = []
     current: list[str] = []
-    in_token = quoted = escaped = False
+    quote_open = escaped = False
     for char in line:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif quoted and char == "\\":
-            escaped = True
+        if quote_open:
+            if escaped:
+                current.append(char)
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                quote_open = False
+                tokens.append("".join(current))  # even an empty one: '""'
+                current = []
+            else:
+                current.append(char)
         elif char == '"':
-            quoted = not quoted
-            in_token = True
-        elif char.isspace() and not quoted:
-            if in_token:
+            quote_open = True
+        elif char in " \t":
+            if current:
                 tokens.append("".join(current))
-                current, in_token = [], False
+                current = []
         else:
             current.append(char)
-            in_token = True
-    if in_token:
+    if current:
         tokens.append("".join(current))
     return tokens
+
+
+# Linux interface names are at most IFNAMSIZ - 1 bytes.
+_IFNAMSIZ = 16
+
+
+def bridge_name_problem(name: str) -> str | None:
+    """Why iptables cannot match exactly the interface NAME, as docker-fw writes
+    and reads it; None when it can.
+
+    Allowed: 1 to 15 bytes of printable ASCII other than space, '/' and ':'
+    (quotes, backslashes and '#' included), and non-ASCII characters (as
+    UTF-8).  Refused: control characters, a trailing '+' (iptables' wildcard:
+    'br+' matches every interface whose name starts with 'br') and a lone
+    '!' (older iptables releases read '-o !' as a negation).
+    """
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "it is not valid Unicode text"
+    if not 0 < size < _IFNAMSIZ:
+        return f"an interface name has 1 to {_IFNAMSIZ - 1} bytes, this one {size}"
+    bad = [c for c in name if not ("!" <= c <= "~" and c not in "/:" or c > "\x7f")]
+    if bad:
+        return f"it holds {ascii(bad[0])}, which no interface name docker-fw matches may hold"
+    if name.endswith("+"):
+        return "a trailing '+' makes iptables match every interface whose name starts with the rest"
+    if name == "!":
+        return "older iptables releases read a lone '!' as a negation"
+    return None
 
 
 _FAILED_LINE = re.compile(r"line:? (\d+) failed|Error occurred at line: (\d+)")
 
 
 # iptables-restore (1.8.9) reads a batch in 10,240-byte lines and runs the
-# tail of a longer line as a line of its own; a newline, NUL or other control
-# character would end or cut a line too.  Our longest legitimate line (a
-# 512-character --filter, IPv6 addresses, the comment) stays far below this.
+# tail of a longer line as a line of its own; a newline ends a line and a NUL
+# cuts it too.  Our longest legitimate line (a 512-character --filter, IPv6
+# addresses, the comment) stays far below this.
 MAX_RESTORE_LINE = 4096
+
+
+def _not_for_a_line(char: str) -> bool:
+    """ASCII control characters (no line of ours needs one) and surrogates (bytes
+    that are not UTF-8).  Other non-ASCII characters are read as they are: a
+    bridge may be named with U+2028 or U+0085 (checked on iptables 1.8.9,
+    nf_tables and legacy), and its rules must be written like any other."""
+    return char < " " or char == "\x7f" or "\ud800" <= char <= "\udfff"
 
 
 def check_restore_lines(lines: list[str]) -> None:
     """FirewallError, before anything runs, for a line iptables-restore would not
     read as the one line it is: too long, or holding a control character."""
     for number, line in enumerate(lines, 1):
-        size = len(line.encode("utf-8", "surrogateescape"))
-        bad = next((c for c in line if not c.isprintable()), None)
+        bad = next((c for c in line if _not_for_a_line(c)), None)
+        size = len(line.encode("utf-8")) if bad is None else 0
         if size <= MAX_RESTORE_LINE and bad is None:
             continue
         why = f"is {size} bytes long (at most {MAX_RESTORE_LINE})" if bad is None else f"holds {ascii(bad)}"
@@ -161,14 +269,13 @@ class Iptables:
         binary = self._need(self.save_bin, f"{self.prefix}-save")
         self.saves += 1
         try:
-            proc = subprocess.run(
-                [binary, "-t", table], capture_output=True, text=True, check=False
-            )
+            proc = subprocess.run([binary, "-t", table], capture_output=True, check=False)
         except OSError as exc:
             raise FirewallError(f"cannot run {binary}: {exc}") from None
         if proc.returncode != 0:
-            raise FirewallError(f"{self.prefix}-save failed: {_first_line(proc.stderr)}")
-        return parse_save(proc.stdout, table)
+            raise FirewallError(f"{self.prefix}-save failed: {_first_line(_message(proc.stderr))}")
+        # Bytes as they are: an interface name or a comment may hold any byte.
+        return parse_save(proc.stdout.decode("utf-8", "surrogateescape"), table)
 
     def restore(self, table: str, lines: list[str], shown: list[str] | None = None) -> None:
         """Apply lines ('-A ...', '-D ...', '-I ...', ':CHAIN - [0:0]') in one transaction.
@@ -187,27 +294,40 @@ class Iptables:
         try:
             proc = subprocess.run(
                 [binary, "--wait", "--noflush"],
-                input=payload,
+                input=_encode(payload),
                 capture_output=True,
-                text=True,
                 check=False,
             )
         except OSError as exc:
             raise FirewallError(f"cannot run {binary}: {exc}") from None
         if proc.returncode != 0:
-            raise FirewallError(_explain_failure(proc.stderr, lines))
+            raise FirewallError(_explain_failure(_message(proc.stderr), lines))
         if proc.stdout.strip():
             # iptables-restore is silent when it applies a batch; a line holding
             # -h/--help makes it print usage and exit 0 having applied nothing.
             raise FirewallError(
                 "iptables-restore printed output instead of applying the batch "
-                f"(nothing was applied): {_first_line(proc.stdout)}"
+                f"(nothing was applied): {_first_line(_message(proc.stdout))}"
             )
+
+
+def _encode(payload: str) -> bytes:
+    # surrogateescape: bytes read from iptables-save (e.g. an interface
+    # name that is not UTF-8) are written back as the same bytes.
+    try:
+        return payload.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as exc:
+        raise FirewallError(f"cannot write the batch for iptables-restore: {exc.reason}; nothing was applied") from None
+
+
+def _message(data: bytes) -> str:
+    """Process output meant for the user, as text that prints on any terminal."""
+    return data.decode("utf-8", "backslashreplace")
 
 
 def _first_line(text: str) -> str:
     text = text.strip()
-    return text.splitlines()[0] if text else "(no message)"
+    return text.split("\n")[0] if text else "(no message)"
 
 
 def _explain_failure(stderr: str, lines: list[str]) -> str:
