@@ -93,6 +93,10 @@ class Plan:
     ipv6_left_out: int = 0
     # Set once the IPv4 batch is applied (the IPv6 one follows it).
     applied4: bool = False
+    # The tables the changes were planned against (iptables, ip6tables): a
+    # failed restore is judged against them (what is live now).
+    table: Table | None = None
+    table6: Table | None = None
 
     def lines(self, family: int = 4) -> list[str]:
         return [c.line for c in self.changes if c.family == family]
