@@ -60,6 +60,8 @@ environment:
   DOCKER_FW_STATE_DIR         state store directory (default /var/lib/docker-fw)
   DOCKER_FW_IPTABLES_TIMEOUT  seconds one iptables-save/-restore may take
                               (default 30; then it is killed: exit 4)
+  DOCKER_FW_ENGINE_TIMEOUT    seconds one Docker API request may take
+                              (default 60; exit 3)
 """
 
 
