@@ -332,7 +332,9 @@ class Iptables:
                 self.verbose(f"{self.prefix} -t {table} {text}")
         self.restores += 1
         try:
-            proc = run_bounded([binary, "--wait", "--noflush"], _encode(payload), self.timeout)
+            # UTF-8: check_restore_lines refused what is not (surrogates, the
+            # bytes of a foreign name read from iptables-save).
+            proc = run_bounded([binary, "--wait", "--noflush"], payload.encode("utf-8"), self.timeout)
         except subprocess.TimeoutExpired:
             outcome = self._what_is_live(table, before, lines)
             raise FirewallError(
@@ -388,15 +390,6 @@ def run_bounded(argv: list[str], stdin: bytes | None, timeout: float) -> subproc
             proc.wait()  # the leader is gone at once; the pipes are closed on leaving 'with'
             raise
     return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
-
-
-def _encode(payload: str) -> bytes:
-    # surrogateescape: bytes read from iptables-save (e.g. an interface
-    # name that is not UTF-8) are written back as the same bytes.
-    try:
-        return payload.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError as exc:
-        raise FirewallError(f"cannot write the batch for iptables-restore: {exc.reason}; {NOTHING_APPLIED}") from None
 
 
 def _message(data: bytes) -> str:

@@ -32,27 +32,26 @@ def rule_line(op: str, chain: str, args: list[str] | tuple[str, ...]) -> str:
     """One restore line; FirewallError unless iptables-restore reads back exactly these arguments.
 
     A newline or NUL byte cannot be written (iptables-restore reads lines, as
-    C strings), nor text that is not UTF-8 or bytes read from iptables-save.
+    C strings), nor what is not UTF-8 text (e.g. the bytes of a foreign
+    interface name read from iptables-save: a batch is UTF-8).
     """
     tokens = [op, chain, *args]
     written = [quote(token) for token in tokens]
     line = " ".join(written)
     if written == tokens:
         return line  # plain ASCII tokens only: nothing to misread
-    if split_restore(line) != tokens or not _encodable(line):
-        bad = next(
-            (t for t in tokens if "\n" in t or "\0" in t or not _encodable(t)), line
-        )
+    if split_restore(line) != tokens or not _utf8(line):
+        bad = next((t for t in tokens if "\n" in t or "\0" in t or not _utf8(t)), line)
         raise FirewallError(
             f"cannot write {ascii(bad[:80])} so that iptables-restore reads it back unchanged; nothing was applied"
         )
     return line
 
 
-def _encodable(text: str) -> bool:
+def _utf8(text: str) -> bool:
     try:
-        text.encode("utf-8", "surrogateescape")  # as Iptables.restore writes it
-    except UnicodeEncodeError:
+        text.encode("utf-8")  # as Iptables.restore writes it
+    except UnicodeEncodeError:  # surrogates: bytes that were not UTF-8
         return False
     return True
 

@@ -162,7 +162,7 @@ def test_parse_save_reads_hostile_names_exactly_as_iptables_printed_them():
     assert list(table.chains) == ["INPUT", "FORWARD", "OUTPUT", "DOCKER"]
 
 
-@pytest.mark.parametrize("bridge", HOSTILE_BRIDGES)
+@pytest.mark.parametrize("bridge", [b for b in HOSTILE_BRIDGES if "\udcff" not in b])  # UTF-8 ones
 def test_rule_lines_with_hostile_names_read_back_as_written(bridge):
     """rule_line writes what iptables-restore's tokenizer reads back as the same
     arguments; iptables-save then prints the name raw, and parse_save reads that."""
@@ -215,7 +215,7 @@ def test_split_restore_is_iptables_restores_tokenizer(line, tokens):
     assert split_restore(line) == tokens
 
 
-@pytest.mark.parametrize("token", ["a\nb", "ACCEPT\n", "a\0b", "\ud800"])
+@pytest.mark.parametrize("token", ["a\nb", "ACCEPT\n", "a\0b", "\ud800", "x\udcffy"])
 def test_rule_line_refuses_what_iptables_restore_cannot_read_back(token):
     with pytest.raises(FirewallError, match="reads it back unchanged; nothing was applied"):
         rule_line("-A", "X", ["-m", "comment", "--comment", token, "-j", "ACCEPT"])

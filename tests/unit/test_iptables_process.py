@@ -190,8 +190,10 @@ def test_bytes_that_are_not_utf8_are_read_as_they_are_and_never_written(fake):
     table = fw.save()
     assert any(r.comment == "raw\udcffbyte" for r in table.rules)
     bridge = next(r.args[1] for r in table.rules if r.args[1].startswith("x\udcff"))
+    with pytest.raises(FirewallError, match=r"cannot write 'x\\udcffy' so that iptables-restore reads it back"):
+        rule_line("-A", "FORWARD", ["-o", bridge, "-j", "DROP"])
     with pytest.raises(FirewallError, match=r"nothing was applied: line 1 of the batch holds '\\udcff'"):
-        fw.restore("filter", [rule_line("-A", "FORWARD", ["-o", bridge, "-j", "DROP"])], before=table)
+        fw.restore("filter", [f"-A FORWARD -o {bridge} -j DROP"], before=table)
     assert fw.restores == 0 and not (fake.dir / "batch").exists()
 
 
