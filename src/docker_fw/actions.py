@@ -135,7 +135,7 @@ class Service:
         return table6 if "DOCKER" in table6.chains else None
 
     def _plan(self, table: Table, scope: set[str] | None, table6: Table | None = None) -> Plan:
-        plan = Plan()
+        plan = Plan(table=table, table6=table6)
         specs = self.store.rules(sorted(scope) if scope is not None else None)
         desired = self._desired(specs, plan)
         plan.extend(ensure_chains(table))
@@ -151,11 +151,11 @@ class Service:
 
     def _apply(self, plan: Plan) -> None:
         """iptables first, then ip6tables: one transaction for each family."""
-        self.firewall.restore("filter", plan.lines(), shown=plan.shown())
+        self.firewall.restore("filter", plan.lines(), shown=plan.shown(), before=plan.table)
         plan.applied4 = True
         lines6 = plan.lines(6)
         if lines6 and self.firewall6 is not None:
-            self.firewall6.restore("filter", lines6, shown=plan.shown(6))
+            self.firewall6.restore("filter", lines6, shown=plan.shown(6), before=plan.table6)
 
     def _report_withdrawn(self, plan: Plan) -> None:
         for spec, reason in plan.withdrawn:
@@ -206,10 +206,10 @@ class Service:
             raise UsageError(self._no_selected_network())
         existing = [n.bridge for n in snapshot.bridges()]
         backend = self.engine.firewall_backend()
-        plan = Plan()
+        plan = Plan(table=table)
         plan.extend(layouts.plan_init(table, [n.bridge for n in selected], backend, existing))
         plan.extend(ensure_chains(table))
-        table6 = self._save6()
+        table6 = plan.table6 = self._save6()
         if table6 is not None:
             plan.extend(self._init6(table6, selected, existing, backend))
         elif self.firewall6 is not None and any(n.subnets6 for n in snapshot.bridges()):

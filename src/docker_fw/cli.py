@@ -51,13 +51,19 @@ exit codes:
      dependency); nothing was changed
   3  Docker engine problem (unreachable, unknown or stopped container, or a
      container's hosts file docker-fw will not read or write)
-  4  firewall problem (iptables missing, change refused, unknown layout)
+  4  firewall problem (iptables missing, change refused, unknown layout or
+     bridge name, iptables past its deadline); the message says whether
+     nothing or some of the change is live
   5  state store problem (locked by another run, unreadable, damaged or
      unsafe, disk full)
 
 environment:
-  DOCKER_HOST          the engine to talk to (as for the docker CLI)
-  DOCKER_FW_STATE_DIR  state store directory (default /var/lib/docker-fw)
+  DOCKER_HOST                 the engine to talk to (as for the docker CLI)
+  DOCKER_FW_STATE_DIR         state store directory (default /var/lib/docker-fw)
+  DOCKER_FW_IPTABLES_TIMEOUT  seconds one iptables-save/-restore may take
+                              (default 30; then it is killed: exit 4)
+  DOCKER_FW_ENGINE_TIMEOUT    seconds one Docker API request may take
+                              (default 60; exit 3)
 """
 
 
@@ -584,6 +590,11 @@ def run(argv: list[str], out=None, err=None, backends=real_backends) -> int:
 
 
 def main() -> NoReturn:
+    # What iptables-save prints may hold any byte (kept with surrogateescape:
+    # interface names, comments); print such bytes escaped rather than fail.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):  # not when replaced, or None
+            stream.reconfigure(errors="backslashreplace")
     sys.exit(run(sys.argv[1:]))
 
 

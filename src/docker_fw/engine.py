@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .deadline import seconds_from_env
 from .errors import EngineError
 
 
@@ -291,6 +292,10 @@ def with_gateways(networks: list[Network], containers: list[Container]) -> list[
     ]
 
 
+ENGINE_TIMEOUT_ENV = "DOCKER_FW_ENGINE_TIMEOUT"
+DEFAULT_ENGINE_TIMEOUT = 60.0  # seconds; the SDK's own default, made explicit
+
+
 class Engine:
     """Lazy docker SDK client honouring DOCKER_HOST; one snapshot per run."""
 
@@ -303,8 +308,12 @@ class Engine:
         if self._client is None:
             import docker  # imported late: 'docker-fw --help' needs no engine
 
+            # A deadline for every request, so that a hung engine cannot hang
+            # docker-fw (and the store lock it holds).  The SDK's event
+            # stream ('watch') asks for none of its own, whatever this is.
+            timeout = seconds_from_env(ENGINE_TIMEOUT_ENV, DEFAULT_ENGINE_TIMEOUT)
             try:
-                self._client = docker.from_env()
+                self._client = docker.from_env(timeout=timeout)
             except docker.errors.DockerException as exc:
                 raise EngineError(f"cannot reach the Docker engine: {_short(exc)}") from None
         return self._client.api

@@ -8,7 +8,8 @@ The exit codes are documented in the README and in ``docker-fw --help``:
 2     bad usage or invalid input (nothing was changed)
 3     Docker engine problem: unreachable, unknown or stopped container, or a
       container's hosts file docker-fw will not read or write
-4     firewall problem: iptables missing, batch rejected, unknown layout
+4     firewall problem: iptables missing, batch rejected, unknown layout,
+      iptables-save/-restore past its deadline
 5     state store problem: locked by another run, unreadable, damaged or unsafe, disk full
 ====  =====================================================================
 """

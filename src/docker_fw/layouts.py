@@ -50,7 +50,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import FirewallError
-from .iptables import Table
+from .iptables import Table, bridge_name_problem
 from .reconcile import Change, rule_line
 
 LEGACY = "docker-20.10"  # the layout of Docker 1.5 up to 27.x
@@ -132,6 +132,21 @@ def detect(table: Table, firewall_backend: str | None = None) -> Layout:
     return LEGACY_LAYOUT
 
 
+def _check_bridges(bridges: Iterable[str]) -> None:
+    """FirewallError for the first bridge whose name iptables cannot match exactly.
+
+    Docker takes a bridge's name from the network option
+    com.docker.network.bridge.name, which anyone with API access sets.
+    """
+    for bridge in bridges:
+        problem = bridge_name_problem(bridge)
+        if problem:
+            raise FirewallError(
+                f"bridge {ascii(bridge)}: {problem}, so docker-fw cannot close it; {_NOTHING} "
+                "('docker-fw init --network NAME' limits init to other networks)"
+            )
+
+
 def catch_all(bridge: str) -> tuple[str, ...]:
     return ("-o", bridge, "-j", "DOCKER")
 
@@ -174,11 +189,12 @@ def is_initialised(table: Table, bridges: list[str], firewall_backend: str | Non
     jump, if there, is in place.  A bridge with neither (an --internal
     network: Docker never jumps to DOCKER for it) has nothing open and counts
     as done, so that such a network does not make docker-fw warn forever.
-    False (never an error) on a layout 'init' refuses: Docker's catch-all is
-    in place there.
+    False (never an error) on a layout 'init' refuses, or a bridge whose
+    name it refuses: Docker's catch-all is in place there.
     """
     try:
         layout = detect(table, firewall_backend)
+        _check_bridges(bridges)
     except FirewallError:
         return False
     if layout.shared_catch_all and shared_catch_alls(table):
@@ -231,6 +247,7 @@ def plan_init(
     bridge (default: ``bridges``), so that init's jumps for removed networks go.
     """
     layout = detect(table, firewall_backend)
+    _check_bridges(bridges)
     if table.chains.get("FORWARD") != "DROP":
         raise FirewallError(
             f"the FORWARD chain's policy is {table.chains.get('FORWARD', 'unknown')}, not DROP: "

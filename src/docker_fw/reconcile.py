@@ -12,22 +12,48 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import FirewallError
-from .iptables import SavedRule, Table
+from .iptables import SavedRule, Table, split_restore
 from .model import CHAIN_INTERNAL, Kind, RuleSpec
 from .resolve import ResolvedRule, parse_comment
 
-_PLAIN_TOKEN = re.compile(r"^[A-Za-z0-9_./:,!=+@%^-]+$")
+# Written as they are; anything else is quoted.  fullmatch, not '$': '$'
+# also matches before a final newline, which would end the restore line.
+_PLAIN_TOKEN = re.compile(r"[A-Za-z0-9_./:,!=+@%^-]+")
 
 
 def quote(token: str) -> str:
     """Quote a token for iptables-restore's tokenizer (double quotes only)."""
-    if _PLAIN_TOKEN.match(token):
+    if _PLAIN_TOKEN.fullmatch(token):
         return token
     return '"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def rule_line(op: str, chain: str, args: list[str] | tuple[str, ...]) -> str:
-    return " ".join([op, chain, *(quote(a) for a in args)])
+    """One restore line; FirewallError unless iptables-restore reads back exactly these arguments.
+
+    A newline or NUL byte cannot be written (iptables-restore reads lines, as
+    C strings), nor what is not UTF-8 text (e.g. the bytes of a foreign
+    interface name read from iptables-save: a batch is UTF-8).
+    """
+    tokens = [op, chain, *args]
+    written = [quote(token) for token in tokens]
+    line = " ".join(written)
+    if written == tokens:
+        return line  # plain ASCII tokens only: nothing to misread
+    if split_restore(line) != tokens or not _utf8(line):
+        bad = next((t for t in tokens if "\n" in t or "\0" in t or not _utf8(t)), line)
+        raise FirewallError(
+            f"cannot write {ascii(bad[:80])} so that iptables-restore reads it back unchanged; nothing was applied"
+        )
+    return line
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")  # as Iptables.restore writes it
+    except UnicodeEncodeError:  # surrogates: bytes that were not UTF-8
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -66,6 +92,10 @@ class Plan:
     ipv6_left_out: int = 0
     # Set once the IPv4 batch is applied (the IPv6 one follows it).
     applied4: bool = False
+    # The tables the changes were planned against (iptables, ip6tables): a
+    # failed restore is judged against them (what is live now).
+    table: Table | None = None
+    table6: Table | None = None
 
     def lines(self, family: int = 4) -> list[str]:
         return [c.line for c in self.changes if c.family == family]

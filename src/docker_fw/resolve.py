@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from .engine import Container, Snapshot
 from .errors import EngineError, UsageError
 from .filtergrammar import FilterError
+from .iptables import bridge_name_problem
 from .model import BRIDGE_PLACEHOLDER, AddressKind, AddressSpec, Kind, RuleSpec
 
 COMMENT_PREFIX = "docker-fw:"
@@ -178,6 +179,16 @@ def resolve(spec: RuleSpec, snapshot: Snapshot) -> list[ResolvedRule]:
                 f"container {containers[0].name} is on no bridge network: "
                 f"the filter's {BRIDGE_PLACEHOLDER} cannot be placed"
             )
+        for net in sorted(shared):
+            bridge = endpoint(containers[0], net).bridge
+            problem = bridge_name_problem(bridge)
+            if problem:
+                # An EngineError: the rule is withdrawn (not applied, removed
+                # if present), as for any rule the engine's facts cannot place.
+                raise EngineError(
+                    f"the bridge {ascii(bridge)} of network {ascii(net)}: {problem}: "
+                    f"the filter's {BRIDGE_PLACEHOLDER} cannot be placed"
+                )
 
     # A filter whose matches only work for one family (-m ttl, an address)
     # counts as a literal side.

@@ -45,7 +45,8 @@ class Fw:
     def rules_text(self) -> str:
         """The engine namespace's filter table, without comments and counters."""
         text = self.sandbox.engine_run(["iptables-save", "-t", "filter"]).stdout
-        lines = [_COUNTERS.sub("", l).rstrip() for l in text.splitlines() if not l.startswith("#")]
+        # split("\n"), not splitlines(): a bridge's name may hold U+2028
+        lines = [_COUNTERS.sub("", l).rstrip() for l in text.split("\n") if l and not l.startswith("#")]
         return "\n".join(lines)
 
     def catch_all(self, bridge: str = "docker0") -> str:

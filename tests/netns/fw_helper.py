@@ -6,7 +6,7 @@ iptables-restore in the namespace of its own process.  It reads one JSON
 request on standard input and prints one JSON answer:
 
     {"op": "save"}                                   -> {"chains": {...}, "rules": [{"chain", "args", "line", "comment"}]}
-    {"op": "restore", "lines": [...]}                -> {}
+    {"op": "restore", "lines": [...]}                -> {}   (reads the table first, as 'before')
     {"op": "plan" | "sync", "desired": [...], "scope": [...] | null}
                                                      -> {"lines": [...], "notes": [...]}
                                                         (ensure_chains + plan_rules; sync applies them;
@@ -56,7 +56,9 @@ def handle(request: dict, fw: Iptables) -> dict:
             ],
         }
     if op == "restore":
-        fw.restore(table_name, request["lines"])
+        # read first, as docker-fw's actions plan against a table: a failed
+        # restore is judged against it
+        fw.restore(table_name, request["lines"], before=fw.save(table_name))
         return {}
     if op in ("plan", "sync"):
         scope = request.get("scope")
@@ -66,13 +68,13 @@ def handle(request: dict, fw: Iptables) -> dict:
         )
         lines = [c.line for c in changes]
         if op == "sync":
-            fw.restore("filter", lines, shown=[c.shown for c in changes])
+            fw.restore("filter", lines, shown=[c.shown for c in changes], before=table)
         return {"lines": lines, "notes": [c.note for c in changes]}
     if op in ("plan_init", "init"):
         table = fw.save()
         lines = [c.line for c in layouts.plan_init(table, request["bridges"])]
         if op == "init":
-            fw.restore("filter", lines)
+            fw.restore("filter", lines, before=table)
         return {"lines": lines}
     raise SystemExit(f"fw_helper: unknown op {op!r}")
 

@@ -36,7 +36,7 @@ def unavailable(reason: str) -> None:
 def normalise(save_output: str) -> str:
     """iptables-save output without '#' lines and with counters zeroed."""
     lines = []
-    for line in save_output.splitlines():
+    for line in save_output.split("\n"):  # not splitlines(): names may hold U+2028
         if not line.strip() or line.startswith("#"):
             continue
         lines.append(re.sub(r"\[\d+:\d+\]$", "[0:0]", line))

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import pathlib
-import shlex
+import re
 
 from docker_fw.engine import Container, Endpoint, Network, PortBinding, Snapshot
-from docker_fw.iptables import SavedRule, Table, parse_save
+from docker_fw.iptables import SavedRule, Table, parse_save, split_restore
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 GOLDEN_DIR = REPO / "tests" / "fixtures" / "golden"
@@ -208,7 +208,7 @@ def captured_layouts() -> dict[str, str]:
     """Captured iptables-save texts in tests/fixtures/layouts/, by file name."""
     if not LAYOUTS_DIR.is_dir():
         return {}
-    return {p.name: p.read_text() for p in sorted(LAYOUTS_DIR.glob("*.txt"))}
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(LAYOUTS_DIR.glob("*.txt"))}
 
 
 def layout_2010_icc_false() -> str:
@@ -220,8 +220,26 @@ def layout_2010_icc_false() -> str:
 # --- an in-memory kernel for restore lines ------------------------------------
 
 
-def _tokens(line: str) -> list[str]:
-    return shlex.split(line)
+# How iptables-save 1.8.9 prints values (checked in a namespace, nf_tables and
+# legacy alike): --comment and --log-prefix through xtables_save_string (bare
+# when only [A-Za-z0-9_-], else in double quotes with '"', '\\' and "'"
+# escaped), --string always quoted ('"' and '\\' escaped), everything else,
+# interface names included, as it is.
+_SAVE_STRING_OPTIONS = ("--comment", "--log-prefix")
+_SAVE_STRING_BARE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def saved_line(chain: str, args: tuple[str, ...] | list[str]) -> str:
+    """A rule as iptables-save prints it."""
+    words = ["-A", chain]
+    for i, arg in enumerate(args):
+        option = args[i - 1] if i else ""
+        if option in _SAVE_STRING_OPTIONS and not _SAVE_STRING_BARE.fullmatch(arg):
+            arg = '"' + re.sub(r"""(["\\'])""", r"\\\1", arg) + '"'
+        elif option == "--string":
+            arg = '"' + re.sub(r'(["\\])', r"\\\1", arg) + '"'
+        words.append(arg)
+    return " ".join(words)
 
 
 def apply_lines(table: Table, lines: list[str]) -> Table:
@@ -239,16 +257,15 @@ def apply_lines(table: Table, lines: list[str]) -> Table:
             # declaring an existing chain with --noflush flushes it
             result.rules = [r for r in result.rules if r.chain != name]
             continue
-        words = _tokens(line)
+        words = split_restore(line)  # as iptables-restore reads it
         op, chain, args = words[0], words[1], words[2:]
         if chain not in result.chains:
             raise AssertionError(f"no chain {chain}: {line}")
         if op == "-A":
-            rule = SavedRule(chain, tuple(args), " ".join(["-A", chain, *(shlex.quote(a) for a in args)]))
-            result.rules.append(rule)
+            result.rules.append(SavedRule(chain, tuple(args), saved_line(chain, args)))
         elif op == "-I":
             position, args = int(args[0]), args[1:]
-            rule = SavedRule(chain, tuple(args), " ".join(["-A", chain, *(shlex.quote(a) for a in args)]))
+            rule = SavedRule(chain, tuple(args), saved_line(chain, args))
             indexes = [i for i, r in enumerate(result.rules) if r.chain == chain]
             at = indexes[position - 1] if len(indexes) >= position else len(result.rules)
             result.rules.insert(at, rule)

@@ -305,7 +305,7 @@ class FakeFirewall:
         self.saves += 1
         return Table(self.table.name, dict(self.table.chains), list(self.table.rules))
 
-    def restore(self, table: str, lines: list[str], shown: list[str] | None = None) -> None:
+    def restore(self, table: str, lines: list[str], shown: list[str] | None = None, before: Table | None = None) -> None:
         assert table == "filter"
         if not lines:
             return

@@ -507,3 +507,17 @@ def test_verbose_after_the_action():
 @pytest.mark.parametrize("argv", [["-v", "replay"], ["--verbose", "init"], ["-v", "add", "web", "-s", "1.2.3.4"]])
 def test_verbose_before_the_action(argv):
     assert cli.build_parser().parse_args(argv).verbose is True
+
+
+def test_output_with_bytes_read_from_iptables_save_prints(tmp_path):
+    """A foreign rule's comment or interface name may hold a byte that is not
+    UTF-8 (kept as a surrogate): main() prints it escaped instead of crashing."""
+    code = (
+        "from docker_fw import cli\n"
+        "cli.run = lambda argv, out=None, err=None: print('foreign rule: -i x\\udcffy') or 0\n"
+        "cli.main()\n"
+    )
+    strict = {"PYTHONIOENCODING": "utf-8:strict", "PATH": "/usr/bin:/bin"}  # stdout as under en_US.UTF-8
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, env=strict, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"foreign rule: -i x\\udcffy\n"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from docker_fw.errors import FirewallError
-from docker_fw.iptables import Iptables, _explain_failure, parse_save
+from docker_fw.iptables import Iptables, _explain_failure, bridge_name_problem, parse_save, split_restore, split_saved
+from docker_fw.reconcile import rule_line
 
-from dfw_samples import DOCKER_2010_ICC_FALSE
+from dfw_samples import DOCKER_2010_ICC_FALSE, REPO
 
 
 def test_parse_save_reads_only_the_asked_table():
@@ -124,3 +125,124 @@ def test_empty_restore_runs_nothing():
     fw.restore_bin = None  # would raise if it tried to run anything
     fw.restore("filter", [])
     assert fw.restores == 0
+
+
+# --- hostile names, as iptables-save prints them ---------------------------------------------
+
+# Interface names (real bridges: the kernel took each) and comments the
+# fixture was captured with, each rule appended with 'iptables -A FORWARD ARGS'.
+HOSTILE_BRIDGES = [
+    'q"net', '"x', 'x"', '""', '\\"', "b\\s", "a'b#c", "#x", "u\u2028x", "n\u0085x",
+    'ab"defghijklmno',  # 15 bytes, the most an interface name holds
+    "-j", "x\udcffy",  # \udcff: the byte 0xff, not UTF-8 (decoded with surrogateescape)
+]
+HOSTILE_COMMENTS = [
+    'say "hi"', "back\\slash", "it's", "#hash", "v\x0btab", "n\u0085el", "l\u2028s", "p\u2029s",
+    "raw\udcffbyte", " padded ", "", "two  spaces", "-i", 'a"b c\\"d',
+]
+HOSTILE_RULES = (
+    [args for b in HOSTILE_BRIDGES
+     for args in (["-i", b, "!", "-o", b, "-j", "ACCEPT"], ["!", "-i", b, "-o", b, "-j", "DOCKER"])]
+    + [["-s", "10.0.0.1/32", "-m", "comment", "--comment", c, "-j", "ACCEPT"] for c in HOSTILE_COMMENTS]
+    + [
+        ["-o", 'q"net', "-m", "comment", "--comment", 'q"net', "-j", "LOG", "--log-prefix", "pre \"fix' "],
+        ["-i", '"x', "-m", "comment", "--comment", "docker-fw:web:0123456789ab", "-j", "DOCKER"],
+    ]
+)
+HOSTILE_SAVE = (REPO / "tests" / "fixtures" / "iptables-save-hostile-names.txt").read_bytes()
+
+
+def test_parse_save_reads_hostile_names_exactly_as_iptables_printed_them():
+    """Interface names are raw ('"' is part of the name), comments quoted; a line
+    ends at '\\n' only (not at \\x0b, U+0085, U+2028, U+2029)."""
+    table = parse_save(HOSTILE_SAVE.decode("utf-8", "surrogateescape"))
+    assert [list(r.args) for r in table.chain_rules("FORWARD")] == HOSTILE_RULES
+    assert [r.position for r in table.chain_rules("FORWARD")] == list(range(1, len(HOSTILE_RULES) + 1))
+    assert table.chain_rules("FORWARD")[-1].comment == "docker-fw:web:0123456789ab"
+    assert list(table.chains) == ["INPUT", "FORWARD", "OUTPUT", "DOCKER"]
+
+
+@pytest.mark.parametrize("bridge", [b for b in HOSTILE_BRIDGES if "\udcff" not in b])  # UTF-8 ones
+def test_rule_lines_with_hostile_names_read_back_as_written(bridge):
+    """rule_line writes what iptables-restore's tokenizer reads back as the same
+    arguments; iptables-save then prints the name raw, and parse_save reads that."""
+    args = ["!", "-i", bridge, "-o", bridge, "-m", "comment", "--comment", f"c {bridge}", "-j", "DOCKER"]
+    line = rule_line("-A", "FORWARD", args)
+    assert split_restore(line) == ["-A", "FORWARD", *args]
+    printed = f'-A FORWARD ! -i {bridge} -o {bridge} -m comment --comment "c {_save_string(bridge)}" -j DOCKER'
+    assert split_saved(printed) == ["-A", "FORWARD", *args]
+
+
+def _save_string(text: str) -> str:
+    """xtables_save_string's escapes inside its double quotes."""
+    return "".join("\\" + c if c in "\"\\'" else c for c in text)
+
+
+@pytest.mark.parametrize(
+    "line, tokens",
+    [
+        ('-A X -i a"b -j ACCEPT', ["-A", "X", "-i", 'a"b', "-j", "ACCEPT"]),
+        ('-A X -m comment --comment "a \\"b\\" c" -j ACCEPT',
+         ["-A", "X", "-m", "comment", "--comment", 'a "b" c', "-j", "ACCEPT"]),
+        ('-A X -i "x -o x" -j ACCEPT', ["-A", "X", "-i", '"x', "-o", 'x"', "-j", "ACCEPT"]),
+        # libxt_physdev prints bridge port names raw too (checked on 1.8.9)
+        ('-A X -m physdev --physdev-in "p -j ACCEPT', ["-A", "X", "-m", "physdev", "--physdev-in", '"p', "-j", "ACCEPT"]),
+        # a quote some extension printed raw, not a quoted value: taken as it is
+        ('-A X -m set --match-set "x dst -j DROP', ["-A", "X", "-m", "set", "--match-set", '"x', "dst", "-j", "DROP"]),
+        ('-A X -m set --match-set "a"b dst', ["-A", "X", "-m", "set", "--match-set", '"a"b', "dst"]),
+        ("-A X -i a\u2028b -j ACCEPT", ["-A", "X", "-i", "a\u2028b", "-j", "ACCEPT"]),
+    ],
+)
+def test_split_saved(line, tokens):
+    assert split_saved(line) == tokens
+
+
+@pytest.mark.parametrize(
+    "line, tokens",
+    [
+        ('-A X "a b" c', ["-A", "X", "a b", "c"]),
+        ('-A X "a\\"b" "c\\\\d"', ["-A", "X", 'a"b', "c\\d"]),
+        ('-A X a\\b', ["-A", "X", "a\\b"]),  # outside quotes a backslash is ordinary
+        ('-A X ""', ["-A", "X", ""]),
+        ('-A X "ab"cd', ["-A", "X", "ab", "cd"]),  # a closing quote ends the argument
+        ("-A X a\tb", ["-A", "X", "a", "b"]),
+        ("-A X a\x0bb", ["-A", "X", "a\x0bb"]),  # only space, tab and newline separate
+        ("-A X a\nb", ["-A", "X", "a"]),  # the next line is another command
+        ("-A X a\0b", ["-A", "X", "a"]),  # read as a C string
+    ],
+)
+def test_split_restore_is_iptables_restores_tokenizer(line, tokens):
+    assert split_restore(line) == tokens
+
+
+@pytest.mark.parametrize("token", ["a\nb", "ACCEPT\n", "a\0b", "\ud800", "x\udcffy"])
+def test_rule_line_refuses_what_iptables_restore_cannot_read_back(token):
+    with pytest.raises(FirewallError, match="reads it back unchanged; nothing was applied"):
+        rule_line("-A", "X", ["-m", "comment", "--comment", token, "-j", "ACCEPT"])
+
+
+@pytest.mark.parametrize(
+    "name", ["docker0", "br-0123456789ab", 'q"net', "b\\s", "a'b#c", "#x", "u\u2028x", "n\u0085x", "-j", 'ab"defghijklmno', "é" * 7]
+)
+def test_bridge_names_iptables_matches_exactly(name):
+    assert bridge_name_problem(name) is None
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("", "1 to 15 bytes"),
+        ("abcdefghijklmnop", "1 to 15 bytes"),
+        ("é" * 8, "1 to 15 bytes"),  # 16 bytes of UTF-8
+        ("br+", "trailing '+'"),
+        ("!", "negation"),
+        ("a b", "holds ' '"),
+        ("a/b", "holds '/'"),
+        ("a:b", "holds ':'"),
+        ("a\x0bb", "holds '\\x0b'"),
+        ("a\x1bb", "holds '\\x1b'"),
+        ("a\udcffb", "not valid Unicode"),
+    ],
+)
+def test_bridge_names_refused(name, reason):
+    assert reason in (bridge_name_problem(name) or "")

@@ -13,18 +13,28 @@ from dataclasses import dataclass
 
 import pytest
 
+from fakes import FakeFirewall, SnapshotEngine
+
 from dfw_samples import LAYOUTS_DIR, apply_lines
 from docker_fw import layouts
-from docker_fw.errors import FirewallError
+from docker_fw.actions import Service
+from docker_fw.engine import Container, Endpoint, Network, PortBinding, Snapshot
+from docker_fw.errors import EngineError, FirewallError
 from docker_fw.iptables import Table, parse_save
-from docker_fw.reconcile import ensure_chains
+from docker_fw.reconcile import ensure_chains, rule_line
+from docker_fw.store import Store
 
 BR_APP = "br-4d23efbc9bc5"  # appnet in the captured 28.5 user-networks layout
 BR_INT = "br-176bc4723b40"  # an --internal network there
+# The bridges of the captured hostile-bridge-names layouts (see their headers):
+# iptables-save prints them raw, so a '"' is part of the name, and a line holding
+# U+2028 or U+0085 is still one line.
+BR_QUOTE = 'q"net'  # web (172.18.0.2, -p 8080:80) is on it
+HOSTILE_BRIDGES = ["docker0", BR_QUOTE, "u\u2028x", "n\u0085x", "b\\s", "a'b#c"]
 
 
 def fixture(name: str) -> Table:
-    return parse_save((LAYOUTS_DIR / name).read_text())
+    return parse_save((LAYOUTS_DIR / name).read_text(encoding="utf-8"))
 
 
 # name -> (layout name or None when refused, bridges, words the refusal must contain)
@@ -36,6 +46,8 @@ ENGINES = {
     "docker-28.5-icc-false-user-networks.txt": (layouts.DOCKER_28, ["docker0", BR_APP, BR_INT], ()),
     "docker-29-iptables-icc-false.txt": (layouts.DOCKER_28, ["docker0", "bridge1", "bridgeint"], ()),
     "docker-29-nftables.txt": (None, ["docker0"], ("no DOCKER chain", "nftables")),
+    "docker-20.10-hostile-bridge-names.txt": (layouts.LEGACY, HOSTILE_BRIDGES, ()),
+    "docker-28.5-hostile-bridge-names.txt": (layouts.DOCKER_28, HOSTILE_BRIDGES, ()),
 }
 
 
@@ -215,7 +227,6 @@ class Packet:
 
 def _matches(args: tuple[str, ...], p: Packet) -> bool:
     """Whether a rule's matches take the packet."""
-    args = tuple(a[1:-1] if len(a) > 1 and a[0] == a[-1] == "'" else a for a in args)  # apply_lines quotes "!"
     i, negate = 0, False
     while i < len(args):
         word = args[i]
@@ -284,9 +295,10 @@ def _initialised_with_allow(table: Table, bridges: list[str], ctr: str, bridge: 
     """init, docker-fw's chains, and one seed-style 'allow' rule for CLIENT."""
     lines = [c.line for c in layouts.plan_init(table, bridges)]
     lines += [c.line for c in ensure_chains(apply_lines(table, lines))]
-    lines.append(
-        f"-A DOCKER-FW-FORWARD -s {CLIENT}/32 -d {ctr}/32 ! -i {bridge} -o {bridge} -p tcp -m tcp --dport 80 -j DOCKER"
-    )
+    lines.append(rule_line("-A", "DOCKER-FW-FORWARD", [
+        "-s", f"{CLIENT}/32", "-d", f"{ctr}/32", "!", "-i", bridge, "-o", bridge,
+        "-p", "tcp", "-m", "tcp", "--dport", "80", "-j", "DOCKER",
+    ]))
     return apply_lines(table, lines)
 
 
@@ -298,6 +310,8 @@ def _initialised_with_allow(table: Table, bridges: list[str], ctr: str, bridge: 
         ("docker-28.5-icc-false.txt", ["docker0"], "172.17.0.2", "docker0"),
         ("docker-28.5-icc-false-user-networks.txt", ["docker0", BR_APP, BR_INT], "172.18.0.2", BR_APP),
         ("docker-29-iptables-icc-false.txt", ["docker0", "bridge1", "bridgeint"], "192.0.2.2", "bridge1"),
+        ("docker-20.10-hostile-bridge-names.txt", HOSTILE_BRIDGES, "172.18.0.2", BR_QUOTE),
+        ("docker-28.5-hostile-bridge-names.txt", HOSTILE_BRIDGES, "172.18.0.2", BR_QUOTE),
     ],
 )
 def test_packets_before_and_after(name, bridges, ctr, bridge):
@@ -332,3 +346,102 @@ def test_28_icc_false_internal_traffic_meets_the_docker_chain(name):
     # before init, Docker's catch-all (DOCKER-BRIDGE's jump; 28.0.0's ipset rule) sent it
     # to DOCKER too: links keep working across init
     assert forward(apply_lines(table, ["-I DOCKER 1 -s 172.17.0.3/32 -d 172.17.0.2/32 -i docker0 -o docker0 -p tcp -m tcp --dport 5432 -j ACCEPT"]), between) == "ACCEPT"
+
+
+# --- init and check on the captured hostile bridge names ---------------------------------------
+
+HOSTILE_FIXTURES = ["docker-20.10-hostile-bridge-names.txt", "docker-28.5-hostile-bridge-names.txt"]
+# The networks of those captures (subnets as the engine handed them out, in order).
+def bridge_network(name: str, bridge: str, second_octet: int) -> Network:
+    """A bridge network on 172.<second_octet>.0.0/16."""
+    subnet = ipaddress.IPv4Network(f"172.{second_octet}.0.0/16")
+    return Network(f"{second_octet:x}" * 32, name, "bridge", bridge, (subnet,), f"172.{second_octet}.0.1")
+
+
+HOSTILE_NETWORKS = [
+    bridge_network(name, bridge, 17 + i)
+    for i, (name, bridge) in enumerate(zip(["bridge", "qnet", "lsnet", "nelnet", "bsnet", "hashnet"], HOSTILE_BRIDGES))
+]
+WEB_ON_QNET = Container(
+    "e" * 64, "web", "running", (Endpoint("qnet", BR_QUOTE, "172.18.0.2", "172.18.0.1"),),
+    ports=(PortBinding(80, "tcp", "0.0.0.0", 8080),),
+)
+
+
+@pytest.fixture
+def hostile_service(request, tmp_path):
+    """A Service over a captured hostile-names layout (the fixture file named by the param)."""
+    firewall = FakeFirewall((LAYOUTS_DIR / request.param).read_text(encoding="utf-8"))
+    engine = SnapshotEngine(Snapshot(containers=[WEB_ON_QNET], networks=HOSTILE_NETWORKS))
+    with Store.open(str(tmp_path / "state")) as store:
+        out: list[str] = []
+        svc = Service(engine, firewall, store, out=out.append)
+        svc.printed = out
+        yield svc
+
+
+@pytest.mark.parametrize("hostile_service", HOSTILE_FIXTURES, indirect=True)
+def test_check_then_init_close_bridges_with_hostile_names(hostile_service):
+    svc = hostile_service
+    table = svc.firewall.table
+    layout = layouts.detect(table)
+    # check names every bridge's catch-all: none of them is "no drift"
+    problems = svc.check()
+    for bridge in HOSTILE_BRIDGES:
+        delete = rule_line("-D", layout.catch_all_chain, layouts.catch_all(bridge))
+        assert f"not initialised (init): would delete {delete}" in problems
+    assert "check: no drift" not in svc.printed
+    to_web = lambda src: Packet(src, "172.18.0.2", 80, "eth0", BR_QUOTE)  # noqa: E731
+    assert forward(table, to_web(OTHER)) == "ACCEPT"
+    svc.init()
+    table = svc.firewall.table
+    for bridge in HOSTILE_BRIDGES:
+        assert not table.has_rule(layout.catch_all_chain, *layouts.catch_all(bridge))
+        assert table.has_rule("FORWARD", *layouts.internal_jump(bridge))
+    assert forward(table, to_web(CLIENT)) == forward(table, to_web(OTHER)) == "DROP"
+    assert svc.check() == [] and svc.printed[-1] == "check: no drift"
+    # allow: its @bridge filter names the '"' bridge; only the allowed client gets in
+    svc.allow("web", [CLIENT])
+    assert forward(svc.firewall.table, to_web(CLIENT)) == "ACCEPT"
+    assert forward(svc.firewall.table, to_web(OTHER)) == "DROP"
+    assert svc.check() == []
+
+
+@pytest.mark.parametrize("hostile_service", HOSTILE_FIXTURES, indirect=True)
+@pytest.mark.parametrize("bad", ["a+", "!", "a\x1bb"])
+def test_a_bridge_name_iptables_cannot_match_is_refused_by_init_and_reported_by_check(hostile_service, bad):
+    """'a+' is iptables' wildcard (every interface starting with 'a'), '!' a negation to older
+    iptables: init refuses (exit 4, nothing changed), check never says "no drift"."""
+    svc = hostile_service
+    svc.engine.snap = Snapshot(
+        containers=[WEB_ON_QNET],
+        networks=[*HOSTILE_NETWORKS, bridge_network("badnet", bad, 30)],
+    )
+    before = list(svc.firewall.table.rules)
+    with pytest.raises(FirewallError) as exc:
+        svc.init()
+    assert str(exc.value).startswith(f"bridge {ascii(bad)}: ")
+    assert "docker-fw cannot close it; nothing was changed" in str(exc.value) and "\n" not in str(exc.value)
+    assert exc.value.exit_code == 4
+    assert svc.firewall.table.rules == before and svc.firewall.batches == []
+    problems = svc.check()
+    assert [p for p in problems if p.startswith("layout: ")] == [f"layout: {exc.value}"]
+    assert "check: no drift" not in svc.printed
+
+
+@pytest.mark.parametrize("hostile_service", HOSTILE_FIXTURES[:1], indirect=True)
+def test_allow_on_a_bridge_name_iptables_cannot_match_is_refused(hostile_service):
+    """allow's filter names @bridge: on 'a+' (iptables' wildcard) it would match every
+    'a*' interface, so the rule cannot be placed (a recorded one is withdrawn)."""
+    svc = hostile_service
+    badnet = bridge_network("badnet", "a+", 30)
+    web = Container("e" * 64, "web", "running", (Endpoint("badnet", "a+", "172.30.0.2", "172.30.0.1"),),
+                    ports=(PortBinding(80, "tcp", "0.0.0.0", 8080),))
+    svc.engine.snap = Snapshot(containers=[web], networks=[*HOSTILE_NETWORKS, badnet])
+    with pytest.raises(EngineError) as exc:
+        svc.allow("web", [CLIENT])
+    assert str(exc.value) == (
+        "the bridge 'a+' of network 'badnet': a trailing '+' makes iptables match every interface whose name "
+        "starts with the rest: the filter's @bridge cannot be placed"
+    )
+    assert svc.firewall.batches == [] and svc.store.rules(["web"]) == []

@@ -1,10 +1,11 @@
 """iptables.Iptables.restore refuses a batch line iptables-restore would not read as one line.
 
 iptables-restore 1.8.9 reads lines into a 10,240-byte buffer and runs the tail
-of a longer one as a line of its own (issue #9); a newline or other control
-character ends or cuts a line too.  The stand-in for iptables-restore here is
-a shell script that keeps what it was fed: the point is whether it runs at
-all.  tests/netns/test_filter_netns.py shows the same with real iptables.
+of a longer one as a line of its own (issue #9); a newline ends a line and a
+NUL cuts it, and no line of docker-fw's needs any other control character.
+The stand-in for iptables-restore here is a shell script that keeps what it
+was fed: the point is whether it runs at all.  tests/netns/test_filter_netns.py
+shows the same with real iptables.
 """
 
 from __future__ import annotations
@@ -44,6 +45,15 @@ def test_lines_within_the_bound_are_fed_as_they_are(firewall):
     assert fw.restores == 1
 
 
+def test_non_ascii_characters_are_fed_as_they_are(firewall):
+    """A bridge named with U+2028 or U+0085 (Docker takes such names; iptables-restore
+    reads them as they are): its rules are written like any other."""
+    fw, fed = firewall
+    lines = [RULE.replace(" -j", ' ! -i "u\u2028x" -o "n\u0085x" -j')]
+    fw.restore("filter", lines)
+    assert fed.read_text() == "*filter\n" + "\n".join(lines) + "\nCOMMIT\n"
+
+
 @pytest.mark.parametrize(
     "bad, needle",
     [
@@ -54,7 +64,7 @@ def test_lines_within_the_bound_are_fed_as_they_are(firewall):
         (RULE.replace(" -j", " \r-j"), "holds '\\r'"),
         (RULE.replace(" -j", "\0 -j"), "holds '\\x00'"),
         (RULE.replace(" -j", "\x0b -j"), "holds '\\x0b'"),
-        (RULE.replace(" -j", "\u2028 -j"), "holds '\\u2028'"),
+        (RULE.replace(" -j", "\x1b -j"), "holds '\\x1b'"),
         (RULE.replace("-p tcp", "-i eth\udce9 -p tcp"), "holds '\\udce9'"),
     ],
 )
