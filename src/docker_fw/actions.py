@@ -19,24 +19,11 @@ from .engine import Engine, Network, PortInUseError, Snapshot
 from .errors import DockerFwError, EngineError, FirewallError, UsageError
 from .filtergrammar import FilterError
 from .iptables import Iptables, Table
-from .model import BRIDGE_PLACEHOLDER, AddressKind, Kind, RuleSpec, parse_address
+from .model import BRIDGE_PLACEHOLDER, AddressKind, Kind, RuleSpec
 from .reconcile import Change, Plan, ensure_chains, plan_rules
 from .resolve import ResolvedRule, check_kind_addresses, normalise_address, resolve
+from .rulegrammar import AddRequest, allow_addresses, checked_spec, validate
 from .store import Store
-
-
-@dataclass(frozen=True)
-class AddRequest:
-    """An add action as typed: strings, not yet looked up."""
-
-    container: str
-    source: str
-    dest: str = "."
-    sport: int = 0
-    dport: int = 0
-    proto: str = "tcp"
-    filter: tuple[str, ...] = ()
-    where: str = ""  # e.g. "line 3" for --from input, used in error messages
 
 
 def _say_nothing(_: str) -> None:
@@ -261,29 +248,26 @@ class Service:
             self.out("init: already done, nothing changed")
         return plan
 
-    def spec_from_request(self, kind: Kind, req: AddRequest, rev_lookup: bool) -> RuleSpec:
+    def spec_from_request(self, kind: Kind, req: AddRequest, rev_lookup: bool, action: str | None = None) -> RuleSpec:
+        """REQ as the rule of ACTION (default: KIND's) it records: checked without
+        the engine (rulegrammar), then its names and addresses normalised against
+        the running containers and checked again."""
+        action = action or kind.action
+        written = checked_spec(action, req)
         snapshot = self.engine.snapshot()
         try:
             owner = snapshot.running(req.container)
-            source = normalise_address(parse_address(req.source), owner, snapshot, rev_lookup)
-            dest = normalise_address(parse_address(req.dest), owner, snapshot, rev_lookup)
-            spec = RuleSpec(
+            spec = dataclasses.replace(
+                written,
                 owner=owner.name,
-                kind=kind,
-                source=source,
-                dest=dest,
-                proto=req.proto,
-                sport=req.sport,
-                dport=req.dport,
-                filter=req.filter,
+                source=normalise_address(written.source, owner, snapshot, rev_lookup),
+                dest=normalise_address(written.dest, owner, snapshot, rev_lookup),
             )
-            spec.validate()
+            validate(action, spec)
             check_kind_addresses(spec, snapshot)
             resolve(spec, snapshot)  # fail now, not at apply time
         except DockerFwError as exc:
-            if req.where:
-                raise type(exc)(f"{req.where}: {exc}") from None
-            raise
+            raise req.origin.error(exc) from None
         return spec
 
     def add(self, kind: Kind, requests: list[AddRequest], rev_lookup: bool = False) -> Plan:
@@ -353,10 +337,7 @@ class Service:
         # network (docker compose down/up) gives it another bridge.
         bridge = BRIDGE_PLACEHOLDER
         specs = []
-        for text in addresses:
-            address = parse_address(text)
-            if address.kind is not AddressKind.NETWORK:
-                raise UsageError(f"allow takes IPv4 addresses or subnets (or IPv6 ones), not {text!r}")
+        for address in allow_addresses(addresses):
             requests = [
                 AddRequest(
                     container=owner.name,
@@ -654,10 +635,7 @@ class Service:
             raise UsageError("no rules to add")
         specs, entries = [], []
         for req in requests:
-            spec = self.spec_from_request(Kind.INTERNAL, req, rev_lookup)
-            if spec.source.kind is not AddressKind.CONTAINER:
-                where = f"{req.where}: " if req.where else ""
-                raise UsageError(f"{where}add-two-ways needs --source to be another container")
+            spec = self.spec_from_request(Kind.INTERNAL, req, rev_lookup, action="add-two-ways")
             specs.append(spec)
             entries.append((spec.source.value, spec.owner))
         return self.record(specs, entries, action="add-two-ways")

@@ -8,26 +8,29 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import stat
 import sys
 from typing import NoReturn
 
-from . import __version__, filtergrammar
-from .actions import AddRequest, Service
+from . import __version__
+from .actions import Service
 from .engine import Engine
 from .errors import EXIT_OK, EXIT_PENDING_CHANGES, DockerFwError, UsageError, one_line
 from .iptables import Iptables
-from .model import AddressKind, AddressSpec, Kind, RuleSpec, parse_address, parse_filter, parse_port
-from .store import Store
-
-ADD_ACTIONS = ("add", "add-input", "add-internal", "add-two-ways")
-
-ADDRESS_HELP = (
-    "an address specification: '.' (the container the rule is for), '/' (the "
-    "Docker host: the gateway of the container's network), a container name or id, "
-    "or an IPv4 or IPv6 address or subnet (an address without a prefix means /32, /128)"
+from .model import Kind
+from .rulegrammar import (
+    ADD_ACTIONS,
+    AddRequest,
+    Origin,
+    Parser,
+    RuleError,
+    add_request,
+    add_rule_options,
+    allow_request,
+    given_options,
+    parse_from_line,
 )
+from .store import Store
 
 MAIN_DESCRIPTION = """\
 docker-fw keeps a whitelisting firewall for Docker containers. Rules name
@@ -65,39 +68,6 @@ environment:
   DOCKER_FW_ENGINE_TIMEOUT    seconds one Docker API request may take
                               (default 60; exit 3)
 """
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so --from lines report their line."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
-
-
-def _rule_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-s", "--source", help="source: " + ADDRESS_HELP + " (mandatory)")
-    parser.add_argument("--sport", help="source port")
-    parser.add_argument("-d", "--dest", help="destination: " + ADDRESS_HELP + " (default '.')")
-    parser.add_argument("--dport", help="destination port (mandatory for add-input and add-internal)")
-    parser.add_argument(
-        "-p", "--protocol", choices=("tcp", "udp"), help="protocol (default tcp)"
-    )
-    parser.add_argument(
-        "--filter",
-        help="extra iptables match conditions, e.g. \"! -i @bridge -o @bridge\"; @bridge is "
-        "the bridge of the network the rule is applied on, looked up each time. Only these, each "
-        "option and each value a word of its own, '!' directly before an option it may negate: "
-        f"{filtergrammar.describe_supported()}. At most {filtergrammar.MAX_CHARS} characters and "
-        f"{filtergrammar.MAX_WORDS} words, printable ASCII",
-    )
-
-
-def _line_parser() -> Parser:
-    """Parses one line of a --from file: CONTAINER [rule options]."""
-    parser = Parser(prog="--from line", add_help=False)
-    parser.add_argument("container")
-    _rule_options(parser)
-    return parser
 
 
 def build_parser() -> Parser:
@@ -170,7 +140,7 @@ def build_parser() -> Parser:
             "'CONTAINER [options]' and the whole file is applied as one transaction.",
         )
         p.add_argument("container", nargs="?", help="container name or id")
-        _rule_options(p)
+        add_rule_options(p)
         p.add_argument(
             "--rev-lookup",
             action="store_true",
@@ -297,54 +267,9 @@ def build_parser() -> Parser:
     return parser
 
 
-def _static_check(action: str, req: AddRequest) -> None:
-    """Everything about a rule that can be checked without the engine."""
-
-    def side(text: str) -> AddressSpec:
-        spec = parse_address(text)
-        if spec.kind is AddressKind.CONTAINER and spec.value == req.container.lstrip("/"):
-            return AddressSpec.self_()  # the container's own name means '.'
-        return spec
-
-    kind = Kind.INTERNAL if action == "add-two-ways" else Kind.from_action(action)
-    spec = RuleSpec(
-        owner=req.container.lstrip("/"), kind=kind, source=side(req.source), dest=side(req.dest),
-        proto=req.proto, sport=req.sport, dport=req.dport, filter=req.filter,
-    )
-    spec.validate()
-    if action == "add-two-ways" and spec.source.kind is not AddressKind.CONTAINER:
-        raise UsageError("add-two-ways needs --source to be another container")
-
-
-def _request(args: argparse.Namespace, action: str | None = None, where: str = "") -> AddRequest:
-    action = action or getattr(args, "action", None) or "add"
-    try:
-        return _checked_request(args, action, where)
-    except UsageError as exc:
-        if where and not str(exc).startswith(where):
-            raise UsageError(f"{where}: {exc}") from None
-        raise
-
-
-def _checked_request(args: argparse.Namespace, action: str, where: str) -> AddRequest:
-    if not args.container:
-        raise UsageError("name a container, or use --from FILE")
-    if args.source is None:
-        raise UsageError("--source is mandatory")
-    if args.source == "" or args.dest == "":
-        raise UsageError("empty address specification")
-    request = AddRequest(
-        container=args.container,
-        source=args.source,
-        dest=args.dest if args.dest is not None else ".",
-        sport=parse_port(args.sport, "--sport"),
-        dport=parse_port(args.dport, "--dport"),
-        proto=args.protocol or "tcp",
-        filter=parse_filter(args.filter),
-        where=where,
-    )
-    _static_check(action, request)
-    return request
+def _request(args: argparse.Namespace, action: str | None = None) -> AddRequest:
+    """The validated request the command line's container and rule options make."""
+    return add_request(action or getattr(args, "action", None) or "add", args.container, vars(args))
 
 
 # --from input is read bounded: a typo such as '--from /dev/zero' (or an endless
@@ -391,7 +316,6 @@ def input_lines(path: str, stdin=None) -> list[str]:
     as is every other character that is not printable (NUL, CR, terminal
     escapes); a tab is whitespace.
     """
-    name = "stdin" if path == "-" else path
     data = _read_input(path, stdin)
     if len(data) > FROM_MAX_BYTES:
         raise UsageError(f"--from {path}: larger than {FROM_MAX_BYTES // (1024 * 1024)} MiB (the limit)")
@@ -405,12 +329,12 @@ def input_lines(path: str, stdin=None) -> list[str]:
         try:
             line = chunk.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise UsageError(
-                f"{name} line {number}: not UTF-8 text (byte 0x{chunk[exc.start]:02x} at offset {exc.start})"
+            raise RuleError(
+                f"not UTF-8 text (byte 0x{chunk[exc.start]:02x} at offset {exc.start})", Origin.of_input(path, number)
             ) from None
         bad = _unprintable(line)
         if bad is not None:
-            raise UsageError(f"{name} line {number}: holds a control or unprintable character (U+{ord(bad):04X})")
+            raise RuleError(f"holds a control or unprintable character (U+{ord(bad):04X})", Origin.of_input(path, number))
         lines.append(line)
     return lines
 
@@ -419,32 +343,15 @@ def read_from(path: str, action: str, stdin=None) -> list[AddRequest]:
     """Requests from a --from file: one 'CONTAINER [options]' per line.
 
     Blank lines and '#' comments are skipped; a line may also be a whole
-    command as 'docker-fw ls' prints it ('docker-fw ACTION CONTAINER ...'),
-    whose action must be the one being run.  The input is bounded
-    (FROM_MAX_BYTES, FROM_MAX_LINES) and checked by input_lines().
+    command as 'docker-fw ls' prints it (rulegrammar.parse_from_line).  The
+    input is bounded (FROM_MAX_BYTES, FROM_MAX_LINES) and checked by input_lines().
     """
-    parser = _line_parser()
-    requests = []
-    for number, line in enumerate(input_lines(path, stdin), 1):
-        where = f"{'stdin' if path == '-' else path} line {number}"
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        try:
-            tokens = shlex.split(line)
-            if tokens and tokens[0] == "docker-fw":
-                tokens = tokens[1:]
-            if tokens and tokens[0] in ADD_ACTIONS:
-                if tokens[0] != action:
-                    raise UsageError(f"this line is for {tokens[0]}, not {action}")
-                tokens = tokens[1:]
-            requests.append(_request(parser.parse_args(tokens), action, where))
-        except ValueError as exc:  # shlex
-            raise UsageError(f"{where}: {exc}") from None
-        except UsageError as exc:
-            message = str(exc).removeprefix("--from line: ")
-            if message.startswith(where):
-                raise
-            raise UsageError(f"{where}: {message}") from None
+    lines = input_lines(path, stdin)
+    requests = [
+        request
+        for number, line in enumerate(lines, 1)
+        if (request := parse_from_line(line, action, Origin.of_input(path, number))) is not None
+    ]
     if not requests:
         raise UsageError(f"--from {path}: no rules in input")
     return requests
@@ -453,18 +360,7 @@ def read_from(path: str, action: str, stdin=None) -> list[AddRequest]:
 def _add_requests(args: argparse.Namespace) -> list[AddRequest]:
     if args.from_file is None:
         return [_request(args, args.action)]
-    given = [
-        opt
-        for opt, value in (
-            ("--source", args.source),
-            ("--sport", args.sport),
-            ("--dest", args.dest),
-            ("--dport", args.dport),
-            ("--protocol", args.protocol),
-            ("--filter", args.filter),
-        )
-        if value is not None
-    ]
+    given = given_options(vars(args))
     if args.container or given:
         raise UsageError(
             "with --from, no container or rule option may be given (only --rev-lookup): "
@@ -528,9 +424,7 @@ def run(argv: list[str], out=None, err=None, backends=real_backends) -> int:
         if args.action == "start" and args.jobs < 1:
             raise UsageError("--jobs must be at least 1")
         if args.action == "allow":
-            for text in args.addresses:
-                if parse_address(text).kind is not AddressKind.NETWORK:
-                    raise UsageError(f"allow takes IPv4 addresses or subnets (or IPv6 ones), not {text!r}")
+            allow_request(args.container, args.addresses)
         if args.action == "watch":
             if args.interval <= 0:
                 raise UsageError("--interval must be positive")
