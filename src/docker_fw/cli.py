@@ -1,16 +1,20 @@
 """Command line: the seed's syntax, mapped onto the service layer.
 
-Thin on purpose: parse, call one Service method, print, and turn errors
+Thin on purpose: parse, look the action up in COMMANDS (its engine-free
+checks, how it opens the store, its handler), call one Service method, print, and turn errors
 into a one-line message and an exit code (see errors.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import enum
 import os
 import stat
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from . import __version__
 from .actions import Service
@@ -369,13 +373,6 @@ def _add_requests(args: argparse.Namespace) -> list[AddRequest]:
     return read_from(args.from_file, args.action)
 
 
-def _reads_only(args: argparse.Namespace) -> bool:
-    """Actions that change neither the store nor the firewall: they open the store
-    read-only (a shared lock, nothing created), so they work on a read-only state
-    directory.  Not 'gc --dry-run': it marks containers gone, then rolls that back."""
-    return args.action in ("ls", "check") or (args.action in ("replay", "start") and args.dry_run)
-
-
 def real_backends(verbose) -> tuple[Engine, Iptables, Iptables]:
     """The engine and the firewalls (iptables, ip6tables) a run talks to."""
     return Engine(), Iptables(verbose=verbose), Iptables(family=6, verbose=verbose)
@@ -404,6 +401,138 @@ def _check_argv(argv: list[str]) -> None:
             raise UsageError(f"argument {number} holds a control or unprintable character (U+{ord(bad):04X}): '{arg}'")
 
 
+class StoreUse(enum.Enum):
+    """How a command opens the state store."""
+
+    WRITE = "write"
+    # Changes neither the store nor the firewall: opened read-only (a shared
+    # lock, nothing created), so it works on a read-only state directory.
+    READ = "read"
+    READ_ON_DRY_RUN = "read with --dry-run"  # not 'gc --dry-run': it marks containers gone, then rolls back
+    NONE = "none"  # run() opens none: the command runs on its own (watch)
+
+
+@dataclass(frozen=True)
+class Command:
+    """What run() does for one action.
+
+    CHECK takes the parsed arguments and checks everything that needs neither
+    the engine, nor iptables, nor the store (what it returns is given to
+    HANDLER as PREPARED); HANDLER(service, args, prepared) runs the action and
+    gives the exit code (None: 0).  NEEDS_ENGINE is False for a command that
+    asks the engine only for what the store does not know ('ls' of recorded
+    containers never asks it).
+    """
+
+    handler: Callable[[Any, argparse.Namespace, Any], int | None]
+    check: Callable[[argparse.Namespace], Any] = lambda _args: None
+    store: StoreUse = StoreUse.WRITE
+    needs_engine: bool = True
+
+    def reads_only(self, args: argparse.Namespace) -> bool:
+        return self.store is StoreUse.READ or (self.store is StoreUse.READ_ON_DRY_RUN and args.dry_run)
+
+
+def _pending(changes) -> int:
+    """1 (replay --dry-run, check) when there is anything to change, else 0."""
+    return EXIT_PENDING_CHANGES if changes else EXIT_OK
+
+
+# The handlers: HANDLER(service, args, prepared) -> exit code (None: 0).
+
+
+def _init(service, args, _) -> None:
+    service.init(args.networks, all_networks=args.all_networks)
+
+
+def _add(service, args, requests) -> None:
+    if args.action == "add-two-ways":
+        service.add_two_ways(requests, rev_lookup=args.rev_lookup)
+    else:
+        service.add(Kind.from_action(args.action), requests, rev_lookup=args.rev_lookup)
+
+
+def _allow(service, args, _) -> None:
+    service.allow(args.container, args.addresses)
+
+
+def _ls(service, args, _) -> None:
+    service.ls(args.containers)
+
+
+def _drop(service, args, _) -> None:
+    service.drop(args.containers)
+
+
+def _rename(service, args, _) -> None:
+    service.rename(args.old, args.new)
+
+
+def _save_hostconfig(service, args, _) -> None:
+    service.save_hostconfig(args.containers)
+
+
+def _start(service, args, _) -> None:
+    service.start(args.containers, dry_run=args.dry_run, paused=args.paused, pull_deps=args.pull_deps, jobs=args.jobs)
+
+
+def _check(service, _args, _) -> int:
+    return _pending(service.check())
+
+
+def _gc(service, args, _) -> None:
+    service.gc(args.days, dry_run=args.dry_run)
+
+
+def _replay(service, args, _) -> int | None:
+    plan = service.replay(args.containers, dry_run=args.dry_run)
+    return _pending(plan) if args.dry_run else None
+
+
+def _watch(_service, args, _) -> int:
+    from .watch import run_watch
+
+    return run_watch(interval=args.interval, as_json=args.json, init=args.init)
+
+
+# The checks: CHECK(args) -> what the handler is given as PREPARED.
+
+
+def _checked_allow(args) -> None:
+    allow_request(args.container, args.addresses)
+
+
+def _checked_jobs(args) -> None:
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+
+
+def _checked_days(args) -> None:
+    if args.days < 0:
+        raise UsageError("--days must not be negative")
+
+
+def _checked_interval(args) -> None:
+    if args.interval <= 0:
+        raise UsageError("--interval must be positive")
+
+
+COMMANDS: dict[str, Command] = {
+    "init": Command(_init),
+    **{name: Command(_add, check=_add_requests) for name in ADD_ACTIONS},
+    "allow": Command(_allow, check=_checked_allow),
+    "ls": Command(_ls, store=StoreUse.READ, needs_engine=False),
+    "drop": Command(_drop),
+    "rename": Command(_rename),
+    "save-hostconfig": Command(_save_hostconfig),
+    "start": Command(_start, check=_checked_jobs, store=StoreUse.READ_ON_DRY_RUN),
+    "check": Command(_check, store=StoreUse.READ),
+    "gc": Command(_gc, check=_checked_days),
+    "replay": Command(_replay, store=StoreUse.READ_ON_DRY_RUN),
+    "watch": Command(_watch, check=_checked_interval, store=StoreUse.NONE),
+}
+
+
 def run(argv: list[str], out=None, err=None, backends=real_backends) -> int:
     """Run one docker-fw command; the exit code.  OUT and ERR print one line
     each (default: stdout, stderr); BACKENDS(verbose) gives the engine and the
@@ -418,59 +547,20 @@ def run(argv: list[str], out=None, err=None, backends=real_backends) -> int:
         if not args.action:
             parser.print_help()
             return 2
+        command = COMMANDS[args.action]
         # Everything the command line says is checked before the engine,
         # iptables or the store is touched.
-        requests = _add_requests(args) if args.action in ADD_ACTIONS else None
-        if args.action == "start" and args.jobs < 1:
-            raise UsageError("--jobs must be at least 1")
-        if args.action == "allow":
-            allow_request(args.container, args.addresses)
-        if args.action == "watch":
-            if args.interval <= 0:
-                raise UsageError("--interval must be positive")
-            from .watch import run_watch
-
-            return run_watch(interval=args.interval, as_json=args.json, init=args.init)
-        if args.action == "gc" and args.days < 0:
-            raise UsageError("--days must not be negative")
+        prepared = command.check(args)
+        if command.store is StoreUse.NONE:
+            return command.handler(None, args, prepared) or EXIT_OK
         verbose = (lambda line: out(f"docker-fw: {line}")) if args.verbose else None
         engine, firewall, firewall6 = backends(verbose)
-        with Store.open(read_only=_reads_only(args)) as store:
+        with Store.open(read_only=command.reads_only(args)) as store:
             service = Service(
                 engine, firewall, store, out=out, warn=lambda s: err(f"docker-fw: warning: {s}"),
                 firewall6=firewall6,
             )
-            if args.action == "init":
-                service.init(args.networks, all_networks=args.all_networks)
-            elif args.action == "add-two-ways":
-                service.add_two_ways(requests, rev_lookup=args.rev_lookup)
-            elif args.action in ADD_ACTIONS:
-                service.add(Kind.from_action(args.action), requests, rev_lookup=args.rev_lookup)
-            elif args.action == "allow":
-                service.allow(args.container, args.addresses)
-            elif args.action == "ls":
-                service.ls(args.containers)
-            elif args.action == "drop":
-                service.drop(args.containers)
-            elif args.action == "rename":
-                service.rename(args.old, args.new)
-            elif args.action == "save-hostconfig":
-                service.save_hostconfig(args.containers)
-            elif args.action == "start":
-                service.start(
-                    args.containers, dry_run=args.dry_run, paused=args.paused,
-                    pull_deps=args.pull_deps, jobs=args.jobs,
-                )
-            elif args.action == "check":
-                if service.check():
-                    return EXIT_PENDING_CHANGES
-            elif args.action == "gc":
-                service.gc(args.days, dry_run=args.dry_run)
-            elif args.action == "replay":
-                plan = service.replay(args.containers, dry_run=args.dry_run)
-                if args.dry_run and plan:
-                    return EXIT_PENDING_CHANGES
-        return EXIT_OK
+            return command.handler(service, args, prepared) or EXIT_OK
     except DockerFwError as exc:
         message = str(exc)
         if not message.startswith("docker-fw"):

@@ -521,3 +521,50 @@ def test_output_with_bytes_read_from_iptables_save_prints(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, env=strict, timeout=60, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"foreign rule: -i x\\udcffy\n"
+
+
+# --- the command table ------------------------------------------------------------------------
+
+
+def test_every_action_has_one_command_and_every_command_an_action():
+    parser = cli.build_parser()
+    actions = next(a for a in parser._actions if a.dest == "action").choices
+    assert set(cli.COMMANDS) == set(actions)
+
+
+@pytest.mark.parametrize(
+    "argv, reads_only",
+    [
+        (["ls"], True), (["check"], True), (["replay", "--dry-run"], True), (["start", "--dry-run", "web"], True),
+        (["replay"], False), (["start", "web"], False), (["gc", "--dry-run"], False), (["init"], False),
+        (["add", "web", "-s", "1.2.3.4"], False), (["allow", "web", "1.2.3.4"], False), (["drop", "web"], False),
+        (["rename", "a", "b"], False), (["save-hostconfig", "web"], False),
+    ],
+)
+def test_the_commands_that_open_the_store_read_only(argv, reads_only):
+    args = cli.build_parser().parse_args(argv)
+    assert cli.COMMANDS[args.action].reads_only(args) is reads_only
+
+
+class _NoEngine:
+    """Stands for engine.Engine where a command must not ask the engine at all."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the engine was asked ({name})")
+
+
+def test_a_command_that_needs_no_engine_runs_without_one(tmp_path, monkeypatch):
+    from fakes import FakeEngine, FakeFirewall
+
+    monkeypatch.setenv("DOCKER_FW_STATE_DIR", str(tmp_path / "state"))
+    engine = FakeEngine(tmp_path / "engine")
+    engine.add("web", state="running")
+    firewall = FakeFirewall()
+    out: list[str] = []
+    assert cli.run(["add", "web", "--source", "203.0.113.1"], out=out.append, err=lambda _: None,
+                   backends=lambda verbose: (engine, firewall, None)) == 0
+    no_engine = [name for name, command in cli.COMMANDS.items() if not command.needs_engine]
+    assert no_engine == ["ls"]
+    out.clear()
+    assert cli.run(["ls", "web"], out=out.append, backends=lambda verbose: (_NoEngine(), firewall, None)) == 0
+    assert out == ["docker-fw add web --source=203.0.113.1 --dest=. --protocol=tcp"]
