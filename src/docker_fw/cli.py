@@ -1,8 +1,9 @@
 """Command line: the seed's syntax, mapped onto the service layer.
 
 Thin on purpose: parse, look the action up in COMMANDS (its engine-free
-checks, how it opens the store, its handler), call one Service method, print, and turn errors
-into a one-line message and an exit code (see errors.py).
+checks, how it opens the store, its handler), call one Service method,
+print, and turn errors into a one-line message and an exit code (see
+errors.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .rulegrammar import (
     AddRequest,
     Origin,
     Parser,
+    ParserError,
     RuleError,
     add_request,
     add_rule_options,
@@ -563,7 +565,9 @@ def run(argv: list[str], out=None, err=None, backends=real_backends) -> int:
             return command.handler(service, args, prepared) or EXIT_OK
     except DockerFwError as exc:
         message = str(exc)
-        if not message.startswith("docker-fw"):
+        # Named by argparse's own messages only: a message may well start with
+        # a file's or a container's name 'docker-fw...'.
+        if not isinstance(exc, ParserError):
             action = getattr(args, "action", None)
             message = f"docker-fw {action}: {message}" if action else f"docker-fw: {message}"
         err(message)  # one line: _printing escapes what the message quotes

@@ -158,11 +158,16 @@ class LabelRule:
     request: AddRequest | AllowRequest
 
 
+class ParserError(UsageError):
+    """argparse's message about the command line, already naming the program
+    ('docker-fw add: the following arguments are required: ...')."""
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so that a rule line reports its origin."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
+        raise ParserError(f"{self.prog}: {message}")
 
 
 class _LineParser(Parser):

@@ -568,3 +568,14 @@ def test_a_command_that_needs_no_engine_runs_without_one(tmp_path, monkeypatch):
     out.clear()
     assert cli.run(["ls", "web"], out=out.append, backends=lambda verbose: (_NoEngine(), firewall, None)) == 0
     assert out == ["docker-fw add web --source=203.0.113.1 --dest=. --protocol=tcp"]
+
+
+def test_a_from_file_named_like_the_program_still_gets_the_action_in_front(env, tmp_path, monkeypatch):
+    """Only argparse's own messages start with the program's name: a message that
+    starts with a file's (or a container's) name 'docker-fw...' is still prefixed."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docker-fw.rules").write_text("web --dport 80\n")
+    result = run(["add", "--from", "docker-fw.rules"])
+    assert result.code == 2
+    assert result.message == "docker-fw add: docker-fw.rules line 1: --source is mandatory"
+    assert not env.exists()
