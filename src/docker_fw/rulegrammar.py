@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import functools
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -304,6 +305,9 @@ def _words(line: str) -> list[str]:
         raise UsageError(str(exc)) from None
 
 
+# Made once: building a parser costs more than parsing a line with it, and
+# parse_args() leaves the parser as it was.
+@functools.cache
 def _container_line_parser() -> _LineParser:
     """CONTAINER [rule options]: a line of a --from file."""
     parser = _LineParser(prog="--from line", add_help=False)
@@ -337,6 +341,7 @@ def parse_from_line(line: str, action: str, origin: Origin) -> AddRequest | None
     return add_request(action, parsed.container, _options(parsed), origin)
 
 
+@functools.cache
 def _label_line_parser() -> _LineParser:
     """ACTION [rule options | addresses]: a line of a container's label."""
     parser = _LineParser(prog="label line", add_help=False)
