@@ -208,3 +208,16 @@ def test_a_bad_label_line_is_a_rule_error_with_its_label_and_line(line, message)
     assert info.value.origin == LABEL
     assert message in info.value.message
     assert str(info.value) == f"label docker-fw.rules line 3: {info.value.message}"
+
+
+def test_an_engine_error_for_a_rule_keeps_its_exit_code_and_names_the_line():
+    from docker_fw.errors import EngineError
+
+    exc = FILE.error(EngineError("no such container: web"))
+    assert type(exc) is EngineError and exc.exit_code == 3
+    assert str(exc) == "rules.txt line 7: no such container: web"
+    plain = EngineError("no such container: web")
+    assert ARGV.error(plain) is plain  # the command line: the action names it
+    located = FILE.error(UsageError("web is a container network address"))
+    assert isinstance(located, RuleError) and (located.origin, located.message) == (FILE, "web is a container network address")
+    assert LABEL.error(located) is located  # keeps the origin it has
