@@ -579,3 +579,27 @@ def test_a_from_file_named_like_the_program_still_gets_the_action_in_front(env, 
     assert result.code == 2
     assert result.message == "docker-fw add: docker-fw.rules line 1: --source is mandatory"
     assert not env.exists()
+
+
+def test_from_line_errors_that_need_the_engine_name_their_line(tmp_path, monkeypatch):
+    """Checked by the service against the engine: a stopped container (exit 3) and a
+    container's own address (exit 2), each named by its file and line; nothing recorded."""
+    from fakes import FakeEngine, FakeFirewall
+
+    monkeypatch.setenv("DOCKER_FW_STATE_DIR", str(tmp_path / "state"))
+    engine = FakeEngine(tmp_path / "engine")
+    engine.add("web", state="running", ips={"bridge": "172.17.0.10"})
+    engine.add("old", state="exited")
+    firewall = FakeFirewall()
+    rules = tmp_path / "rules.txt"
+    for line, code, needle in [
+        ("old --source 203.0.113.1", 3, f"docker-fw add: {rules} line 2: "),
+        ("web --source 172.17.0.10", 2, f"docker-fw add: {rules} line 2: 172.17.0.10 is a container network address"),
+    ]:
+        rules.write_text(f"web --source 203.0.113.1\n{line}\n")
+        err: list[str] = []
+        assert cli.run(["add", "--from", str(rules)], out=lambda _: None, err=err.append,
+                       backends=lambda verbose: (engine, firewall, None)) == code
+        assert len(err) == 1 and err[0].startswith(needle), err
+    assert cli.run(["ls"], out=err.append, backends=lambda verbose: (engine, firewall, None)) == 0
+    assert err[-1].startswith(f"docker-fw add: {rules} line 2")  # ls printed nothing
