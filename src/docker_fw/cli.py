@@ -243,7 +243,7 @@ def build_parser() -> Parser:
         "retried. A systemd unit is in contrib/docker-fw-watch.service.",
     )
     p.add_argument("--interval", type=float, default=10.0, metavar="SECONDS",
-                   help="full reconcile every SECONDS (default 10)")
+                   help="full reconcile every SECONDS, 0.1 to 86400 (default 10)")
     p.add_argument("--json", action="store_true", help="log JSON lines instead of text")
     p.add_argument("--no-init", dest="init", action="store_false",
                    help="never run 'init': leave Docker's FORWARD chain as it is (for hosts "
@@ -268,7 +268,7 @@ def build_parser() -> Parser:
         "from when 'watch' saw it destroyed, or when 'gc' first found it missing; one "
         "re-created under the same name before that gets its rules back.",
     )
-    p.add_argument("--days", type=float, default=7.0, help="grace period in days (default 7; 0: now)")
+    p.add_argument("--days", type=float, default=7.0, help="grace period in days, 0 to 36500 (default 7; 0: now)")
     p.add_argument("--dry-run", action="store_true", help="print what would be forgotten")
     return parser
 
@@ -509,14 +509,24 @@ def _checked_jobs(args) -> None:
         raise UsageError("--jobs must be at least 1")
 
 
+# float() takes 'nan', 'inf' and '1e308': as --interval they made a busy loop
+# (a NaN deadline) or an OverflowError of a wait.
+INTERVAL_RANGE = (0.1, 86400.0)  # seconds
+DAYS_RANGE = (0.0, 36500.0)
+
+
+def _checked_number(option: str, value: float, bounds: tuple[float, float], unit: str) -> None:
+    low, high = bounds
+    if not low <= value <= high:  # false for nan too
+        raise UsageError(f"{option} must be {low:g} to {high:g} {unit}, not {value!r}")
+
+
 def _checked_days(args) -> None:
-    if args.days < 0:
-        raise UsageError("--days must not be negative")
+    _checked_number("--days", args.days, DAYS_RANGE, "days")
 
 
 def _checked_interval(args) -> None:
-    if args.interval <= 0:
-        raise UsageError("--interval must be positive")
+    _checked_number("--interval", args.interval, INTERVAL_RANGE, "seconds")
 
 
 COMMANDS: dict[str, Command] = {

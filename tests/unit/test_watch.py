@@ -510,3 +510,41 @@ def test_a_malformed_event_is_skipped(state, tmp_path):
     assert pending.names == {"web"}
     warnings = log.msgs("warning")
     assert len(warnings) == 2 and all(m.startswith("ignored an engine event: AttributeError") for m in warnings)
+
+
+# ============================================================================
+# --interval, --days: finite and in range
+# ============================================================================
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e308", "0", "-1", "0.01", "86401", "ten", ""])
+def test_watch_interval_must_be_finite_and_in_range(state, monkeypatch, value):
+    from docker_fw import cli
+
+    monkeypatch.setattr(watch_mod, "run_watch", lambda **_: pytest.fail("watch ran"))
+    err: list[str] = []
+    assert cli.run(["watch", "--interval", value], out=lambda s: None, err=err.append) == 2
+    assert len(err) == 1 and "\n" not in err[0]
+    assert err[0].startswith("docker-fw watch: ") and "--interval" in err[0]
+    if value not in ("ten", "", "-inf"):  # argparse's own: not a float, or taken for an option
+        assert err[0].startswith("docker-fw watch: --interval must be 0.1 to 86400 seconds, not ")
+    assert not state.exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "1e308", "36501"])
+def test_gc_days_must_be_finite_and_in_range(state, value):
+    from docker_fw import cli
+
+    err: list[str] = []
+    assert cli.run(["gc", "--days", value], out=lambda s: None, err=err.append) == 2
+    assert len(err) == 1 and err[0].startswith("docker-fw gc: --days must be 0 to 36500 days, not ")
+    assert not state.exists()
+
+
+def test_interval_bounds_are_accepted():
+    from docker_fw import cli
+
+    parser = cli.build_parser()
+    assert parser.parse_args(["watch", "--interval", "0.1"]).interval == 0.1
+    assert parser.parse_args(["watch", "--interval", "86400"]).interval == 86400
+    assert parser.parse_args(["gc", "--days", "0"]).days == 0
