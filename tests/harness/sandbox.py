@@ -277,11 +277,17 @@ class Sandbox:
 
     def restart_engine(self, stop_timeout: int | None = 1) -> None:
         """Stop dockerd (its containers stop) and start it again on the same data-root.
+        Containers stay stopped after the restart (restart policy "no")."""
+        self.stop_engine(stop_timeout)
+        self.start_engine()
+
+    def stop_engine(self, stop_timeout: int | None = 1) -> None:
+        """Stop dockerd, leaving the namespaces and the data-root: the engine is away
+        until start_engine().
 
         Running containers are first stopped through the API, in parallel, with
         stop_timeout seconds of grace (dockerd's own shutdown gives each one 10 s, which
         a ``sleep`` as PID 1 always uses up); None leaves them to dockerd's shutdown.
-        Containers stay stopped after the restart (restart policy "no").
         """
         if stop_timeout is not None and self.running():
             api = self.client().api
@@ -292,6 +298,9 @@ class Sandbox:
         self._close_client()
         self._stop_dockerd()
         self._kill_leftovers(netns=False)
+
+    def start_engine(self) -> None:
+        """Start dockerd again after stop_engine(), on the same data-root."""
         self._start_dockerd()
 
     def __enter__(self) -> "Sandbox":
