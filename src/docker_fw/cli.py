@@ -239,8 +239,10 @@ def build_parser() -> Parser:
         "withdraw the rules pointing at the address it had (pause keeps them). At "
         "startup, after the engine comes back, on SIGHUP and every --interval seconds, "
         "reconcile everything, including 'init' unless --no-init (an engine restart puts Docker's "
-        "catch-all back). Bursts of events are applied as one batch; a failed batch is "
-        "retried. A systemd unit is in contrib/docker-fw-watch.service.",
+        "catch-all back). Bursts of events (and of SIGHUPs) are applied as one batch; a "
+        "failed batch is retried with backoff, as is the engine when it is away (a few "
+        "log lines per outage). SIGTERM stops it. A systemd unit is in "
+        "contrib/docker-fw-watch.service.",
     )
     p.add_argument("--interval", type=float, default=10.0, metavar="SECONDS",
                    help="full reconcile every SECONDS, 0.1 to 86400 (default 10)")
