@@ -60,6 +60,11 @@ NETWORK_RECONCILE_ACTIONS = {"create", "destroy"}
 # this many seconds: a SIGHUP sooner after the last one waits for the rest.
 SIGHUP_SPACING = 1.0
 
+# A batch that failed after this many seconds ran into a deadline (iptables
+# hung, see DOCKER_FW_IPTABLES_TIMEOUT), not into one container's data: it is
+# retried whole, not split into pieces that would each wait as long.
+SLOW_FAILURE = 5.0
+
 # Exception text kept in a log line (an engine's error can be a whole page).
 MAX_ERROR_TEXT = 300
 
@@ -431,6 +436,7 @@ class Watcher:
     def _apply_batch(self, pending: Pending) -> tuple[Plan, dict[str, Exception], Exception | None]:
         """Apply a batch; returns what was applied, the containers that failed
         on their own, and the error that made the batch be split (or None)."""
+        started = self.clock.monotonic()
         try:
             return self.apply(pending), {}, None
         except (EngineError, StoreError):
@@ -438,6 +444,8 @@ class Watcher:
         except Exception as exc:
             if not pending.everything and len(pending.names) < 2:
                 raise
+            if self.clock.monotonic() - started >= SLOW_FAILURE:
+                raise  # a deadline (a hung iptables): each piece would wait as long
             plan, failed = self._apply_split(pending, exc)
             return plan, failed, exc
 

@@ -496,6 +496,34 @@ def test_one_failing_container_does_not_hold_back_the_others(state, tmp_path, er
     assert len(errors) <= 2 * 8  # db fails all along: a few lines
 
 
+class HungFirewall(FakeFirewall):
+    """iptables-restore that hangs until its deadline (30 s of simulated time), then fails."""
+
+    def __init__(self, clock: SimClock):
+        super().__init__()
+        self.clock = clock
+        self.restores = 0
+
+    def restore(self, table, lines, *args, **kwargs):
+        self.restores += 1
+        self.clock.now += 30.0
+        raise FirewallError("'iptables-restore --wait --noflush' did not finish within 30s and was killed")
+
+
+def test_a_batch_that_ran_into_a_deadline_is_not_split(state, tmp_path):
+    engine = FakeEngine(tmp_path / "engine")
+    for name in ("db", "web", "app"):
+        engine.add(name, state="running")
+    record(to_host_dns("db"), to_host_dns("web"), to_host_dns("app"))
+    w, clock, log = make_watcher(engine, limit=300.0)
+    w.firewall = HungFirewall(clock)
+    assert w.loop() == 0
+    # one restore per attempt (each 30 s, then the backoff): not one per container as well
+    errors = log.msgs("error")
+    assert w.firewall.restores <= 300 / 30 + 1
+    assert errors and not any("container by container" in e for e in errors), errors
+
+
 def test_a_malformed_event_is_skipped(state, tmp_path):
     engine = FakeEngine(tmp_path / "engine")
     engine.add("web", state="running")
