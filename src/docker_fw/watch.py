@@ -322,8 +322,8 @@ class Watcher:
             pending.everything = pending.everything or reason
         elif kind == "connected":
             self._engine_away = False
-            if reason:  # back after an outage: reconcile everything, now
-                pending.everything = pending.everything or reason
+            if reason:  # back after an outage: reconcile everything, now (and say why)
+                pending.everything = reason
                 self._not_before = 0.0
         elif kind == "disconnected":
             self._engine_away = True

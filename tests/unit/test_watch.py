@@ -374,7 +374,7 @@ def test_no_batch_is_tried_while_the_listener_says_the_engine_is_away(state, tmp
     assert not clock.spun
     assert snapshots and min(snapshots) >= 1060.0  # nothing was tried while it was away
     applied = [e for e in log.entries() if e["msg"].startswith("applied")]
-    assert applied[0]["reason"] == "startup"  # the startup reconcile waited for it
+    assert applied[0]["reason"] == "reconnected to the engine"  # the startup reconcile waited for it
     assert len(w.firewall.ours("web")) == 1
     assert log.msgs("error") == []
 
