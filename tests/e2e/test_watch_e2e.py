@@ -142,7 +142,8 @@ def test_flushed_rules_are_repaired(sandbox, fw, web, watch):
     sandbox.engine_run(["iptables", "-D", "FORWARD", "-j", "DOCKER-FW-FORWARD"])
     sandbox.engine_run(["iptables", "-F", "DOCKER-FW-FORWARD"])
     sandbox.engine_run(["iptables", *fw.catch_all().split()])
-    assert fw.run("check").returncode == 1
+    # No 'check' here: watch's 1-second periodic check may repair the flush
+    # first under load.  The 'periodic check' entry below proves it repaired it.
     assert eventually(lambda: allowed_only(sandbox), timeout=15), watch.text()
     assert fw.catch_all() not in fw.rules_text()
     assert any(e.get("reason") == "periodic check" and e["msg"].startswith("add") for e in watch.entries()), watch.text()
