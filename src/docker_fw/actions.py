@@ -1,9 +1,9 @@
 """The service layer: one method per action.
 
 Every action follows the same steps: look at the engine (one snapshot),
-change the store inside a transaction, plan against the live ruleset
-(``iptables-save``), apply the plan in one ``iptables-restore --noflush``
-batch, and commit the store only if the kernel accepted the batch.
+change the store inside a transaction (transaction.py), plan against what
+each firewall backend reads live, apply each backend's plan in one atomic
+batch, and commit the store only if every kernel accepted its batch.
 """
 
 from __future__ import annotations
@@ -11,19 +11,22 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from . import depgraph, hostconfig, hosts, layouts
+from . import depgraph, hostconfig, hosts
+from .backends import Change, FirewallBackend
+from .backends.iptables import IptablesBackend
+from .backends.iptables.backend import UNMANAGED_IP6TABLES
 from .engine import Engine, Network, PortInUseError, Snapshot
 from .errors import DockerFwError, EngineError, FirewallError, UsageError
 from .filtergrammar import FilterError
-from .iptables import Iptables, Table
+from .iptables import Iptables
 from .model import BRIDGE_PLACEHOLDER, AddressKind, Kind, RuleSpec
-from .reconcile import Change, Plan, ensure_chains, plan_rules
 from .resolve import ResolvedRule, check_kind_addresses, normalise_address, resolve
 from .rulegrammar import AddRequest, allow_addresses, checked_spec, validate
 from .store import Store
+from .transaction import Plan, Transaction, transaction
 
 
 def _say_nothing(_: str) -> None:
@@ -34,15 +37,11 @@ class _DryRun(Exception):
     """Raised inside a store transaction to roll it back after a dry run."""
 
 
-IPV6_UNMANAGED = "IPv6 rules not applied: the engine does not manage ip6tables (--ip6tables)"
+IPV6_UNMANAGED = UNMANAGED_IP6TABLES
 IPV6_NOT_INITIALISED = (
     "IPv6 not initialised: the engine has IPv6 networks but does not manage ip6tables "
     "(--ip6tables): any IPv6 client reaches published ports through Docker's userland proxy"
 )
-
-
-def _as_family(changes: list[Change], family: int) -> list[Change]:
-    return [dataclasses.replace(c, family=family) for c in changes]
 
 
 def _family_note(change: Change) -> str:
@@ -65,6 +64,11 @@ class HostsTarget:
         return self.owner, f"cannot {verb} {self.owner}'s hosts file {hosts.shown(self.path)}: {exc}"
 
 
+def _raise_first(failed: list[HostsFailure]) -> None:
+    if failed:
+        raise EngineError(failed[0][1])
+
+
 def _hosts_not_updated(failed: list[HostsFailure], dry_run: bool = False) -> EngineError:
     """The error a command ends with after it did all it could but these hosts files."""
     names = ", ".join(owner for owner, _ in failed)
@@ -82,10 +86,16 @@ class Service:
         out: Callable[[str], None] = print,
         warn: Callable[[str], None] = _say_nothing,
         firewall6: Iptables | None = None,
+        backends: Sequence[FirewallBackend] | None = None,
     ):
+        """BACKENDS: the firewalls to keep in line with the record, the required
+        one first; by default iptables (FIREWALL) and, given, ip6tables (FIREWALL6)."""
         self.engine = engine
-        self.firewall = firewall
-        self.firewall6 = firewall6  # ip6tables; None: IPv4 only
+        if backends is None:
+            backends = [IptablesBackend(firewall, 4)]
+            if firewall6 is not None:
+                backends.append(IptablesBackend(firewall6, 6))
+        self.backends = list(backends)
         self.store = store
         self.out = out
         self.warn = warn
@@ -106,49 +116,31 @@ class Service:
                 plan.withdrawn.append((spec, str(exc)))
         return desired
 
-    def _save6(self) -> Table | None:
-        """The ip6tables filter table, when the engine manages ip6tables; else None.
+    def _transaction(self, record: bool = True) -> contextlib.AbstractContextManager[Transaction]:
+        """A transaction over every backend, and over the store unless RECORD is False."""
+        return transaction(self.backends, self.store if record else None)
 
-        None without an IPv6 firewall, when ip6tables-save is missing or
-        fails (a kernel without IPv6), and when the table has no DOCKER chain
-        (an engine without --ip6tables): IPv6 rules are then left out.
-        """
-        if self.firewall6 is None:
-            return None
-        try:
-            table6 = self.firewall6.save()
-        except FirewallError:
-            return None
-        return table6 if "DOCKER" in table6.chains else None
-
-    def _plan(self, table: Table, scope: set[str] | None, table6: Table | None = None) -> Plan:
-        plan = Plan(table=table, table6=table6)
+    def _plan(self, tx: Transaction, scope: set[str] | None) -> Plan:
+        """Each backend's changes for the recorded rules of SCOPE (None: every owner), added to TX."""
+        plan = Plan()
         specs = self.store.rules(sorted(scope) if scope is not None else None)
         desired = self._desired(specs, plan)
-        plan.extend(ensure_chains(table))
-        plan.extend(plan_rules(table, desired, scope))
-        desired6 = [r for r in desired if r.family == 6 and (scope is None or r.owner in scope)]
-        if table6 is not None:
-            if desired6 or any(k.chain in table6.chains for k in Kind):
-                plan.extend(ensure_chains(table6, family=6))
-            plan.extend(plan_rules(table6, desired, scope, family=6))
-        elif desired6:
-            plan.ipv6_left_out = len(desired6)
+        for backend in tx.backends:
+            live = tx.live(backend)
+            if live is None:
+                if any(r.family == backend.family and (scope is None or r.owner in scope) for r in desired):
+                    plan.unmanaged.append(backend.unmanaged_note)
+                continue
+            changes = backend.plan(live, desired, scope)
+            tx.add(backend, changes)
+            plan.extend(changes)
         return plan
-
-    def _apply(self, plan: Plan) -> None:
-        """iptables first, then ip6tables: one transaction for each family."""
-        self.firewall.restore("filter", plan.lines(), shown=plan.shown(), before=plan.table)
-        plan.applied4 = True
-        lines6 = plan.lines(6)
-        if lines6 and self.firewall6 is not None:
-            self.firewall6.restore("filter", lines6, shown=plan.shown(6), before=plan.table6)
 
     def _report_withdrawn(self, plan: Plan) -> None:
         for spec, reason in plan.withdrawn:
             self.warn(f"not applied ({reason}): {spec.describe()}")
-        if plan.ipv6_left_out:
-            self.warn(IPV6_UNMANAGED)
+        for note in plan.unmanaged:
+            self.warn(note)
 
     def _owner_names(self, refs: Iterable[str]) -> list[str]:
         """Container references as recorded: names (the store's first, then the engine's).
@@ -174,9 +166,10 @@ class Service:
             "run 'docker-fw init --network NAME' or 'docker-fw init --all-networks'"
         )
 
-    def _warn_if_not_initialised(self, table: Table) -> None:
-        bridges = [n.bridge for n in self._init_networks(self.engine.snapshot())]
-        if bridges and not layouts.is_initialised(table, bridges):
+    def _warn_if_not_initialised(self, tx: Transaction) -> None:
+        backend = self.backends[0]  # the required one: the others may be left out
+        bridges = [n.bridge for n in self._init_networks(self.engine.snapshot()) if backend.covers(n)]
+        if bridges and not backend.is_initialised(tx.live(backend), bridges):
             self.warn(
                 "'docker-fw init' has not been run: Docker's catch-all rule still lets "
                 "anyone reach published ports"
@@ -186,39 +179,47 @@ class Service:
 
     def ensure_initialised(self) -> Plan:
         """What 'init' does, quietly: returns the plan it applied (empty when done already)."""
+        with self._transaction(record=False) as tx:
+            return self._plan_init(tx)
+
+    def _plan_init(self, tx: Transaction) -> Plan:
+        """'init' in every backend: the same reshaping, on the selected bridges it covers.
+
+        A backend that is not required only warns when it cannot be
+        initialised: the required one protects all the same.
+        """
         snapshot = self.engine.snapshot()
-        table = self.firewall.save()
         selected = self._init_networks(snapshot)
         if not selected:
             raise UsageError(self._no_selected_network())
         existing = [n.bridge for n in snapshot.bridges()]
-        backend = self.engine.firewall_backend()
-        plan = Plan(table=table)
-        plan.extend(layouts.plan_init(table, [n.bridge for n in selected], backend, existing))
-        plan.extend(ensure_chains(table))
-        table6 = plan.table6 = self._save6()
-        if table6 is not None:
-            plan.extend(self._init6(table6, selected, existing, backend))
-        elif self.firewall6 is not None and any(n.subnets6 for n in snapshot.bridges()):
-            # Checked live on 20.10 with --ipv6 alone: any IPv6 client reaches
-            # published ports through docker-proxy, which no rule here sees.
-            self.warn(IPV6_NOT_INITIALISED)
-        self._apply(plan)
-        return plan
-
-    def _init6(self, table6: Table, selected: list[Network], existing: list[str], backend: str) -> list[Change]:
-        """'init' for ip6tables: the same reshaping, on the selected bridges with IPv6."""
-        changes: list[Change] = []
-        bridges6 = [n.bridge for n in selected if n.subnets6]
-        if bridges6:
+        engine_backend = self.engine.firewall_backend()
+        plan = Plan()
+        for backend in tx.backends:
+            live = tx.live(backend)
+            if live is None:
+                if any(backend.covers(n) for n in snapshot.bridges()):
+                    # Checked live on 20.10 with --ipv6 alone: any IPv6 client reaches
+                    # published ports through docker-proxy, which no rule here sees.
+                    self.warn(IPV6_NOT_INITIALISED)
+                continue
+            changes: list[Change] = []
+            bridges = [n.bridge for n in selected if backend.covers(n)]
             try:
-                changes.extend(_as_family(layouts.plan_init(table6, bridges6, backend, existing), 6))
+                if bridges:
+                    changes.extend(backend.plan_init(live, bridges, engine_backend, existing))
             except FirewallError as exc:
-                # IPv4 is protected all the same; say why IPv6 is not.
-                self.warn(f"IPv6 not initialised: {exc}")
-        with contextlib.suppress(FirewallError):
-            changes.extend(ensure_chains(table6, family=6))
-        return changes
+                if backend.required:
+                    raise
+                self.warn(f"{backend.label} not initialised: {exc}")
+            try:
+                changes.extend(backend.ensure(live))
+            except FirewallError:
+                if backend.required:
+                    raise
+            tx.add(backend, changes)
+            plan.extend(changes)
+        return plan
 
     def init(self, networks: list[str] | None = None, all_networks: bool = False) -> Plan:
         """Reshape Docker's FORWARD chain (ensure_initialised), for every bridge network,
@@ -230,12 +231,12 @@ class Service:
                 raise UsageError(
                     f"init: no bridge network named {unknown[0]} (bridge networks: {', '.join(known)})"
                 )
-        with self.store.transaction():  # the selection is kept only if the kernel took the plan
+        with self._transaction() as tx:  # the selection is kept only if the kernel took the plan
             if networks:
                 self.store.set_init_networks(sorted(set(networks)))
             elif all_networks:
                 self.store.set_init_networks(None)
-            plan = self.ensure_initialised()
+            plan = self._plan_init(tx)
         selected = self.store.init_networks()
         if selected is not None:
             self.out(f"init: limited to network{'s' if len(selected) > 1 else ''} {', '.join(selected)} "
@@ -283,37 +284,24 @@ class Service:
         """Store rules (and hosts entries), apply them, commit if iptables took them."""
         owners = {s.owner for s in specs}
         sources = {source for source, _ in host_entries}  # whose hosts files get a line
-        applied = False
-        plan = Plan()
-        try:
-            with self.store.transaction():
-                new = {s for s in specs if self.store.add(s)}
-                for owner, name in host_entries:
-                    self.store.add_host_entry(owner, name)
-                table = self.firewall.save()
-                plan = self._plan(table, owners, self._save6())
-                # Hosts files are read (and their new content computed) before
-                # the kernel changes, so most failures change nothing at all.
-                rewrites, failed = self._hosts_changes(sources)
-                if failed:
-                    raise EngineError(failed[0][1])
-                self._apply(plan)
-                applied = True
-                failed = self._write_hosts(rewrites)
-                if failed:
-                    raise EngineError(failed[0][1])
-        except DockerFwError:
-            if applied or plan.applied4:
-                # The kernel took the batch, then writing a hosts file failed
-                # and the record was rolled back: bring iptables and the hosts
-                # files written so far back in line with the record rather
-                # than leave an unrecorded rule or line.
-                with contextlib.suppress(DockerFwError):
-                    self.sync(owners)
-                    self._write_hosts(self._hosts_targets(sources)[0])
-            raise
+        with self._transaction() as tx:
+            new = {s for s in specs if self.store.add(s)}
+            for owner, name in host_entries:
+                self.store.add_host_entry(owner, name)
+            plan = self._plan(tx, owners)
+            # Hosts files are read (and their new content computed) before
+            # the kernel changes, so most failures change nothing at all.
+            rewrites, failed = self._hosts_changes(sources)
+            if failed:
+                raise EngineError(failed[0][1])
+            tx.after_apply(lambda: _raise_first(self._write_hosts(rewrites)))
+            # A kernel took its batch, then a later step failed and the record
+            # was rolled back: bring iptables and the hosts files written so
+            # far back in line with the record rather than leave an
+            # unrecorded rule or line.
+            tx.on_failure(lambda: (self.sync(owners), self._write_hosts(self._hosts_targets(sources)[0])))
         if any(s.kind is Kind.ADD for s in specs):
-            self._warn_if_not_initialised(table)
+            self._warn_if_not_initialised(tx)
         self._report_withdrawn(plan)
         for spec in specs:
             state = "recorded" if spec in new else "already recorded"
@@ -374,17 +362,15 @@ class Service:
         if not containers:
             raise UsageError("drop: name at least one container")
         owners = self._owner_names(containers)
-        with self.store.transaction():
+        with self._transaction() as tx:
             hosts_owners = self.store.host_entry_owners(owners)
             counts = {o: self.store.drop_owner(o) for o in owners}
-            table = self.firewall.save()
-            plan = self._plan(table, set(owners), self._save6())
-            self._apply(plan)
-            failed = self._apply_hosts(hosts_owners)
+            plan = self._plan(tx, set(owners))
+            tx.after_apply(lambda: plan.hosts_failed.extend(self._apply_hosts(hosts_owners)))
         for owner, count in counts.items():
             self.out(f"{owner}: dropped {count} rule{'s' if count != 1 else ''}")
-        if failed:
-            raise _hosts_not_updated(failed)
+        if plan.hosts_failed:
+            raise _hosts_not_updated(plan.hosts_failed)
         return plan
 
     def rename(self, old: str, new: str) -> Plan:
@@ -406,12 +392,11 @@ class Service:
             raise UsageError(f"rename: a container named {old} still exists; run 'docker rename {old} {new}' first")
         if new not in names:
             raise UsageError(f"rename: no container is named {new}")
-        with self.store.transaction():
+        with self._transaction() as tx:
             moved = self.store.rename(old, new)
             scope = {old, new} | self.store.referrers([new])
-            plan = self._plan(self.firewall.save(), scope, self._save6())
-            self._apply(plan)
-            self._apply_hosts(self.store.host_entry_owners([new]))
+            plan = self._plan(tx, scope)
+            tx.after_apply(lambda: self._apply_hosts(self.store.host_entry_owners([new])))
         self.out(f"{old} -> {new}: {moved} rule{'s' if moved != 1 else ''} renamed")
         return plan
 
@@ -444,61 +429,57 @@ class Service:
     def sync(self, owners: set[str] | None, dry_run: bool = False) -> Plan:
         """Replay the rules and hosts entries of these containers and of those naming them."""
         scope = None if owners is None else owners | self.store.referrers(owners)
-        table = self.firewall.save()
-        plan = self._plan(table, scope, self._save6())
-        self._report_withdrawn(plan)
         hosts_owners = self.store.host_entry_owners(owners) if owners is not None else set(self.store.host_entries())
         if dry_run:
+            plan = self._plan(Transaction(self.backends), scope)  # planned, never applied
+            self._report_withdrawn(plan)
             changes, failed = self._hosts_changes(hosts_owners)
             plan.hosts = [target.owner for target in changes]
             plan.hosts_failed = self._warn_hosts(failed)
             return plan
-        self._apply(plan)
-        plan.hosts_failed = self._apply_hosts(hosts_owners)
+        with self._transaction(record=False) as tx:
+            plan = self._plan(tx, scope)
+            self._report_withdrawn(plan)
+            tx.after_apply(lambda: plan.hosts_failed.extend(self._apply_hosts(hosts_owners)))
         return plan
 
     def check(self) -> list[str]:
         """Drift between the record, the engine and the live ruleset, one line each."""
         problems: list[str] = []
-        table = self.firewall.save()
-        table6 = self._save6()
+        tx = Transaction(self.backends)  # read and planned, never applied
+        in_use = tx.in_use()
         snapshot = self.engine.snapshot()
         selected = self._init_networks(snapshot)
         existing = [n.bridge for n in snapshot.bridges()]
-        backend = self.engine.firewall_backend()
-        try:
-            if not selected:
-                raise UsageError(self._no_selected_network())
-            for change in layouts.plan_init(table, [n.bridge for n in selected], backend, existing):
-                problems.append(f"not initialised ({change.why}): would {change.verb} {change.line}")
-        except DockerFwError as exc:
-            problems.append(f"layout: {exc}")
-        bridges6 = [n.bridge for n in selected if n.subnets6]
-        if table6 is not None and bridges6:
+        engine_backend = self.engine.firewall_backend()
+        for backend, live in in_use:
+            note = f" ({backend.label})" if backend.label else ""
+            bridges = [n.bridge for n in selected if backend.covers(n)]
+            if not backend.required and not bridges:
+                continue
             try:
-                for change in layouts.plan_init(table6, bridges6, backend, existing):
-                    problems.append(f"not initialised ({change.why}): would {change.verb} {change.line} (IPv6)")
+                if not selected:
+                    raise UsageError(self._no_selected_network())
+                for change in backend.plan_init(live, bridges, engine_backend, existing):
+                    problems.append(f"not initialised ({change.why}): would {change.verb} {change.line}{note}")
             except DockerFwError as exc:
-                problems.append(f"layout (IPv6): {exc}")
-        plan = self._plan(table, None, table6)
+                problems.append(f"layout{note}: {exc}")
+        plan = self._plan(tx, None)
         for change in plan.changes:
             if change.line.startswith("-D"):
                 problems.append(f"stale ({change.why}): {change.note or change.line}{_family_note(change)}")
             else:
                 problems.append(f"missing ({change.why}): {change.line}{_family_note(change)}")
-        our_chains = {k.chain for k in Kind}
-        for family, saved in ((4, table), (6, table6)):
-            for rule in saved.rules if saved is not None else ():
-                if rule.chain in our_chains and not (rule.comment or "").startswith("docker-fw:"):
-                    note = " (IPv6)" if family == 6 else ""
-                    problems.append(f"foreign rule in {rule.chain}: {rule.line}{note}")
+        for backend, live in in_use:
+            note = f" ({backend.label})" if backend.label else ""
+            problems.extend(line + note for line in backend.foreign_rules(live))
         changes, failed = self._hosts_changes(set(self.store.host_entries()))
         problems.extend(f"hosts ({target.owner}): /etc/hosts entries out of date" for target in changes)
         problems.extend(f"hosts ({owner}): {message}" for owner, message in failed)
         for spec, reason in plan.withdrawn:
             self.out(f"not applied ({reason}): {spec.describe()}")
-        if plan.ipv6_left_out:
-            self.out(IPV6_UNMANAGED)
+        for note in plan.unmanaged:
+            self.out(note)
         for line in problems:
             self.out(line)
         if not problems:
@@ -522,7 +503,7 @@ class Service:
         return forgotten
 
     def _gc(self, snapshot: Snapshot, days: float, dry_run: bool, forgotten: list[str]) -> None:
-        with self.store.transaction():
+        with self._transaction() as tx:
             for owner in self.store.owners():
                 if snapshot.find(owner) is not None:
                     self.store.unmark_gone(owner)
@@ -540,8 +521,7 @@ class Service:
                 self.store.forget(owner)
                 self.out(f"forgot {owner}")
             if forgotten:
-                table = self.firewall.save()
-                self._apply(self._plan(table, set(forgotten), self._save6()))
+                self._plan(tx, set(forgotten))
 
     # -- /etc/hosts entries (add-two-ways) --------------------------------
 

@@ -9,11 +9,11 @@ the caller in one ``iptables-restore --noflush`` transaction.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import FirewallError
 from .iptables import SavedRule, Table, split_restore
-from .model import CHAIN_INTERNAL, Kind, RuleSpec
+from .model import CHAIN_INTERNAL, Kind
 from .resolve import ResolvedRule, parse_comment
 
 # Written as they are; anything else is quoted.  fullmatch, not '$': '$'
@@ -74,40 +74,6 @@ class Change:
         if self.line.startswith(":"):
             return "create"
         return {"-A": "add", "-I": "insert", "-D": "delete"}.get(self.line[:2], "change")
-
-
-@dataclass
-class Plan:
-    changes: list[Change] = field(default_factory=list)
-    # Recorded rules left out (not applied, and removed if present) because a
-    # container they name is not running: its old address may be handed to
-    # another container.
-    withdrawn: list[tuple[RuleSpec, str]] = field(default_factory=list)
-    # Containers whose /etc/hosts must be rewritten (add-two-ways entries).
-    hosts: list[str] = field(default_factory=list)
-    # (container, why) for hosts files that could not be read or written: the
-    # rest of the plan went ahead without them (see Service._apply_hosts).
-    hosts_failed: list[tuple[str, str]] = field(default_factory=list)
-    # IPv6 rules left out because the engine does not manage ip6tables.
-    ipv6_left_out: int = 0
-    # Set once the IPv4 batch is applied (the IPv6 one follows it).
-    applied4: bool = False
-    # The tables the changes were planned against (iptables, ip6tables): a
-    # failed restore is judged against them (what is live now).
-    table: Table | None = None
-    table6: Table | None = None
-
-    def lines(self, family: int = 4) -> list[str]:
-        return [c.line for c in self.changes if c.family == family]
-
-    def shown(self, family: int = 4) -> list[str]:
-        return [c.shown for c in self.changes if c.family == family]
-
-    def __bool__(self) -> bool:
-        return bool(self.changes or self.hosts)
-
-    def extend(self, changes: list[Change]) -> None:
-        self.changes.extend(changes)
 
 
 REPLIES_COMMENT = "docker-fw:replies"  # not an owner tag: parse_comment() ignores it

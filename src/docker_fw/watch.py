@@ -49,7 +49,7 @@ from .actions import Service
 from .engine import Engine
 from .errors import DockerFwError, EngineError, StoreError
 from .iptables import Iptables
-from .reconcile import Plan
+from .transaction import Plan
 from .store import Store
 
 SYNC_ACTIONS = {"start", "restart", "unpause", "die", "stop", "kill", "oom", "rename"}

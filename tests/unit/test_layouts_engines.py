@@ -383,7 +383,7 @@ def hostile_service(request, tmp_path):
 @pytest.mark.parametrize("hostile_service", HOSTILE_FIXTURES, indirect=True)
 def test_check_then_init_close_bridges_with_hostile_names(hostile_service):
     svc = hostile_service
-    table = svc.firewall.table
+    table = svc.backends[0].runner.table
     layout = layouts.detect(table)
     # check names every bridge's catch-all: none of them is "no drift"
     problems = svc.check()
@@ -394,7 +394,7 @@ def test_check_then_init_close_bridges_with_hostile_names(hostile_service):
     to_web = lambda src: Packet(src, "172.18.0.2", 80, "eth0", BR_QUOTE)  # noqa: E731
     assert forward(table, to_web(OTHER)) == "ACCEPT"
     svc.init()
-    table = svc.firewall.table
+    table = svc.backends[0].runner.table
     for bridge in HOSTILE_BRIDGES:
         assert not table.has_rule(layout.catch_all_chain, *layouts.catch_all(bridge))
         assert table.has_rule("FORWARD", *layouts.internal_jump(bridge))
@@ -402,8 +402,8 @@ def test_check_then_init_close_bridges_with_hostile_names(hostile_service):
     assert svc.check() == [] and svc.printed[-1] == "check: no drift"
     # allow: its @bridge filter names the '"' bridge; only the allowed client gets in
     svc.allow("web", [CLIENT])
-    assert forward(svc.firewall.table, to_web(CLIENT)) == "ACCEPT"
-    assert forward(svc.firewall.table, to_web(OTHER)) == "DROP"
+    assert forward(svc.backends[0].runner.table, to_web(CLIENT)) == "ACCEPT"
+    assert forward(svc.backends[0].runner.table, to_web(OTHER)) == "DROP"
     assert svc.check() == []
 
 
@@ -417,13 +417,13 @@ def test_a_bridge_name_iptables_cannot_match_is_refused_by_init_and_reported_by_
         containers=[WEB_ON_QNET],
         networks=[*HOSTILE_NETWORKS, bridge_network("badnet", bad, 30)],
     )
-    before = list(svc.firewall.table.rules)
+    before = list(svc.backends[0].runner.table.rules)
     with pytest.raises(FirewallError) as exc:
         svc.init()
     assert str(exc.value).startswith(f"bridge {ascii(bad)}: ")
     assert "docker-fw cannot close it; nothing was changed" in str(exc.value) and "\n" not in str(exc.value)
     assert exc.value.exit_code == 4
-    assert svc.firewall.table.rules == before and svc.firewall.batches == []
+    assert svc.backends[0].runner.table.rules == before and svc.backends[0].runner.batches == []
     problems = svc.check()
     assert [p for p in problems if p.startswith("layout: ")] == [f"layout: {exc.value}"]
     assert "check: no drift" not in svc.printed
@@ -444,4 +444,4 @@ def test_allow_on_a_bridge_name_iptables_cannot_match_is_refused(hostile_service
         "the bridge 'a+' of network 'badnet': a trailing '+' makes iptables match every interface whose name "
         "starts with the rest: the filter's @bridge cannot be placed"
     )
-    assert svc.firewall.batches == [] and svc.store.rules(["web"]) == []
+    assert svc.backends[0].runner.batches == [] and svc.store.rules(["web"]) == []

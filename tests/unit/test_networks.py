@@ -272,7 +272,7 @@ def test_allow_matches_the_bridge_published_ports_are_dnated_to(service, name, b
     service.allow(name, ["198.51.100.2"])
     # recorded with the placeholder: the bridge is looked up each time it is applied
     assert _allow_filters(service, name) == [("!", "-i", "@bridge", "-o", "@bridge")]
-    ours = [r for r in service.firewall.table.chain_rules(CHAIN_FORWARD) if "--comment" in r.args]
+    ours = [r for r in service.backends[0].runner.table.chain_rules(CHAIN_FORWARD) if "--comment" in r.args]
     assert not any("@bridge" in r.args for r in ours)
     # the rule that DNATed traffic meets: the published address, out of that bridge
     assert any(
@@ -290,7 +290,7 @@ def test_allow_matches_the_bridge_published_ports_are_dnated_to(service, name, b
 
 def test_an_internal_network_does_not_make_init_look_undone(service):
     service.init()
-    assert is_initialised(service.firewall.table, [n.bridge for n in service.engine.snapshot().bridges()])
+    assert is_initialised(service.backends[0].runner.table, [n.bridge for n in service.engine.snapshot().bridges()])
     service.allow("web2", ["198.51.100.2"])
     assert not any("has not been run" in w for w in service.warnings), service.warnings
 
@@ -304,7 +304,7 @@ def test_init_limited_to_named_networks_is_recorded_and_kept(service):
     out: list[str] = []
     service.out = out.append
     service.init(["zeta"])
-    table = service.firewall.table
+    table = service.backends[0].runner.table
     assert not table.has_rule("FORWARD", *catch_all(ZETA_BR))
     assert table.has_rule("FORWARD", *internal_jump(ZETA_BR))
     # the others keep Docker's defaults
@@ -320,15 +320,15 @@ def test_init_limited_to_named_networks_is_recorded_and_kept(service):
     # --all-networks: every bridge network again
     service.init(all_networks=True)
     assert service.store.init_networks() is None
-    assert not service.firewall.table.has_rule("FORWARD", *catch_all("docker0"))
-    assert not service.firewall.table.has_rule("FORWARD", *catch_all(ALPHA_BR))
+    assert not service.backends[0].runner.table.has_rule("FORWARD", *catch_all("docker0"))
+    assert not service.backends[0].runner.table.has_rule("FORWARD", *catch_all(ALPHA_BR))
 
 
 def test_init_with_an_unknown_network_changes_nothing(service):
-    before = render(service.firewall.table)
+    before = render(service.backends[0].runner.table)
     with pytest.raises(UsageError, match=r"init: no bridge network named nope \(bridge networks: aaint, alpha, bridge, v6net, zeta\)"):
         service.init(["zeta", "nope"])
-    assert render(service.firewall.table) == before
+    assert render(service.backends[0].runner.table) == before
     assert service.store.init_networks() is None
 
 
@@ -346,7 +346,7 @@ def test_init_limited_to_networks_that_are_gone_says_so(service):
 
 
 def test_init_refused_by_the_kernel_keeps_no_selection(service):
-    service.firewall.fail = FirewallError("iptables-restore: line 2 failed")
+    service.backends[0].runner.fail = FirewallError("iptables-restore: line 2 failed")
     with pytest.raises(FirewallError):
         service.init(["zeta"])
     assert service.store.init_networks() is None

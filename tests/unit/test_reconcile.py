@@ -14,7 +14,6 @@ from docker_fw.reconcile import (
     REPLIES_COMMENT,
     REPLIES_RULE,
     Change,
-    Plan,
     delete_changes,
     ensure_chains,
     our_rules,
@@ -23,6 +22,7 @@ from docker_fw.reconcile import (
     rule_line,
 )
 from docker_fw.resolve import ResolvedRule, parse_comment, resolve
+from docker_fw.transaction import Plan
 
 SNAP = snapshot()
 

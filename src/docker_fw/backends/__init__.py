@@ -1,0 +1,67 @@
+"""The firewall-backend seam: what the service layer asks of a firewall.
+
+A backend owns some chains (or tables) of one packet filter for one address
+family.  The service layer never sees its syntax: it reads what the backend
+owns (``read``), asks for the changes that make it hold the desired rules
+for a scope (``plan``), and hands those back in one atomic batch
+(``apply``).  IPv4 and IPv6 are two instances of the same backend, not
+special cases: a backend that is not ``required`` may be absent (``read``
+returns None), and its rules are then left out with ``unmanaged_note``.
+
+Today there is one implementation, ``backends.iptables.IptablesBackend``
+(iptables and ip6tables); an nftables backend implements the same protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # types only: the backends import resolve, which imports them
+    from ..engine import Network
+    from ..resolve import ResolvedRule
+
+# What a backend read of the live firewall (an iptables filter table): opaque
+# to the service layer, handed back to the backend that read it.
+Live = Any
+# One change of a batch; the service layer only reports them (.line, .why,
+# .note, .verb, .shown, .family).
+Change = Any
+
+
+@runtime_checkable
+class FirewallBackend(Protocol):
+    family: int  # 4 or 6: the address family of the rules it holds
+    label: str  # how messages name it ('' for the primary one, 'IPv6')
+    # True: the firewall must be there (an error otherwise); False: it may be
+    # absent (read() None) and its rules are then left out, with this note.
+    required: bool
+    unmanaged_note: str
+
+    def read(self) -> Live | None:
+        """What is live now, of what this backend owns; None: not in use here."""
+
+    def plan(self, live: Live, desired: list[ResolvedRule], scope: set[str] | None) -> list[Change]:
+        """The changes that make the owners in scope hold exactly their desired
+        rules of this backend's family (None: every owner); others are left alone."""
+
+    def apply(self, live: Live, changes: list[Change]) -> None:
+        """One atomic batch: all of the changes or none (FirewallError)."""
+
+    def expressible(self, rule: ResolvedRule) -> str | None:
+        """Why this backend cannot hold the rule; None when it can."""
+
+    def covers(self, network: Network) -> bool:
+        """Whether 'init' reshapes this network's bridge in this backend."""
+
+    def plan_init(self, live: Live, bridges: list[str], engine_backend: str, existing: Iterable[str]) -> list[Change]:
+        """The changes 'init' makes for these bridges (empty when done already)."""
+
+    def ensure(self, live: Live) -> list[Change]:
+        """The changes that create what the rules live in (chains, jumps)."""
+
+    def is_initialised(self, live: Live, bridges: list[str], engine_backend: str | None = None) -> bool:
+        """Whether 'init' is done for these bridges."""
+
+    def foreign_rules(self, live: Live) -> list[str]:
+        """Rules in what this backend owns that it did not write."""

@@ -1,0 +1,87 @@
+"""IptablesBackend: one family of iptables behind the FirewallBackend protocol."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from ... import layouts
+from ...engine import Network
+from ...errors import FirewallError
+from ...iptables import Iptables, Table
+from ...model import OWN_CHAINS
+from ...reconcile import Change, ensure_chains, plan_rules, rule_line
+from ...resolve import COMMENT_PREFIX, ResolvedRule
+
+UNMANAGED_IP6TABLES = "IPv6 rules not applied: the engine does not manage ip6tables (--ip6tables)"
+
+
+class IptablesBackend:
+    """The filter table of iptables (family 4) or ip6tables (family 6).
+
+    ``runner`` runs the -save and -restore commands (an ``Iptables``, or a
+    stand-in with the same save/restore).  The IPv4 instance is required:
+    without Docker's chains nothing can be protected.  The IPv6 one is used
+    only where the engine manages ip6tables (Docker's DOCKER chain is there).
+    """
+
+    def __init__(self, runner: Iptables, family: int = 4):
+        self.runner = runner
+        self.family = family
+        self.required = family == 4
+        self.label = "" if family == 4 else "IPv6"
+        self.unmanaged_note = "" if family == 4 else UNMANAGED_IP6TABLES
+
+    def __repr__(self) -> str:
+        return f"IptablesBackend(family={self.family})"
+
+    def read(self) -> Table | None:
+        if self.required:
+            return self.runner.save()
+        try:
+            table = self.runner.save()
+        except FirewallError:
+            return None  # no ip6tables-save, or a kernel without IPv6
+        return table if "DOCKER" in table.chains else None  # an engine without --ip6tables
+
+    def plan(self, live: Table, desired: list[ResolvedRule], scope: set[str] | None) -> list[Change]:
+        mine = [r for r in desired if r.family == self.family and (scope is None or r.owner in scope)]
+        changes: list[Change] = []
+        if self.required or mine or any(chain in live.chains for chain in OWN_CHAINS):
+            changes.extend(self.ensure(live))
+        changes.extend(plan_rules(live, desired, scope, family=self.family))
+        return changes
+
+    def apply(self, live: Table, changes: list[Change]) -> None:
+        lines = [c.line for c in changes]
+        if lines:
+            self.runner.restore("filter", lines, shown=[c.shown for c in changes], before=live)
+
+    def expressible(self, rule: ResolvedRule) -> str | None:
+        if rule.family != self.family:
+            return f"an IPv{rule.family} rule, not an IPv{self.family} one"
+        try:
+            rule_line("-A", rule.chain, rule.argv())
+        except FirewallError as exc:
+            return str(exc)
+        return None
+
+    def covers(self, network: Network) -> bool:
+        return self.family == 4 or bool(network.subnets6)
+
+    def plan_init(self, live: Table, bridges: list[str], engine_backend: str, existing: Iterable[str]) -> list[Change]:
+        changes = layouts.plan_init(live, bridges, engine_backend, existing)
+        return [dataclasses.replace(c, family=self.family) for c in changes]
+
+    def ensure(self, live: Table) -> list[Change]:
+        return ensure_chains(live, family=self.family)
+
+    def is_initialised(self, live: Table, bridges: list[str], engine_backend: str | None = None) -> bool:
+        return layouts.is_initialised(live, bridges, engine_backend)
+
+    def foreign_rules(self, live: Table) -> list[str]:
+        return [
+            f"foreign rule in {rule.chain}: {rule.line}"
+            for rule in live.rules
+            if rule.chain in OWN_CHAINS and not (rule.comment or "").startswith(COMMENT_PREFIX)
+        ]
