@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 from . import depgraph, hostconfig, hosts
 from .backends import Change, FirewallBackend
-from .backends.iptables import IptablesBackend
+from .backends.iptables.backend import IptablesBackend
 from .backends.iptables.backend import UNMANAGED_IP6TABLES
 from .engine import Engine, Network, PortInUseError, Snapshot
 from .errors import DockerFwError, EngineError, FirewallError, UsageError
 from .filtergrammar import FilterError
-from .iptables import Iptables
+from .backends.iptables.process import Iptables
 from .model import BRIDGE_PLACEHOLDER, AddressKind, Kind, RuleSpec
 from .resolve import ResolvedRule, check_kind_addresses, normalise_address, resolve
 from .rulegrammar import AddRequest, allow_addresses, checked_spec, validate

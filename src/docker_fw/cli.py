@@ -21,7 +21,7 @@ from . import __version__
 from .actions import Service
 from .engine import Engine
 from .errors import EXIT_OK, EXIT_PENDING_CHANGES, DockerFwError, UsageError, one_line
-from .iptables import Iptables
+from .backends.iptables.process import Iptables
 from .model import Kind
 from .rulegrammar import (
     ADD_ACTIONS,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .engine import Container, Snapshot
 from .errors import EngineError, UsageError
 from .filtergrammar import FilterError
-from .iptables import bridge_name_problem
+from .backends.iptables.process import bridge_name_problem
 from .model import BRIDGE_PLACEHOLDER, AddressKind, AddressSpec, Kind, RuleSpec
 
 COMMENT_PREFIX = "docker-fw:"

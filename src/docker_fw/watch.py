@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from .actions import Service
 from .engine import Engine
 from .errors import DockerFwError, EngineError, StoreError
-from .iptables import Iptables
+from .backends.iptables.process import Iptables
 from .transaction import Plan
 from .store import Store
 

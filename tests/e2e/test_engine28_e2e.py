@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from docker_fw import layouts
-from docker_fw.iptables import parse_save
+from docker_fw.backends.iptables import layouts
+from docker_fw.backends.iptables.process import parse_save
 from tests.e2e.conftest import only_on
 from tests.e2e.fw import ALLOWED, OTHER, PORT, baseline_filter, fw, web  # noqa: F401 (fixtures)
 

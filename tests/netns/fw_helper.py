@@ -1,7 +1,7 @@
 """Runs one docker-fw firewall operation in the current network namespace.
 
 The netns tests start it with ``nsenter --net=/var/run/netns/NAME python
-fw_helper.py``, because docker_fw.iptables.Iptables runs iptables-save and
+fw_helper.py``, because docker_fw.backends.iptables.process.Iptables runs iptables-save and
 iptables-restore in the namespace of its own process.  It reads one JSON
 request on standard input and prints one JSON answer:
 
@@ -30,9 +30,9 @@ import sys
 # Test this checkout's code, whatever is installed.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "src"))
 
-from docker_fw import layouts, reconcile  # noqa: E402
+from docker_fw.backends.iptables import layouts, reconcile  # noqa: E402
 from docker_fw.errors import DockerFwError  # noqa: E402
-from docker_fw.iptables import Iptables  # noqa: E402
+from docker_fw.backends.iptables.process import Iptables  # noqa: E402
 from docker_fw.resolve import ResolvedRule  # noqa: E402
 
 

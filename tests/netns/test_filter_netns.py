@@ -16,7 +16,7 @@ import pytest
 from netns_support import SEED
 from docker_fw.errors import UsageError
 from docker_fw.model import CHAIN_FORWARD, parse_filter
-from docker_fw.reconcile import quote, rule_line
+from docker_fw.backends.iptables.reconcile import quote, rule_line
 from docker_fw.resolve import ResolvedRule
 from test_iptables_netns import as_json, desired, saved, spec
 from test_legacy_netns import legacy  # noqa: F401  (a fixture)

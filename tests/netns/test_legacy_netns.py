@@ -1,6 +1,6 @@
 """The firewall backend on an iptables-legacy host, in a throwaway network namespace.
 
-docker_fw.iptables.Iptables runs whatever ``iptables-save``/``iptables-restore``
+docker_fw.backends.iptables.process.Iptables runs whatever ``iptables-save``/``iptables-restore``
 PATH finds, so on a host whose iptables alternative is the legacy variant it
 drives the legacy (x_tables) tables.  Here the helper's PATH starts with a
 directory of symlinks to the iptables-legacy binaries (whatever this host's
@@ -29,7 +29,7 @@ import pytest
 
 from netns_support import HELPER, SEED, normalise, unavailable
 from docker_fw.model import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL
-from docker_fw.reconcile import REPLIES_RULE, rule_line
+from docker_fw.backends.iptables.reconcile import REPLIES_RULE, rule_line
 from test_iptables_netns import (
     assert_bad_batch_changes_nothing,
     assert_moved_rules_replaced,
@@ -149,7 +149,7 @@ def assert_not_in_nft(lns: LegacyNs) -> None:
 def test_helper_runs_the_legacy_binaries(legacy):
     code = (
         "import sys, json; sys.path.insert(0, sys.argv[1]);"
-        "from docker_fw.iptables import Iptables; fw = Iptables();"
+        "from docker_fw.backends.iptables.process import Iptables; fw = Iptables();"
         "print(json.dumps([fw.save_bin, fw.restore_bin]))"
     )
     proc = legacy.ns.run([sys.executable, "-c", code, str(SRC)], env=legacy.env)

@@ -11,7 +11,7 @@ import pathlib
 import re
 
 from docker_fw.engine import Container, Endpoint, Network, PortBinding, Snapshot
-from docker_fw.iptables import SavedRule, Table, parse_save, split_restore
+from docker_fw.backends.iptables.process import SavedRule, Table, parse_save, split_restore
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 GOLDEN_DIR = REPO / "tests" / "fixtures" / "golden"

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from dfw_samples import APP_NET, BRIDGE_NET, apply_lines, layout_2010_icc_false
 from docker_fw.engine import Container, Endpoint, Network, PortBinding, PortInUseError, Snapshot
 from docker_fw.errors import EngineError
-from docker_fw.iptables import SavedRule, Table, parse_save
+from docker_fw.backends.iptables.process import SavedRule, Table, parse_save
 from docker_fw.model import OWN_CHAINS
 from docker_fw.resolve import parse_comment
 

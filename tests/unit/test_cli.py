@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from docker_fw.errors import EngineError, UsageError
-from docker_fw.iptables import Iptables
+from docker_fw.backends.iptables.process import Iptables
 
 
 class _LazyCli:
@@ -440,7 +440,7 @@ def test_warnings_and_output_are_printed_one_line_each(tmp_path, monkeypatch):
     """A warning built from engine data (a container's name) and an output line
     (check's foreign rule, as iptables-save printed it) each stay one line."""
     from fakes import FakeEngine, FakeFirewall
-    from docker_fw.iptables import SavedRule
+    from docker_fw.backends.iptables.process import SavedRule
 
     monkeypatch.setenv("DOCKER_FW_STATE_DIR", str(tmp_path / "state"))
     engine = FakeEngine(tmp_path / "engine")

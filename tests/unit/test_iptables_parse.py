@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from docker_fw.errors import FirewallError
-from docker_fw.iptables import Iptables, _explain_failure, bridge_name_problem, parse_save, split_restore, split_saved
-from docker_fw.reconcile import rule_line
+from docker_fw.backends.iptables.process import Iptables, _explain_failure, bridge_name_problem, parse_save, split_restore, split_saved
+from docker_fw.backends.iptables.reconcile import rule_line
 
 from dfw_samples import DOCKER_2010_ICC_FALSE, REPO
 

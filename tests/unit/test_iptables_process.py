@@ -26,8 +26,8 @@ import pytest
 from dfw_samples import apply_lines, layout_2010_icc_false, render
 from docker_fw.deadline import MAX_SECONDS
 from docker_fw.errors import FirewallError, UsageError
-from docker_fw.iptables import TIMEOUT_ENV, Iptables, Table, batch_outcome, parse_save
-from docker_fw.reconcile import ensure_chains, rule_line
+from docker_fw.backends.iptables.process import TIMEOUT_ENV, Iptables, Table, batch_outcome, parse_save
+from docker_fw.backends.iptables.reconcile import ensure_chains, rule_line
 from test_iptables_parse import HOSTILE_SAVE
 from tests.harness.sandbox import _pid_alive  # a zombie (killed, not yet reaped) is not alive
 

@@ -13,9 +13,9 @@ from dfw_samples import (
     captured_layouts,
     layout_2010_icc_false,
 )
-from docker_fw import layouts
+from docker_fw.backends.iptables import layouts
 from docker_fw.errors import FirewallError
-from docker_fw.iptables import parse_save
+from docker_fw.backends.iptables.process import parse_save
 
 CATCH_ALL = ("-o", "docker0", "-j", "DOCKER")
 INTERNAL = ("-i", "docker0", "-o", "docker0", "-j", "DOCKER")

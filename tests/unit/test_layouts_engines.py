@@ -16,12 +16,12 @@ import pytest
 from fakes import FakeFirewall, SnapshotEngine
 
 from dfw_samples import LAYOUTS_DIR, apply_lines
-from docker_fw import layouts
+from docker_fw.backends.iptables import layouts
 from docker_fw.actions import Service
 from docker_fw.engine import Container, Endpoint, Network, PortBinding, Snapshot
 from docker_fw.errors import EngineError, FirewallError
-from docker_fw.iptables import Table, parse_save
-from docker_fw.reconcile import ensure_chains, rule_line
+from docker_fw.backends.iptables.process import Table, parse_save
+from docker_fw.backends.iptables.reconcile import ensure_chains, rule_line
 from docker_fw.store import Store
 
 BR_APP = "br-4d23efbc9bc5"  # appnet in the captured 28.5 user-networks layout

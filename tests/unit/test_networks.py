@@ -18,8 +18,8 @@ from dfw_samples import apply_lines, render, summary
 from docker_fw.actions import Service
 from docker_fw.engine import Container, Endpoint, Network, PortBinding, Snapshot, parse_container, parse_network
 from docker_fw.errors import EngineError, FirewallError, UsageError
-from docker_fw.iptables import parse_save
-from docker_fw.layouts import catch_all, internal_jump, is_initialised, plan_init
+from docker_fw.backends.iptables.process import parse_save
+from docker_fw.backends.iptables.layouts import catch_all, internal_jump, is_initialised, plan_init
 from docker_fw.model import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL, Kind, RuleSpec, parse_address
 from docker_fw.resolve import resolve
 from docker_fw.store import Store

@@ -8,9 +8,9 @@ import pytest
 
 from dfw_samples import apply_lines, captured_layouts, layout_2010_icc_false, snapshot
 from docker_fw.errors import FirewallError
-from docker_fw.iptables import parse_save
+from docker_fw.backends.iptables.process import parse_save
 from docker_fw.model import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL, Kind, RuleSpec, parse_address, parse_filter
-from docker_fw.reconcile import (
+from docker_fw.backends.iptables.reconcile import (
     REPLIES_COMMENT,
     REPLIES_RULE,
     Change,

@@ -19,7 +19,7 @@ from docker_fw.model import (
     parse_address,
     parse_filter,
 )
-from docker_fw.reconcile import rule_line
+from docker_fw.backends.iptables.reconcile import rule_line
 from docker_fw.resolve import (
     ResolvedRule,
     check_kind_addresses,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from docker_fw.errors import FirewallError
-from docker_fw.iptables import MAX_RESTORE_LINE, Iptables
+from docker_fw.backends.iptables.process import MAX_RESTORE_LINE, Iptables
 
 RULE = "-A DOCKER-FW-FORWARD -s 203.0.113.0/24 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j DOCKER"
 

@@ -933,7 +933,7 @@ class TestRecordedFilterOutsideTheGrammar:
 
     def applied_by_an_older_version(self, pair):
         """Both recorded, and the bad one live as the denylist's docker-fw rendered it."""
-        from docker_fw.reconcile import rule_line
+        from docker_fw.backends.iptables.reconcile import rule_line
         from docker_fw.resolve import ResolvedRule, render_matches
 
         pair.record(self.GOOD, self.BAD)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from ... import layouts
+from . import layouts
 from ...engine import Network
 from ...errors import FirewallError
-from ...iptables import Iptables, Table
+from .process import Iptables, Table
 from ...model import OWN_CHAINS
-from ...reconcile import Change, ensure_chains, plan_rules, rule_line
+from .reconcile import Change, ensure_chains, plan_rules, rule_line
 from ...resolve import COMMENT_PREFIX, ResolvedRule
 
 UNMANAGED_IP6TABLES = "IPv6 rules not applied: the engine does not manage ip6tables (--ip6tables)"

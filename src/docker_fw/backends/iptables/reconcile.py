@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import FirewallError
-from .iptables import SavedRule, Table, split_restore
-from .model import CHAIN_INTERNAL, Kind
-from .resolve import ResolvedRule, parse_comment
+from ...errors import FirewallError
+from .process import SavedRule, Table, split_restore
+from ...model import CHAIN_INTERNAL, Kind
+from ...resolve import ResolvedRule, parse_comment
 
 # Written as they are; anything else is quoted.  fullmatch, not '$': '$'
 # also matches before a final newline, which would end the restore line.

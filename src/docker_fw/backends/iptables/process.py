@@ -17,8 +17,8 @@ import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .deadline import seconds_from_env
-from .errors import FirewallError
+from ...deadline import seconds_from_env
+from ...errors import FirewallError
 
 # How long one iptables-save or iptables-restore may take (seconds); past it
 # the process (and its process group) is killed.  iptables-restore --wait

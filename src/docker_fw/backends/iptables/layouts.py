@@ -49,8 +49,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .errors import FirewallError
-from .iptables import Table, bridge_name_problem
+from ...errors import FirewallError
+from .process import Table, bridge_name_problem
 from .reconcile import Change, rule_line
 
 LEGACY = "docker-20.10"  # the layout of Docker 1.5 up to 27.x
