@@ -1,17 +1,16 @@
 """Hand-built values shared by the unit tests: a Docker snapshot, iptables-save
-texts of the Docker layouts docker-fw knows about, and a tiny in-memory
-'kernel' that applies restore lines to a parsed table (so a plan can be
-applied and computed again without root).
+texts of the Docker layouts docker-fw knows about, and (from
+backends.iptables.walk) the in-memory 'kernel' that applies restore lines to
+a parsed table (so a plan can be applied and computed again without root).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import pathlib
-import re
 
 from docker_fw.engine import Container, Endpoint, Network, PortBinding, Snapshot
-from docker_fw.backends.iptables.process import SavedRule, Table, parse_save, split_restore
+from docker_fw.backends.iptables.walk import apply_lines, render, saved_line  # noqa: F401 (re-exported)
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 GOLDEN_DIR = REPO / "tests" / "fixtures" / "golden"
@@ -217,78 +216,5 @@ def layout_2010_icc_false() -> str:
     return captured.read_text() if captured.is_file() else DOCKER_2010_ICC_FALSE
 
 
-# --- an in-memory kernel for restore lines ------------------------------------
-
-
-# How iptables-save 1.8.9 prints values (checked in a namespace, nf_tables and
-# legacy alike): --comment and --log-prefix through xtables_save_string (bare
-# when only [A-Za-z0-9_-], else in double quotes with '"', '\\' and "'"
-# escaped), --string always quoted ('"' and '\\' escaped), everything else,
-# interface names included, as it is.
-_SAVE_STRING_OPTIONS = ("--comment", "--log-prefix")
-_SAVE_STRING_BARE = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def saved_line(chain: str, args: tuple[str, ...] | list[str]) -> str:
-    """A rule as iptables-save prints it."""
-    words = ["-A", chain]
-    for i, arg in enumerate(args):
-        option = args[i - 1] if i else ""
-        if option in _SAVE_STRING_OPTIONS and not _SAVE_STRING_BARE.fullmatch(arg):
-            arg = '"' + re.sub(r"""(["\\'])""", r"\\\1", arg) + '"'
-        elif option == "--string":
-            arg = '"' + re.sub(r'(["\\])', r"\\\1", arg) + '"'
-        words.append(arg)
-    return " ".join(words)
-
-
-def apply_lines(table: Table, lines: list[str]) -> Table:
-    """Apply restore lines (':CHAIN', '-A', '-I CHAIN N', '-D') to a copy of a table.
-
-    Deletion is by position ('-D CHAIN N') or by exact rule spec; a '-D' that
-    matches nothing raises, like iptables-restore.  The result is rendered and
-    parsed again, so rule positions are those iptables-save would show.
-    """
-    result = Table(table.name, dict(table.chains), list(table.rules))
-    for line in lines:
-        if line.startswith(":"):
-            name = line[1:].split(" ", 1)[0]
-            result.chains.setdefault(name, "-")
-            # declaring an existing chain with --noflush flushes it
-            result.rules = [r for r in result.rules if r.chain != name]
-            continue
-        words = split_restore(line)  # as iptables-restore reads it
-        op, chain, args = words[0], words[1], words[2:]
-        if chain not in result.chains:
-            raise AssertionError(f"no chain {chain}: {line}")
-        if op == "-A":
-            result.rules.append(SavedRule(chain, tuple(args), saved_line(chain, args)))
-        elif op == "-I":
-            position, args = int(args[0]), args[1:]
-            rule = SavedRule(chain, tuple(args), saved_line(chain, args))
-            indexes = [i for i, r in enumerate(result.rules) if r.chain == chain]
-            at = indexes[position - 1] if len(indexes) >= position else len(result.rules)
-            result.rules.insert(at, rule)
-        elif op == "-D" and len(args) == 1 and args[0].isdigit():
-            indexes = [i for i, r in enumerate(result.rules) if r.chain == chain]
-            if not 1 <= int(args[0]) <= len(indexes):
-                raise AssertionError(f"-D position out of range: {line}")
-            del result.rules[indexes[int(args[0]) - 1]]
-        elif op == "-D":
-            for i, r in enumerate(result.rules):
-                if r.chain == chain and r.args == tuple(args):
-                    del result.rules[i]
-                    break
-            else:
-                raise AssertionError(f"-D matches no rule: {line}")
-        else:
-            raise AssertionError(f"unexpected restore line: {line}")
-    return parse_save(render(result), result.name)
-
-
-def render(table: Table) -> str:
-    """A table as iptables-save text."""
-    lines = [f"*{table.name}"]
-    lines += [f":{name} {policy} [0:0]" for name, policy in table.chains.items()]
-    lines += [r.line for r in table.rules]
-    return "\n".join(lines + ["COMMIT", ""])
+# The in-memory kernel (apply_lines, render, saved_line) is the product's
+# model in docker_fw.backends.iptables.walk; re-exported for the tests.

@@ -2,14 +2,14 @@
 
 Fixtures (tests/fixtures/layouts/): 20.10 and 28.5 are captured from live
 engines; 28.0.0, 29 (iptables) and 29 (nftables) are modelled on moby's
-generated iptables documentation (see each file's header).  A small packet
-walker checks what a plan means: which new connections FORWARD accepts.
+generated iptables documentation (see each file's header).  The packet
+walker (backends.iptables.walk) checks what a plan means: which new
+connections FORWARD accepts.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 import pytest
 
@@ -22,6 +22,7 @@ from docker_fw.engine import Container, Endpoint, Network, PortBinding, Snapshot
 from docker_fw.errors import EngineError, FirewallError
 from docker_fw.backends.iptables.process import Table, parse_save
 from docker_fw.backends.iptables.reconcile import ensure_chains, rule_line
+from docker_fw.backends.iptables.walk import Packet, forward
 from docker_fw.store import Store
 
 BR_APP = "br-4d23efbc9bc5"  # appnet in the captured 28.5 user-networks layout
@@ -212,83 +213,6 @@ def test_28_bridge_without_catch_all_is_refused_when_no_bridge_is_recognised():
 
 CLIENT = "198.51.100.2"
 OTHER = "198.51.100.3"
-
-
-@dataclass(frozen=True)
-class Packet:
-    """A new TCP connection, as FORWARD sees it."""
-
-    src: str
-    dst: str
-    dport: int
-    iif: str
-    oif: str
-
-
-def _matches(args: tuple[str, ...], p: Packet) -> bool:
-    """Whether a rule's matches take the packet."""
-    i, negate = 0, False
-    while i < len(args):
-        word = args[i]
-        if word == "!":
-            negate = True
-            i += 1
-            continue
-        if word in ("-j", "-g"):
-            return True
-        value = args[i + 1] if i + 1 < len(args) else ""
-        if word in ("-i", "-o"):
-            ok = (p.iif if word == "-i" else p.oif) == value
-        elif word in ("-s", "-d"):
-            ok = ipaddress.ip_address(p.src if word == "-s" else p.dst) in ipaddress.ip_network(value)
-        elif word == "-p":
-            ok = value == "tcp"
-        elif word == "--dport":
-            ok = int(value) == p.dport
-        elif word == "--ctstate":
-            ok = "NEW" in value.split(",")
-        elif word == "-m":
-            i += 2
-            continue
-        elif word == "--match-set":
-            # Docker 28.0.0's ipset holds the bridges' subnets: dst on a bridge
-            ok = value.startswith("docker-ext-bridges-") and (p.oif == "docker0" or p.oif.startswith("br-"))
-            i += 3  # --match-set NAME dst
-            if ok == negate:
-                return False
-            negate = False
-            continue
-        elif word == "--comment":
-            i += 2
-            continue
-        else:
-            raise AssertionError(f"unmodelled match {word} in {args}")
-        if ok == negate:
-            return False
-        negate = False
-        i += 2
-    return True
-
-
-def verdict(table: Table, chain: str, p: Packet, depth: int = 0) -> str | None:
-    assert depth < 10
-    for rule in table.chain_rules(chain):
-        if not _matches(rule.args, p):
-            continue
-        target = rule.target()
-        if target in ("ACCEPT", "DROP"):
-            return target
-        if target == "RETURN":
-            return None
-        if target:
-            result = verdict(table, target, p, depth + 1)
-            if result:
-                return result
-    return None
-
-
-def forward(table: Table, p: Packet) -> str:
-    return verdict(table, "FORWARD", p) or table.chains["FORWARD"]
 
 
 def _initialised_with_allow(table: Table, bridges: list[str], ctr: str, bridge: str) -> Table:

@@ -22,6 +22,7 @@ from docker_fw.actions import AddRequest, Service
 
 from docker_fw.engine import Engine, PortInUseError
 from docker_fw.errors import EngineError, FirewallError, UsageError
+from docker_fw.backends.iptables.walk import Packet, forward
 from docker_fw.model import CHAIN_INTERNAL, AddressSpec, Kind, RuleSpec
 from docker_fw.store import Store
 from fakes import DOCKER_HOSTS_HEADER, FIRST_DYNAMIC_PORT, FakeEngine, FakeFirewall, hosts_lines_for
@@ -86,6 +87,22 @@ def world(tmp_path, store) -> World:
 def to_host_dns(owner: str) -> RuleSpec:
     """A simple rule for a container: it may query the host's DNS."""
     return RuleSpec(owner=owner, kind=Kind.INPUT, source=AddressSpec.self_(), dest=AddressSpec.host(), proto="udp", dport=53)
+
+
+def test_allow_and_drop_change_which_connections_reach_the_published_port(world):
+    """Flows, not lines: the walker says who reaches web's published port."""
+    world.engine.add("web", "running", ips={"bridge": "172.17.0.2"}, port_bindings=FIXED_80)
+    to_web = lambda src, port=80: Packet(src, "172.17.0.2", port, "eth0", "docker0")  # noqa: E731
+    table = lambda: world.firewall.table  # noqa: E731
+    assert forward(table(), to_web("198.51.100.2")) == "ACCEPT"  # Docker's default: anyone
+    world.run().init()
+    assert forward(table(), to_web("198.51.100.2")) == "DROP"
+    world.run().allow("web", ["198.51.100.2"])
+    assert forward(table(), to_web("198.51.100.2")) == "ACCEPT"
+    assert forward(table(), to_web("198.51.100.3")) == "DROP"
+    assert forward(table(), to_web("198.51.100.2", 22)) == "DROP"  # not published
+    world.run().drop(["web"])
+    assert forward(table(), to_web("198.51.100.2")) == "DROP"
 
 
 # ============================================================================
