@@ -8,29 +8,19 @@ batch, and commit the store only if every kernel accepted its batch.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
-from . import depgraph, hostconfig, hosts
-from .backends import Change, FirewallBackend
-from .backends.iptables.backend import IptablesBackend
 from .backends.iptables.backend import UNMANAGED_IP6TABLES
-from .engine import Engine, Network, PortInUseError, Snapshot
-from .errors import DockerFwError, EngineError, FirewallError, UsageError
-from .filtergrammar import FilterError
-from .backends.iptables.process import Iptables
+from .engine import Snapshot
+from .errors import DockerFwError, EngineError, UsageError
 from .model import BRIDGE_PLACEHOLDER, AddressKind, Kind, RuleSpec
-from .resolve import ResolvedRule, check_kind_addresses, normalise_address, resolve
+from .resolve import check_kind_addresses, normalise_address, resolve
 from .rulegrammar import AddRequest, allow_addresses, checked_spec, validate
-from .store import Store
-from .transaction import Plan, Transaction, transaction
-
-
-def _say_nothing(_: str) -> None:
-    pass
+from .service.core import ServiceCore, backend_note, family_note
+from .service.hostsync import HostsSync, hosts_not_updated, raise_first
+from .service.layout import IPV6_NOT_INITIALISED, LayoutActions
+from .service.start import StartActions
+from .transaction import Plan, Transaction
 
 
 class _DryRun(Exception):
@@ -38,216 +28,11 @@ class _DryRun(Exception):
 
 
 IPV6_UNMANAGED = UNMANAGED_IP6TABLES
-IPV6_NOT_INITIALISED = (
-    "IPv6 not initialised: the engine has IPv6 networks but does not manage ip6tables "
-    "(--ip6tables): any IPv6 client reaches published ports through Docker's userland proxy"
-)
+__all__ = ["AddRequest", "IPV6_NOT_INITIALISED", "IPV6_UNMANAGED", "Service"]
 
 
-def _family_note(change: Change) -> str:
-    return " (IPv6)" if change.family == 6 else ""
-
-
-# (container, one-line message): a hosts file that could not be read or written.
-HostsFailure = tuple[str, str]
-
-
-@dataclass(frozen=True)
-class HostsTarget:
-    """A running container's hosts file (its HostsPath) and the entries it must hold."""
-
-    owner: str
-    path: str
-    entries: dict[str, str]  # name -> address
-
-    def failure(self, verb: str, exc: Exception) -> HostsFailure:
-        return self.owner, f"cannot {verb} {self.owner}'s hosts file {hosts.shown(self.path)}: {exc}"
-
-
-def _raise_first(failed: list[HostsFailure]) -> None:
-    if failed:
-        raise EngineError(failed[0][1])
-
-
-def _hosts_not_updated(failed: list[HostsFailure], dry_run: bool = False) -> EngineError:
-    """The error a command ends with after it did all it could but these hosts files."""
-    names = ", ".join(owner for owner, _ in failed)
-    if dry_run:
-        return EngineError(f"hosts file of {names} cannot be updated (see the warning)")
-    return EngineError(f"hosts file of {names} not updated (see the warning); everything else was applied")
-
-
-class Service:
-    def __init__(
-        self,
-        engine: Engine,
-        firewall: Iptables,
-        store: Store,
-        out: Callable[[str], None] = print,
-        warn: Callable[[str], None] = _say_nothing,
-        firewall6: Iptables | None = None,
-        backends: Sequence[FirewallBackend] | None = None,
-    ):
-        """BACKENDS: the firewalls to keep in line with the record, the required
-        one first; by default iptables (FIREWALL) and, given, ip6tables (FIREWALL6)."""
-        self.engine = engine
-        if backends is None:
-            backends = [IptablesBackend(firewall, 4)]
-            if firewall6 is not None:
-                backends.append(IptablesBackend(firewall6, 6))
-        self.backends = list(backends)
-        self.store = store
-        self.out = out
-        self.warn = warn
-
-    # -- shared steps ----------------------------------------------------
-
-    def _desired(self, specs: Iterable[RuleSpec], plan: Plan) -> list[ResolvedRule]:
-        snapshot = self.engine.snapshot()
-        desired: list[ResolvedRule] = []
-        for spec in specs:
-            try:
-                desired.extend(resolve(spec, snapshot))
-            except (EngineError, FilterError) as exc:
-                # Not applied, and removed if present: a rule left pointing at
-                # a stopped container's old address would admit whoever gets
-                # that address next; a recorded filter this version refuses
-                # might hold anything.
-                plan.withdrawn.append((spec, str(exc)))
-        return desired
-
-    def _transaction(self, record: bool = True) -> contextlib.AbstractContextManager[Transaction]:
-        """A transaction over every backend, and over the store unless RECORD is False."""
-        return transaction(self.backends, self.store if record else None)
-
-    def _plan(self, tx: Transaction, scope: set[str] | None) -> Plan:
-        """Each backend's changes for the recorded rules of SCOPE (None: every owner), added to TX."""
-        plan = Plan()
-        specs = self.store.rules(sorted(scope) if scope is not None else None)
-        desired = self._desired(specs, plan)
-        for backend in tx.backends:
-            live = tx.live(backend)
-            if live is None:
-                if any(r.family == backend.family and (scope is None or r.owner in scope) for r in desired):
-                    plan.unmanaged.append(backend.unmanaged_note)
-                continue
-            changes = backend.plan(live, desired, scope)
-            tx.add(backend, changes)
-            plan.extend(changes)
-        return plan
-
-    def _report_withdrawn(self, plan: Plan) -> None:
-        for spec, reason in plan.withdrawn:
-            self.warn(f"not applied ({reason}): {spec.describe()}")
-        for note in plan.unmanaged:
-            self.warn(note)
-
-    def _owner_names(self, refs: Iterable[str]) -> list[str]:
-        """Container references as recorded: names (the store's first, then the engine's).
-
-        A name the store knows works even when the container no longer exists.
-        """
-        recorded = set(self.store.owners())
-        return [
-            ref if ref in recorded else self.engine.snapshot().get(ref).name
-            for ref in (r.lstrip("/") for r in refs)
-        ]
-
-    def _init_networks(self, snapshot: Snapshot) -> list[Network]:
-        """The bridge networks 'init' covers: every one, or those 'init --network'
-        limited it to (recorded in the store; one that no longer exists is skipped)."""
-        selected = self.store.init_networks()
-        bridges = snapshot.bridges()
-        return bridges if selected is None else [n for n in bridges if n.name in selected]
-
-    def _no_selected_network(self) -> str:
-        return (
-            f"init is limited to networks that no longer exist ({', '.join(self.store.init_networks() or [])}): "
-            "run 'docker-fw init --network NAME' or 'docker-fw init --all-networks'"
-        )
-
-    def _warn_if_not_initialised(self, tx: Transaction) -> None:
-        backend = self.backends[0]  # the required one: the others may be left out
-        bridges = [n.bridge for n in self._init_networks(self.engine.snapshot()) if backend.covers(n)]
-        if bridges and not backend.is_initialised(tx.live(backend), bridges):
-            self.warn(
-                "'docker-fw init' has not been run: Docker's catch-all rule still lets "
-                "anyone reach published ports"
-            )
-
-    # -- actions ---------------------------------------------------------
-
-    def ensure_initialised(self) -> Plan:
-        """What 'init' does, quietly: returns the plan it applied (empty when done already)."""
-        with self._transaction(record=False) as tx:
-            return self._plan_init(tx)
-
-    def _plan_init(self, tx: Transaction) -> Plan:
-        """'init' in every backend: the same reshaping, on the selected bridges it covers.
-
-        A backend that is not required only warns when it cannot be
-        initialised: the required one protects all the same.
-        """
-        snapshot = self.engine.snapshot()
-        selected = self._init_networks(snapshot)
-        if not selected:
-            raise UsageError(self._no_selected_network())
-        existing = [n.bridge for n in snapshot.bridges()]
-        engine_backend = self.engine.firewall_backend()
-        plan = Plan()
-        for backend in tx.backends:
-            live = tx.live(backend)
-            if live is None:
-                if any(backend.covers(n) for n in snapshot.bridges()):
-                    # Checked live on 20.10 with --ipv6 alone: any IPv6 client reaches
-                    # published ports through docker-proxy, which no rule here sees.
-                    self.warn(IPV6_NOT_INITIALISED)
-                continue
-            changes: list[Change] = []
-            bridges = [n.bridge for n in selected if backend.covers(n)]
-            try:
-                if bridges:
-                    changes.extend(backend.plan_init(live, bridges, engine_backend, existing))
-            except FirewallError as exc:
-                if backend.required:
-                    raise
-                self.warn(f"{backend.label} not initialised: {exc}")
-            try:
-                changes.extend(backend.ensure(live))
-            except FirewallError:
-                if backend.required:
-                    raise
-            tx.add(backend, changes)
-            plan.extend(changes)
-        return plan
-
-    def init(self, networks: list[str] | None = None, all_networks: bool = False) -> Plan:
-        """Reshape Docker's FORWARD chain (ensure_initialised), for every bridge network,
-        or, from now on, only for NETWORKS (by name) until ALL_NETWORKS again."""
-        if networks:
-            known = sorted(n.name for n in self.engine.snapshot().bridges())
-            unknown = [name for name in networks if name not in known]
-            if unknown:
-                raise UsageError(
-                    f"init: no bridge network named {unknown[0]} (bridge networks: {', '.join(known)})"
-                )
-        with self._transaction() as tx:  # the selection is kept only if the kernel took the plan
-            if networks:
-                self.store.set_init_networks(sorted(set(networks)))
-            elif all_networks:
-                self.store.set_init_networks(None)
-            plan = self._plan_init(tx)
-        selected = self.store.init_networks()
-        if selected is not None:
-            self.out(f"init: limited to network{'s' if len(selected) > 1 else ''} {', '.join(selected)} "
-                     "(recorded; 'init --all-networks' covers every one again)")
-        if plan:
-            for change in plan.changes:
-                if change.why == "init":
-                    self.out(f"init: {change.shown}{_family_note(change)}")
-        else:
-            self.out("init: already done, nothing changed")
-        return plan
+class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
+    """One method per action; the rule actions are here, the others in service/."""
 
     def spec_from_request(self, kind: Kind, req: AddRequest, rev_lookup: bool, action: str | None = None) -> RuleSpec:
         """REQ as the rule of ACTION (default: KIND's) it records: checked without
@@ -294,7 +79,7 @@ class Service:
             rewrites, failed = self._hosts_changes(sources)
             if failed:
                 raise EngineError(failed[0][1])
-            tx.after_apply(lambda: _raise_first(self._write_hosts(rewrites)))
+            tx.after_apply(lambda: raise_first(self._write_hosts(rewrites)))
             # A kernel took its batch, then a later step failed and the record
             # was rolled back: bring iptables and the hosts files written so
             # far back in line with the record rather than leave an
@@ -370,7 +155,7 @@ class Service:
         for owner, count in counts.items():
             self.out(f"{owner}: dropped {count} rule{'s' if count != 1 else ''}")
         if plan.hosts_failed:
-            raise _hosts_not_updated(plan.hosts_failed)
+            raise hosts_not_updated(plan.hosts_failed)
         return plan
 
     def rename(self, old: str, new: str) -> Plan:
@@ -413,7 +198,7 @@ class Service:
         plan = self.sync(scope, dry_run)
         if dry_run:
             for change in plan.changes:
-                self.out(f"would {change.verb} ({change.why}): {change.note or change.line}{_family_note(change)}")
+                self.out(f"would {change.verb} ({change.why}): {change.note or change.line}{family_note(change)}")
             for owner in plan.hosts:
                 self.out(f"would rewrite /etc/hosts of {owner}")
             if not plan:
@@ -423,7 +208,7 @@ class Service:
             deleted = sum(1 for c in plan.changes if c.line.startswith("-D"))
             self.out(f"replay: {added} rule(s) added, {deleted} removed")
         if plan.hosts_failed:
-            raise _hosts_not_updated(plan.hosts_failed, dry_run)
+            raise hosts_not_updated(plan.hosts_failed, dry_run)
         return plan
 
     def sync(self, owners: set[str] | None, dry_run: bool = False) -> Plan:
@@ -448,30 +233,15 @@ class Service:
         problems: list[str] = []
         tx = Transaction(self.backends)  # read and planned, never applied
         in_use = tx.in_use()
-        snapshot = self.engine.snapshot()
-        selected = self._init_networks(snapshot)
-        existing = [n.bridge for n in snapshot.bridges()]
-        engine_backend = self.engine.firewall_backend()
-        for backend, live in in_use:
-            note = f" ({backend.label})" if backend.label else ""
-            bridges = [n.bridge for n in selected if backend.covers(n)]
-            if not backend.required and not bridges:
-                continue
-            try:
-                if not selected:
-                    raise UsageError(self._no_selected_network())
-                for change in backend.plan_init(live, bridges, engine_backend, existing):
-                    problems.append(f"not initialised ({change.why}): would {change.verb} {change.line}{note}")
-            except DockerFwError as exc:
-                problems.append(f"layout{note}: {exc}")
+        problems.extend(self._layout_problems(tx))
         plan = self._plan(tx, None)
         for change in plan.changes:
             if change.line.startswith("-D"):
-                problems.append(f"stale ({change.why}): {change.note or change.line}{_family_note(change)}")
+                problems.append(f"stale ({change.why}): {change.note or change.line}{family_note(change)}")
             else:
-                problems.append(f"missing ({change.why}): {change.line}{_family_note(change)}")
+                problems.append(f"missing ({change.why}): {change.line}{family_note(change)}")
         for backend, live in in_use:
-            note = f" ({backend.label})" if backend.label else ""
+            note = backend_note(backend)
             problems.extend(line + note for line in backend.foreign_rules(live))
         changes, failed = self._hosts_changes(set(self.store.host_entries()))
         problems.extend(f"hosts ({target.owner}): /etc/hosts entries out of date" for target in changes)
@@ -523,92 +293,6 @@ class Service:
             if forgotten:
                 self._plan(tx, set(forgotten))
 
-    # -- /etc/hosts entries (add-two-ways) --------------------------------
-
-    def _hosts_mapping(self, owner: str, snapshot: Snapshot) -> dict[str, str]:
-        """name -> address lines that a running container's hosts file must hold."""
-        container = snapshot.find(owner)
-        mapping: dict[str, str] = {}
-        for name in self.store.host_entries([owner]).get(owner, []):
-            target = snapshot.find(name)
-            if target is None or not target.has_address:
-                # Same reason as for rules: the name must not point at an
-                # address that may be handed to another container.
-                self.warn(f"hosts entry for {name} in {owner} not applied: {name} is not running")
-                continue
-            shared = sorted(
-                {e.network for e in container.endpoints} & {e.network for e in target.endpoints}
-            )
-            if not shared:
-                self.warn(f"hosts entry for {name} in {owner} not applied: they share no network")
-                continue
-            mapping[name] = next(e.ip for e in target.endpoints if e.network == shared[0])
-        return mapping
-
-    def _hosts_targets(self, owners: set[str]) -> tuple[list[HostsTarget], list[HostsFailure]]:
-        """The hosts files of these containers (those running), with the entries each must
-        hold; and the containers whose file cannot even be located."""
-        snapshot = self.engine.snapshot()
-        targets: list[HostsTarget] = []
-        failed: list[HostsFailure] = []
-        for owner in sorted(owners):
-            container = snapshot.find(owner)
-            if container is None or not container.has_address:
-                continue  # Docker writes a fresh file when it starts
-            try:
-                path = self.engine.inspect(container.id).get("HostsPath")
-            except EngineError as exc:  # e.g. removed since the snapshot
-                failed.append((owner, f"cannot locate {owner}'s hosts file: {exc}"))
-                continue
-            if path:
-                targets.append(HostsTarget(owner, path, self._hosts_mapping(owner, snapshot)))
-        return targets, failed
-
-    def _hosts_changes(self, owners: set[str]) -> tuple[list[HostsTarget], list[HostsFailure]]:
-        """The hosts files that must change (read, not written); and those that cannot be read."""
-        targets, failed = self._hosts_targets(owners)
-        changes = []
-        for target in targets:
-            try:
-                current = hosts.read_hosts(target.path)
-            except hosts.HostsFileError as exc:
-                failed.append(target.failure("read", exc))
-                continue
-            if hosts.render_hosts(current, target.entries) != current:
-                changes.append(target)
-        return changes, failed
-
-    def _write_hosts(self, targets: list[HostsTarget]) -> list[HostsFailure]:
-        """Rewrite each hosts file that needs it; those that cannot be written are returned,
-        the others written all the same."""
-        failed = []
-        for target in targets:
-            try:
-                changed = hosts.update_hosts_file(target.path, target.entries)
-            except hosts.HostsFileError as exc:
-                failed.append(target.failure("update", exc))
-                continue
-            if changed:
-                self.out(f"{target.owner}: /etc/hosts updated")
-        return failed
-
-    def _apply_hosts(self, owners: set[str]) -> list[HostsFailure]:
-        """Bring these containers' hosts files in line with the record.
-
-        A file that cannot be read or written (its container controls it: see
-        hosts.py) is warned about and returned; it stops neither the other
-        files nor the caller, so one container cannot hold up the others'
-        entries or rules ('watch' tries it again on its next batch).
-        """
-        targets, failed = self._hosts_targets(owners)
-        failed += self._write_hosts(targets)
-        return self._warn_hosts(failed)
-
-    def _warn_hosts(self, failed: list[HostsFailure]) -> list[HostsFailure]:
-        for _owner, message in failed:
-            self.warn(message)
-        return failed
-
     def add_two_ways(self, requests: list[AddRequest], rev_lookup: bool = False) -> Plan:
         """add-internal, plus an /etc/hosts line for CONTAINER in the source container."""
         if not requests:
@@ -619,148 +303,3 @@ class Service:
             specs.append(spec)
             entries.append((spec.source.value, spec.owner))
         return self.record(specs, entries, action="add-two-ways")
-
-    # -- save-hostconfig and start ------------------------------------------
-
-    def save_hostconfig(self, containers: list[str]) -> None:
-        snapshot = self.engine.snapshot()
-        records = {}
-        for ref in containers:
-            container = snapshot.get(ref)
-            if container.state != "running":
-                raise EngineError(f"container {container.name} is {container.state}: save-hostconfig needs it running")
-            records[container.name] = hostconfig.record(self.engine.inspect(container.id))
-        with self.store.transaction():
-            for name, config in records.items():
-                self.store.save_hostconfig(name, config)
-        for name, config in records.items():
-            ports = ", ".join(
-                f"{port}->{','.join(b['HostPort'] for b in bindings)}"
-                for port, bindings in config["bindings"].items()
-            )
-            self.out(f"{name}: host configuration saved" + (f" (ports {ports})" if ports else ""))
-
-    @staticmethod
-    def _dependencies(name: str, info: dict, snapshot: Snapshot) -> list[str]:
-        found = []
-        for ref in hostconfig.dependencies(info):
-            dep = snapshot.find(ref)
-            if dep is None:
-                raise EngineError(f"{name} depends on container {ref}, which does not exist")
-            found.append(dep.name)
-        return found
-
-    def start_order(self, containers: list[str], pull_deps: bool) -> tuple[list[str], dict]:
-        """Dependency order of the selection (and, with pull_deps, its dependencies)."""
-        if not containers:
-            raise UsageError("start: name at least one container")
-        snapshot = self.engine.snapshot()
-        selected = [snapshot.get(ref).name for ref in containers]
-        inspects: dict[str, dict] = {}
-
-        def info(name: str) -> dict:
-            if name not in inspects:
-                inspects[name] = self.engine.inspect(snapshot.get(name).id)
-            return inspects[name]
-
-        chosen = set(selected)
-
-        def deps(name: str) -> list[str]:
-            # Without --pull-deps, a dependency that is running already is
-            # satisfied, selected or not; --pull-deps lists it (and leaves it running).
-            return [
-                d for d in self._dependencies(name, info(name), snapshot)
-                if pull_deps or d in chosen or snapshot.get(d).state not in ("running", "paused")
-            ]
-
-        try:
-            order = depgraph.start_order(selected, deps, pull_deps=pull_deps)
-        except (depgraph.DependencyCycleError, depgraph.MissingDependencyError) as exc:
-            raise UsageError(str(exc)) from None
-        return order, {name: info(name) for name in order}
-
-    def _start_one(self, name: str, container_id: str, saved: dict, pin: bool) -> None:
-        """Start, asking for the saved host ports; without them if they are taken."""
-        if not (pin and saved.get("dynamic") and saved.get("bindings")):
-            self.engine.start(container_id)
-            return
-        try:
-            self.engine.start(container_id, saved["bindings"])
-        except PortInUseError as exc:
-            # Another container holds the port now.  Start with engine-chosen
-            # ports for the dynamic ones rather than not at all; the changed
-            # ports are reported after the start.
-            self.warn(f"{name}: could not get its saved host ports back ({exc}); starting with new ones")
-            self.engine.start(container_id, hostconfig.unpinned(saved))
-
-    def start(
-        self,
-        containers: list[str],
-        dry_run: bool = False,
-        paused: bool = False,
-        pull_deps: bool = False,
-        jobs: int = 1,
-    ) -> list[str]:
-        """Start containers in dependency order, protecting each as soon as it runs."""
-        order, inspects = self.start_order(containers, pull_deps)
-        saved_configs = {name: self.store.hostconfig(name) or {} for name in order}
-        # Refuse before anything is started (and say so in a dry run too).
-        for name in order:
-            if saved_configs[name] and not inspects[name]["State"]["Running"]:
-                changed = hostconfig.wiring_changes(saved_configs[name], inspects[name])
-                if changed:
-                    raise UsageError(
-                        f"container {name}: host configuration changed since it was saved "
-                        f"({', '.join(changed)}); check it, run 'docker-fw save-hostconfig {name}', "
-                        "then start again"
-                    )
-        if dry_run:
-            for name in order:
-                self.out(name)
-            return order
-        pin = False
-        if any(not inspects[n]["State"]["Running"] and saved_configs[n].get("dynamic") for n in order):
-            pin = self.engine.accepts_start_with_hostconfig()
-        # Starting runs in parallel across independent branches (jobs > 1);
-        # firewall and hosts updates, output and the store stay serialised.
-        serial = threading.Lock()
-
-        def bring_up(name: str) -> None:
-            info = inspects[name]
-            if info["State"]["Running"]:  # True for paused containers too: left as they are
-                with serial:
-                    self.out(name)
-                return
-            self._start_one(name, info["Id"], saved_configs[name], pin)
-            if paused:
-                self.engine.pause(info["Id"])
-            with serial:
-                self.engine.snapshot(refresh=True)
-                # Replay at once, so no container waits for the others.
-                self.sync({name})
-                self._save_after_start(name, info["Id"], saved_configs[name])
-                self.out(name)
-
-        if jobs <= 1:
-            for name in order:
-                bring_up(name)
-            return order
-        snapshot = self.engine.snapshot()
-        deps = {name: self._dependencies(name, inspects[name], snapshot) for name in order}
-        try:
-            depgraph.run_parallel(order, deps, bring_up, max_workers=jobs)
-        except depgraph.NodeFailed as exc:
-            cause = exc.__cause__
-            if isinstance(cause, DockerFwError):
-                raise type(cause)(f"{exc.node}: {cause}") from None
-            raise
-        return order
-
-    def _save_after_start(self, name: str, container_id: str, saved: dict) -> None:
-        """Record the host ports it got; report those that differ from the saved ones."""
-        now = self.engine.inspect(container_id)
-        changes = hostconfig.port_changes(saved, now) if saved else []
-        if changes:
-            self.warn(f"{name}: host ports changed: {'; '.join(changes)}")
-        with self.store.transaction():
-            self.store.save_hostconfig(name, hostconfig.record(now, previous=saved or None))

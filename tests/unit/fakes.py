@@ -1,7 +1,8 @@
 """In-memory stand-ins for the Docker engine and iptables, for service-level tests.
 
-``FakeEngine`` implements what ``actions.Service`` uses of ``engine.Engine``
-(snapshot, inspect, start, pause, accepts_start_with_hostconfig) over a few
+``FakeEngine`` implements ``service.core.EngineView``, what ``actions.Service``
+uses of ``engine.Engine`` (snapshot, inspect, start, pause,
+accepts_start_with_hostconfig; ``SnapshotEngine`` only ``EngineFacts``) over a few
 mutable containers, and behaves like a 20.10 engine where it matters:
 
 - a snapshot is cached until ``snapshot(refresh=True)`` (or ``forget()``,
@@ -15,8 +16,9 @@ mutable containers, and behaves like a 20.10 engine where it matters:
   twice, for 0.0.0.0 and for '::';
 - a start rewrites the container's hosts file (``HostsPath``) from scratch.
 
-``FakeFirewall`` holds a parsed filter table (Docker 20.10's layout) and
-applies restore batches with ``dfw_samples.apply_lines``.
+``FakeFirewall`` implements ``backends.iptables.backend.Runner`` (what
+``IptablesBackend`` runs): it holds a parsed filter table (Docker 20.10's
+layout) and applies restore batches with ``backends.iptables.walk.apply_lines``.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dfw_samples import APP_NET, BRIDGE_NET, apply_lines, layout_2010_icc_false
+from docker_fw.backends.iptables.backend import Runner
 from docker_fw.engine import Container, Endpoint, Network, PortBinding, PortInUseError, Snapshot
 from docker_fw.errors import EngineError
 from docker_fw.backends.iptables.process import SavedRule, Table, parse_save
 from docker_fw.model import OWN_CHAINS
 from docker_fw.resolve import parse_comment
+from docker_fw.service.core import EngineFacts, EngineView
 
 NETWORKS: dict[str, Network] = {BRIDGE_NET.name: BRIDGE_NET, APP_NET.name: APP_NET}
 
@@ -74,7 +78,7 @@ class FakeContainer:
         return self.state in ("running", "paused")
 
 
-class SnapshotEngine:
+class SnapshotEngine(EngineFacts):
     """An engine that only answers with a given snapshot (Docker 20.10: no firewall
     backend named); a test assigns ``snap`` to make the engine change."""
 
@@ -88,7 +92,7 @@ class SnapshotEngine:
         return ""
 
 
-class FakeEngine:
+class FakeEngine(EngineView):
     def __init__(self, root: pathlib.Path):
         self.root = pathlib.Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -291,7 +295,7 @@ class FakeEngine:
         pathlib.Path(c.hosts_path).write_text(text)
 
 
-class FakeFirewall:
+class FakeFirewall(Runner):
     """iptables-save / iptables-restore --noflush over an in-memory filter table."""
 
     def __init__(self, text: str | None = None):

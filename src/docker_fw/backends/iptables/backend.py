@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from typing import Protocol
 
 from . import layouts
 from ...engine import Network
 from ...errors import FirewallError
-from .process import Iptables, Table
+from .process import Table
 from ...model import OWN_CHAINS
 from .reconcile import Change, ensure_chains, plan_rules, rule_line
 from ...resolve import COMMENT_PREFIX, ResolvedRule
@@ -16,16 +17,25 @@ from ...resolve import COMMENT_PREFIX, ResolvedRule
 UNMANAGED_IP6TABLES = "IPv6 rules not applied: the engine does not manage ip6tables (--ip6tables)"
 
 
+class Runner(Protocol):
+    """What the backend runs: iptables-save and iptables-restore --noflush (``process.Iptables``)."""
+
+    def save(self, table: str = "filter") -> Table: ...
+
+    def restore(
+        self, table: str, lines: list[str], shown: list[str] | None = None, before: Table | None = None
+    ) -> None: ...
+
+
 class IptablesBackend:
     """The filter table of iptables (family 4) or ip6tables (family 6).
 
-    ``runner`` runs the -save and -restore commands (an ``Iptables``, or a
-    stand-in with the same save/restore).  The IPv4 instance is required:
+    ``runner`` runs the -save and -restore commands (a ``process.Iptables``).  The IPv4 instance is required:
     without Docker's chains nothing can be protected.  The IPv6 one is used
     only where the engine manages ip6tables (Docker's DOCKER chain is there).
     """
 
-    def __init__(self, runner: Iptables, family: int = 4):
+    def __init__(self, runner: Runner, family: int = 4):
         self.runner = runner
         self.family = family
         self.required = family == 4
