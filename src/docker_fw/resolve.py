@@ -1,14 +1,13 @@
-"""Turn recorded rules into concrete iptables rules, using live addresses.
+"""Turn recorded rules into concrete ones, using live addresses.
 
-Pure: works on a ``Snapshot`` and returns data (argv lists), so it is unit
-tested without an engine.  A rule between containers is rendered once per
-network they share, with their addresses on that network; ``/`` is the
-gateway of that network.
+Pure: works on a ``Snapshot`` and returns backend-neutral data (each backend
+renders it in its own syntax), so it is unit tested without an engine.  A
+rule between containers is resolved once per network they share, with their
+addresses on that network; ``/`` is the gateway of that network.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from .engine import Container, Snapshot
@@ -17,65 +16,25 @@ from .filtergrammar import FilterError
 from .backends.iptables.process import bridge_name_problem
 from .model import BRIDGE_PLACEHOLDER, AddressKind, AddressSpec, Kind, RuleSpec
 
-COMMENT_PREFIX = "docker-fw:"
-
 
 @dataclass(frozen=True)
 class ResolvedRule:
-    """One iptables rule in one of our chains, tagged with owner and hash.
+    """A recorded rule with today's addresses: backend-neutral data.
 
-    The comment ``docker-fw:<owner>:<hash>`` is how docker-fw recognises its
-    rules in ``iptables-save`` output: the hash covers the chain and every
-    match, so a rule whose container moved to another address gets another
-    hash, and iptables' own canonical spelling never matters.
+    A backend turns it into its own syntax (backends.iptables.rules.render).
+    ``filter`` is the recorded --filter with ``@bridge`` replaced by the
+    bridge of the network the rule is placed on.
     """
 
     owner: str
-    chain: str
-    matches: tuple[str, ...]  # everything but the comment and the jump
-    target: str
-    # 4: iptables, 6: ip6tables.  Not hashed: the addresses in the matches
-    # already tell the families apart.
-    family: int = 4
-
-    @property
-    def digest(self) -> str:
-        text = "\0".join((self.chain, *self.matches, self.target))
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-    @property
-    def comment(self) -> str:
-        return f"{COMMENT_PREFIX}{self.owner}:{self.digest}"
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.owner, self.digest)
-
-    def argv(self) -> list[str]:
-        """The rule spec after '-A CHAIN' (no shell quoting involved)."""
-        return [*self.matches, "-m", "comment", "--comment", self.comment, "-j", self.target]
-
-
-def parse_comment(comment: str) -> tuple[str, str] | None:
-    """(owner, digest) from one of our comments, else None."""
-    if not comment.startswith(COMMENT_PREFIX):
-        return None
-    owner, sep, digest = comment[len(COMMENT_PREFIX):].rpartition(":")
-    if not sep or not owner:
-        return None
-    return owner, digest
-
-
-def render_matches(spec: RuleSpec, src: str, dst: str, bridge: str = "") -> tuple[str, ...]:
-    """The matches of one concrete rule; BRIDGE (the bridge of the network it is
-    applied on) replaces the filter's @bridge tokens."""
-    filter_ = [bridge if token == BRIDGE_PLACEHOLDER else token for token in spec.filter]
-    matches = ["-s", src, "-d", dst, *filter_, "-p", spec.proto, "-m", spec.proto]
-    if spec.sport:
-        matches += ["--sport", str(spec.sport)]
-    if spec.dport:
-        matches += ["--dport", str(spec.dport)]
-    return tuple(matches)
+    kind: Kind
+    source: str  # an address or prefix: '172.17.0.2/32', '2001:db8::/64'
+    dest: str
+    proto: str
+    sport: int = 0
+    dport: int = 0
+    filter: tuple[str, ...] = ()
+    family: int = 4  # 4 or 6: the family of both addresses
 
 
 def _containers_of(spec: RuleSpec, snapshot: Snapshot) -> list[Container]:
@@ -206,17 +165,20 @@ def resolve(spec: RuleSpec, snapshot: Snapshot) -> list[ResolvedRule]:
         if not literal:
             targets += [(net, 6) for net in sorted(shared) if has_v6(net)]
 
+    def placed_filter(net: str) -> tuple[str, ...]:
+        bridge = endpoint(containers[0], net).bridge
+        return tuple(bridge if token == BRIDGE_PLACEHOLDER else token for token in spec.filter)
+
     return [
         ResolvedRule(
             owner=spec.owner,
-            chain=spec.kind.chain,
-            matches=render_matches(
-                spec,
-                address(spec.source, net, family),
-                address(spec.dest, net, family),
-                endpoint(containers[0], net).bridge,
-            ),
-            target=spec.kind.target,
+            kind=spec.kind,
+            source=address(spec.source, net, family),
+            dest=address(spec.dest, net, family),
+            proto=spec.proto,
+            sport=spec.sport,
+            dport=spec.dport,
+            filter=placed_filter(net),
             family=family,
         )
         for net, family in targets

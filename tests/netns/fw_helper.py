@@ -18,7 +18,7 @@ rules of family 6 only are planned).
 
 Every answer has "ok"; a docker-fw error gives ok=false with "type", "error"
 and "exit_code".  "restores" counts the iptables-restore runs.  A desired
-rule is {"owner", "chain", "matches", "target"} (a resolve.ResolvedRule).
+rule is {"owner", "chain", "matches", "target"} (a backends.iptables.rules.IptablesRule).
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "src"))
 from docker_fw.backends.iptables import layouts, reconcile  # noqa: E402
 from docker_fw.errors import DockerFwError  # noqa: E402
 from docker_fw.backends.iptables.process import Iptables  # noqa: E402
-from docker_fw.resolve import ResolvedRule  # noqa: E402
+from docker_fw.backends.iptables.rules import IptablesRule  # noqa: E402
 
 
-def _desired(items: list[dict]) -> list[ResolvedRule]:
+def _desired(items: list[dict]) -> list[IptablesRule]:
     return [
-        ResolvedRule(d["owner"], d["chain"], tuple(d["matches"]), d["target"], d.get("family", 4))
+        IptablesRule(d["owner"], d["chain"], tuple(d["matches"]), d["target"], d.get("family", 4))
         for d in items
     ]
 

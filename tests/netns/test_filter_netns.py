@@ -17,7 +17,7 @@ from netns_support import SEED
 from docker_fw.errors import UsageError
 from docker_fw.model import CHAIN_FORWARD, parse_filter
 from docker_fw.backends.iptables.reconcile import quote, rule_line
-from docker_fw.resolve import ResolvedRule
+from docker_fw.backends.iptables.rules import IptablesRule
 from test_iptables_netns import as_json, desired, saved, spec
 from test_legacy_netns import legacy  # noqa: F401  (a fixture)
 
@@ -60,7 +60,7 @@ SMUGGLED = "-I FORWARD 1 -s 198.51.100.3/32 -j ACCEPT"
 LINE_BUFFER = 10240  # iptables-restore 1.8.9 reads lines with fgets() into this
 
 
-def smuggling_rule() -> tuple[ResolvedRule, str]:
+def smuggling_rule() -> tuple[IptablesRule, str]:
     """A rule as docker-fw rendered --filter=TEXT before the grammar, and TEXT.
 
     The denylist let TEXT through (match options only; the rule to smuggle
@@ -88,7 +88,7 @@ def smuggling_rule() -> tuple[ResolvedRule, str]:
     short = LINE_BUFFER - 1 - split_at(build(0, 10))
     tokens = build(short // 4, 10 + short % 4)
     assert split_at(tokens) == LINE_BUFFER - 1
-    rule = ResolvedRule(base.owner, base.chain, (*head, *tokens, *tail), base.target)
+    rule = IptablesRule(base.owner, base.chain, (*head, *tokens, *tail), base.target)
     return rule, " ".join(shlex.quote(t) for t in tokens)
 
 

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from docker_fw.engine import Container, Endpoint, Network, Snapshot
 from docker_fw.errors import UsageError, one_line
 from docker_fw.model import OWN_CHAINS, Kind, RuleSpec, parse_address, parse_filter
+from docker_fw.backends.iptables.rules import render
 from docker_fw.resolve import resolve
 from tests.fuzz_strategies import filters
 
@@ -105,7 +106,7 @@ def test_accepted_filters_apply_exactly_one_rule_each_or_nothing(prepared, text,
         owner="web", kind=kind, source=parse_address(source), dest=parse_address(dest),
         dport=dport or (0 if kind is Kind.ADD else 80), filter=tokens,
     )
-    resolved = resolve(spec, SNAPSHOT)
+    resolved = [render(r) for r in resolve(spec, SNAPSHOT)]
     ns.load(base)
     before = table_lines(ns)
     answer = ns.helper(

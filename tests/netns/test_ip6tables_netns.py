@@ -10,6 +10,7 @@ import pytest
 from netns_support import SEED, normalise
 from docker_fw.engine import Snapshot, parse_container, parse_network
 from docker_fw.model import Kind, RuleSpec, parse_address, parse_filter
+from docker_fw.backends.iptables.rules import render
 from docker_fw.resolve import resolve
 
 pytestmark = pytest.mark.netns
@@ -42,7 +43,7 @@ SPECS = [
 
 def desired(web6: str) -> list[dict]:
     snap = snapshot(web6)
-    return [dataclasses.asdict(r) for s in SPECS for r in resolve(s, snap)]
+    return [dataclasses.asdict(render(r)) for s in SPECS for r in resolve(s, snap)]
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from docker_fw.engine import Container, Endpoint, Network, Snapshot
 from docker_fw.errors import UsageError
 from docker_fw.model import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL, Kind, RuleSpec, parse_address, parse_filter
 from docker_fw.backends.iptables.reconcile import REPLIES_COMMENT, REPLIES_RULE, rule_line
-from docker_fw.resolve import ResolvedRule, resolve
+from docker_fw.backends.iptables.rules import IptablesRule, render
+from docker_fw.resolve import resolve
 
 pytestmark = pytest.mark.netns
 
@@ -46,12 +47,12 @@ SPECS = [
 ]
 
 
-def desired(specs=SPECS, snap=None) -> list[ResolvedRule]:
+def desired(specs=SPECS, snap=None) -> list[IptablesRule]:
     snap = snap or snapshot()
-    return [r for s in specs for r in resolve(s, snap)]
+    return [render(r) for s in specs for r in resolve(s, snap)]
 
 
-def as_json(rules: list[ResolvedRule]) -> list[dict]:
+def as_json(rules: list[IptablesRule]) -> list[dict]:
     return [{"owner": r.owner, "chain": r.chain, "matches": list(r.matches), "target": r.target} for r in rules]
 
 
@@ -355,7 +356,7 @@ def test_batch_with_one_bad_line_changes_nothing(netns):
 def test_unknown_filter_option_is_refused_with_nothing_applied(netns):
     before = netns.save()
     # built by hand: the --filter grammar (and resolve) refuse this option up front
-    unknown = ResolvedRule("web", CHAIN_FORWARD, ("-s", "192.0.2.0/24", "--nosuchopt", "1"), "DOCKER")
+    unknown = IptablesRule("web", CHAIN_FORWARD, ("-s", "192.0.2.0/24", "--nosuchopt", "1"), "DOCKER")
     rules = [*desired([SPECS[1]]), unknown]
     answer = netns.helper("sync", desired=as_json(rules), scope=None)
     assert answer["ok"] is False and answer["exit_code"] == 4

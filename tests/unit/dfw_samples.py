@@ -10,7 +10,10 @@ import ipaddress
 import pathlib
 
 from docker_fw.engine import Container, Endpoint, Network, PortBinding, Snapshot
+from docker_fw.backends.iptables.rules import IptablesRule
+from docker_fw.backends.iptables.rules import render as render_rule
 from docker_fw.backends.iptables.walk import apply_lines, render, saved_line  # noqa: F401 (re-exported)
+from docker_fw.resolve import resolve
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 GOLDEN_DIR = REPO / "tests" / "fixtures" / "golden"
@@ -218,3 +221,8 @@ def layout_2010_icc_false() -> str:
 
 # The in-memory kernel (apply_lines, render, saved_line) is the product's
 # model in docker_fw.backends.iptables.walk; re-exported for the tests.
+
+
+def resolve_iptables(spec, snapshot: Snapshot) -> list[IptablesRule]:
+    """resolve(), rendered as the iptables backend writes the rules."""
+    return [render_rule(r) for r in resolve(spec, snapshot)]

@@ -35,7 +35,7 @@ from docker_fw.engine import Container, Endpoint, Network, PortBinding, PortInUs
 from docker_fw.errors import EngineError
 from docker_fw.backends.iptables.process import SavedRule, Table, parse_save
 from docker_fw.model import OWN_CHAINS
-from docker_fw.resolve import parse_comment
+from docker_fw.backends.iptables.rules import parse_comment
 from docker_fw.service.core import EngineFacts, EngineView
 
 NETWORKS: dict[str, Network] = {BRIDGE_NET.name: BRIDGE_NET, APP_NET.name: APP_NET}

@@ -11,7 +11,7 @@ import ipaddress
 
 import fakes
 import pytest
-from dfw_samples import summary
+from dfw_samples import resolve_iptables, summary
 
 from docker_fw.actions import IPV6_NOT_INITIALISED, IPV6_UNMANAGED, AddRequest, Service
 from docker_fw.engine import Snapshot, parse_container, parse_network
@@ -19,7 +19,7 @@ from docker_fw.errors import EngineError
 from docker_fw.backends.iptables.process import parse_save
 from docker_fw.model import CHAIN_FORWARD, CHAIN_INTERNAL, Kind, RuleSpec, parse_address
 from docker_fw.backends.iptables.reconcile import plan_rules
-from docker_fw.resolve import parse_comment, resolve
+from docker_fw.backends.iptables.rules import parse_comment
 from docker_fw.store import Store
 
 NET_LIST = [
@@ -81,19 +81,19 @@ def spec(owner, kind, source, dest=".", dport=80):
 
 
 def test_ipv6_literal_renders_for_ip6tables_only():
-    [rule] = resolve(spec("web", Kind.ADD, "2001:db8:ffff::2"), snapshot())
+    [rule] = resolve_iptables(spec("web", Kind.ADD, "2001:db8:ffff::2"), snapshot())
     assert rule.family == 6
     assert rule.matches[:4] == ("-s", "2001:db8:ffff::2/128", "-d", WEB6 + "/128")
 
 
 def test_ipv4_literal_renders_for_iptables_only():
-    [rule] = resolve(spec("web", Kind.ADD, "198.51.100.2"), snapshot())
+    [rule] = resolve_iptables(spec("web", Kind.ADD, "198.51.100.2"), snapshot())
     assert rule.family == 4
     assert rule.matches[:4] == ("-s", "198.51.100.2/32", "-d", "172.17.0.2/32")
 
 
 def test_containers_render_for_both_families_where_both_have_ipv6():
-    rules = resolve(spec("web", Kind.INTERNAL, "app"), snapshot())
+    rules = resolve_iptables(spec("web", Kind.INTERNAL, "app"), snapshot())
     assert [(r.family, r.matches[1], r.matches[3]) for r in rules] == [
         (4, "172.17.0.3/32", "172.17.0.2/32"),
         (6, APP6 + "/128", WEB6 + "/128"),
@@ -104,18 +104,18 @@ def test_containers_render_for_both_families_where_both_have_ipv6():
 
 
 def test_container_without_ipv6_renders_for_iptables_only():
-    rules = resolve(spec("web", Kind.INTERNAL, "old"), snapshot())
+    rules = resolve_iptables(spec("web", Kind.INTERNAL, "old"), snapshot())
     assert [r.family for r in rules] == [4]
 
 
 def test_host_uses_the_ipv6_gateway():
-    rules = resolve(spec("web", Kind.INPUT, ".", "/", dport=9100), snapshot())
+    rules = resolve_iptables(spec("web", Kind.INPUT, ".", "/", dport=9100), snapshot())
     assert [(r.family, r.matches[3]) for r in rules] == [(4, "172.17.0.1/32"), (6, "2001:db8:1::1/128")]
 
 
 def test_ipv6_literal_for_a_container_without_ipv6_is_refused():
     with pytest.raises(EngineError, match="no IPv6 address"):
-        resolve(spec("old", Kind.ADD, "2001:db8:ffff::2"), snapshot())
+        resolve_iptables(spec("old", Kind.ADD, "2001:db8:ffff::2"), snapshot())
 
 
 def test_ipv6_container_address_is_refused_like_ipv4():
@@ -242,7 +242,7 @@ def test_engine_without_ip6tables_leaves_ipv6_out_with_one_warning(tmp_path):
 
 
 def test_plan_rules_ignores_the_other_family():
-    rules = resolve(spec("web", Kind.INTERNAL, "app"), snapshot())
+    rules = resolve_iptables(spec("web", Kind.INTERNAL, "app"), snapshot())
     table = parse_save(layout())
     four = plan_rules(table, rules, None, family=4)
     six = plan_rules(table, rules, None, family=6)

@@ -14,14 +14,13 @@ import ipaddress
 import pytest
 from fakes import FakeFirewall, SnapshotEngine
 
-from dfw_samples import apply_lines, render, summary
+from dfw_samples import apply_lines, render, resolve_iptables, summary
 from docker_fw.actions import Service
 from docker_fw.engine import Container, Endpoint, Network, PortBinding, Snapshot, parse_container, parse_network
 from docker_fw.errors import EngineError, FirewallError, UsageError
 from docker_fw.backends.iptables.process import parse_save
 from docker_fw.backends.iptables.layouts import catch_all, internal_jump, is_initialised, plan_init
 from docker_fw.model import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL, Kind, RuleSpec, parse_address
-from docker_fw.resolve import resolve
 from docker_fw.store import Store
 
 
@@ -91,7 +90,7 @@ def pairs(resolved) -> list[tuple[str, str]]:
 
 
 def test_add_internal_on_a_user_network_uses_that_networks_addresses():
-    resolved = resolve(rule("a2", source="a1"), SNAP)
+    resolved = resolve_iptables(rule("a2", source="a1"), SNAP)
     assert pairs(resolved) == [("172.20.0.2/32", "172.20.0.3/32")]
     assert resolved[0].chain == CHAIN_INTERNAL and resolved[0].target == "ACCEPT"
     # a3 is nowhere in it: only the named pair is admitted
@@ -103,7 +102,7 @@ def test_add_internal_on_a_user_network_uses_that_networks_addresses():
 
 def test_no_shared_network_is_an_engine_error_naming_both_sides_and_their_networks():
     with pytest.raises(EngineError) as info:
-        resolve(rule("peer_a", source="peer_z"), SNAP)
+        resolve_iptables(rule("peer_a", source="peer_z"), SNAP)
     message = str(info.value)
     assert info.value.exit_code == 3
     assert "\n" not in message
@@ -113,13 +112,13 @@ def test_no_shared_network_is_an_engine_error_naming_both_sides_and_their_networ
 
 def test_no_shared_network_between_docker0_and_a_user_network():
     with pytest.raises(EngineError, match=r"plain \(on bridge\) and a1 \(on quiet\) share no network"):
-        resolve(rule("plain", source=".", dest="a1"), SNAP)
+        resolve_iptables(rule("plain", source=".", dest="a1"), SNAP)
 
 
 def test_a_paused_peer_still_shares_its_networks():
     paused = ctr("paused_z", ep(ZETA, 9), state="paused")
     snap = Snapshot(containers=[*SNAP.containers, paused], networks=SNAP.networks)
-    assert pairs(resolve(rule("multi", source="paused_z"), snap)) == [("172.18.0.9/32", "172.18.0.2/32")]
+    assert pairs(resolve_iptables(rule("multi", source="paused_z"), snap)) == [("172.18.0.9/32", "172.18.0.2/32")]
 
 
 # --- requirement 4: a container on two networks ---------------------------------------
@@ -127,16 +126,16 @@ def test_a_paused_peer_still_shares_its_networks():
 
 def test_two_network_container_and_a_peer_on_only_one_of_them():
     # peer_z shares zeta only: multi's zeta address, not its alpha one
-    assert pairs(resolve(rule("multi", source="peer_z"), SNAP)) == [("172.18.0.3/32", "172.18.0.2/32")]
-    assert pairs(resolve(rule("multi", source="peer_a"), SNAP)) == [("172.19.0.3/32", "172.19.0.2/32")]
+    assert pairs(resolve_iptables(rule("multi", source="peer_z"), SNAP)) == [("172.18.0.3/32", "172.18.0.2/32")]
+    assert pairs(resolve_iptables(rule("multi", source="peer_a"), SNAP)) == [("172.19.0.3/32", "172.19.0.2/32")]
     # the same from the peer's side, multi as the destination
-    assert pairs(resolve(rule("peer_a", source=".", dest="multi"), SNAP)) == [("172.19.0.3/32", "172.19.0.2/32")]
+    assert pairs(resolve_iptables(rule("peer_a", source=".", dest="multi"), SNAP)) == [("172.19.0.3/32", "172.19.0.2/32")]
 
 
 def test_two_network_peers_get_one_rule_per_shared_network():
     both = ctr("both", ep(ALPHA, 7), ep(ZETA, 7))
     snap = Snapshot(containers=[*SNAP.containers, both], networks=SNAP.networks)
-    assert pairs(resolve(rule("multi", source="both"), snap)) == [
+    assert pairs(resolve_iptables(rule("multi", source="both"), snap)) == [
         ("172.19.0.7/32", "172.19.0.2/32"),  # alpha
         ("172.18.0.7/32", "172.18.0.2/32"),  # zeta
     ]
@@ -144,19 +143,19 @@ def test_two_network_peers_get_one_rule_per_shared_network():
 
 def test_slash_is_the_gateway_of_the_network_each_rule_is_on():
     # '/' on a one-network container of a user network: that network's gateway
-    assert pairs(resolve(rule("peer_z", kind=Kind.INPUT, source=".", dest="/", dport=9000), SNAP)) == [
+    assert pairs(resolve_iptables(rule("peer_z", kind=Kind.INPUT, source=".", dest="/", dport=9000), SNAP)) == [
         ("172.18.0.3/32", "172.18.0.1/32")
     ]
     # on a two-network container: each address paired with its own network's gateway
-    resolved = resolve(rule("multi", kind=Kind.INPUT, source=".", dest="/", dport=9000), SNAP)
+    resolved = resolve_iptables(rule("multi", kind=Kind.INPUT, source=".", dest="/", dport=9000), SNAP)
     assert pairs(resolved) == [("172.19.0.2/32", "172.19.0.1/32"), ("172.18.0.2/32", "172.18.0.1/32")]
     assert {r.chain for r in resolved} == {CHAIN_INPUT}
     # and as a source ('the host may reach the container')
-    assert pairs(resolve(rule("peer_a", source="/", dport=80), SNAP)) == [("172.19.0.1/32", "172.19.0.3/32")]
+    assert pairs(resolve_iptables(rule("peer_a", source="/", dport=80), SNAP)) == [("172.19.0.1/32", "172.19.0.3/32")]
 
 
 def test_slash_uses_the_endpoints_gateway_not_docker0():
-    resolved = resolve(rule("a1", kind=Kind.INPUT, source=".", dest="/", dport=53, proto="udp"), SNAP)
+    resolved = resolve_iptables(rule("a1", kind=Kind.INPUT, source=".", dest="/", dport=53, proto="udp"), SNAP)
     assert pairs(resolved) == [("172.20.0.2/32", "172.20.0.1/32")]
     assert "172.17.0.1/32" not in resolved[0].matches
 

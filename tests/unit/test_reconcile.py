@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from dfw_samples import apply_lines, captured_layouts, layout_2010_icc_false, snapshot
+from dfw_samples import apply_lines, captured_layouts, layout_2010_icc_false, resolve_iptables, snapshot
 from docker_fw.errors import FirewallError
 from docker_fw.backends.iptables.process import parse_save
 from docker_fw.model import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL, Kind, RuleSpec, parse_address, parse_filter
@@ -21,7 +21,7 @@ from docker_fw.backends.iptables.reconcile import (
     quote,
     rule_line,
 )
-from docker_fw.resolve import ResolvedRule, parse_comment, resolve
+from docker_fw.backends.iptables.rules import IptablesRule, parse_comment
 from docker_fw.transaction import Plan
 
 SNAP = snapshot()
@@ -48,8 +48,8 @@ def spec(owner="web", kind=Kind.ADD, source="203.0.113.0/24", dest=".", **kw) ->
     return RuleSpec(owner=owner, kind=kind, source=parse_address(source), dest=parse_address(dest), **kw)
 
 
-def desired_for(*specs: RuleSpec) -> list[ResolvedRule]:
-    return [r for s in specs for r in resolve(s, SNAP)]
+def desired_for(*specs: RuleSpec) -> list[IptablesRule]:
+    return [r for s in specs for r in resolve_iptables(s, SNAP)]
 
 
 WEB_ADD = spec(dport=80)  # two rules: web is on two networks
@@ -57,7 +57,7 @@ WEB_INTERNAL = spec(kind=Kind.INTERNAL, source="db", dport=5432, filter=parse_fi
 CACHE_INPUT = spec(owner="cache", kind=Kind.INPUT, source=".", dest="/", dport=53, proto="udp")
 
 
-def saved_line(r: ResolvedRule) -> str:
+def saved_line(r: IptablesRule) -> str:
     """The rule as iptables-save (nft 1.8.9) prints it: -p before -m tcp, quoted comment."""
     m = list(r.matches)
     return " ".join(["-A", r.chain, *m, "-m", "comment", "--comment", f'"{r.comment}"', "-j", r.target])
@@ -192,7 +192,7 @@ def test_fresh_table_appends_every_rule_in_order():
 
 
 def test_stale_rule_is_deleted_by_its_position():
-    old = ResolvedRule(
+    old = IptablesRule(
         "cache", CHAIN_INPUT,
         ("-s", "172.17.0.99/32", "-d", "172.17.0.1/32", "-p", "udp", "-m", "udp", "--dport", "53"), "ACCEPT",
     )
@@ -227,7 +227,7 @@ def test_duplicates_are_removed_keeping_one():
 
 def test_stale_rules_among_kept_ones_are_deleted_bottom_up_before_any_append():
     def old_cache(ip):
-        return ResolvedRule(
+        return IptablesRule(
             "cache", CHAIN_INPUT,
             ("-s", ip, "-d", "172.17.0.1/32", "-p", "udp", "-m", "udp", "--dport", "53"), "ACCEPT",
         )
@@ -236,7 +236,7 @@ def test_stale_rules_among_kept_ones_are_deleted_bottom_up_before_any_append():
     web = desired_for(WEB_ADD)
     stale1, stale2 = saved_line(old_cache("172.17.0.98/32")), saved_line(old_cache("172.17.0.99/32"))
     foreign = f"-A {CHAIN_INPUT} -s 10.9.9.9/32 -j ACCEPT"
-    stale_web = saved_line(ResolvedRule("web", CHAIN_FORWARD, ("-s", "198.51.100.0/24"), "DOCKER"))
+    stale_web = saved_line(IptablesRule("web", CHAIN_FORWARD, ("-s", "198.51.100.0/24"), "DOCKER"))
     kept = [stale1, saved_line(cache[0]), foreign, stale2, saved_line(web[0]), stale_web]
     table = parse_save(save_text(*kept))
     changes = plan_rules(table, cache + web, None)
@@ -343,7 +343,7 @@ def test_plan_applied_then_planned_again_is_empty():
 
     cache2 = replace(SNAP.get("cache"), endpoints=(Endpoint("bridge", "docker0", "172.17.0.44", "172.17.0.1"),))
     snap2 = Snapshot([c for c in SNAP.containers if c.name != "cache"] + [cache2], SNAP.networks)
-    desired2 = resolve(CACHE_INPUT, snap2)
+    desired2 = resolve_iptables(CACHE_INPUT, snap2)
     changes = plan_rules(after, desired2, {"cache"})
     assert [c.verb for c in changes] == ["delete", "add"]
     old_line = next(r.line for r in after.chain_rules(CHAIN_INPUT) if "172.17.0.4/32" in r.args)

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from dfw_samples import APP_NET, BRIDGE_NET, CACHE, DB, GOLDEN_DIR, WEB, snapshot
+from dfw_samples import APP_NET, BRIDGE_NET, CACHE, DB, GOLDEN_DIR, WEB, resolve_iptables, snapshot
 from docker_fw.errors import EngineError, UsageError
 from docker_fw.model import (
     CHAIN_FORWARD,
@@ -20,14 +20,8 @@ from docker_fw.model import (
     parse_filter,
 )
 from docker_fw.backends.iptables.reconcile import rule_line
-from docker_fw.resolve import (
-    ResolvedRule,
-    check_kind_addresses,
-    normalise_address,
-    parse_comment,
-    render_matches,
-    resolve,
-)
+from docker_fw.backends.iptables.rules import IptablesRule, parse_comment, render
+from docker_fw.resolve import ResolvedRule, check_kind_addresses, normalise_address, resolve
 
 SNAP = snapshot()
 
@@ -36,7 +30,7 @@ def rule(owner="web", kind=Kind.ADD, source="203.0.113.0/24", dest=".", **kw) ->
     return RuleSpec(owner=owner, kind=kind, source=parse_address(source), dest=parse_address(dest), **kw)
 
 
-def addresses(resolved: list[ResolvedRule]) -> list[tuple[str, str]]:
+def addresses(resolved: list[IptablesRule]) -> list[tuple[str, str]]:
     out = []
     for r in resolved:
         m = r.matches
@@ -48,7 +42,7 @@ def addresses(resolved: list[ResolvedRule]) -> list[tuple[str, str]]:
 
 
 def test_network_source_to_self_one_rule_per_network_of_the_owner():
-    resolved = resolve(rule(dport=80), SNAP)
+    resolved = resolve_iptables(rule(dport=80), SNAP)
     # web is on appnet and bridge: one rule per network, in network name order
     assert addresses(resolved) == [("203.0.113.0/24", "172.18.0.2/32"), ("203.0.113.0/24", "172.17.0.2/32")]
     assert {r.chain for r in resolved} == {CHAIN_FORWARD}
@@ -57,20 +51,20 @@ def test_network_source_to_self_one_rule_per_network_of_the_owner():
 
 
 def test_self_to_network():
-    resolved = resolve(rule(owner="cache", source=".", dest="198.51.100.7", sport=53, proto="udp"), SNAP)
+    resolved = resolve_iptables(rule(owner="cache", source=".", dest="198.51.100.7", sport=53, proto="udp"), SNAP)
     assert addresses(resolved) == [("172.17.0.4/32", "198.51.100.7/32")]
     assert resolved[0].matches == ("-s", "172.17.0.4/32", "-d", "198.51.100.7/32", "-p", "udp", "-m", "udp", "--sport", "53")
 
 
 def test_slash_is_the_gateway_of_each_network():
-    resolved = resolve(rule(kind=Kind.INPUT, source=".", dest="/", dport=53, proto="udp"), SNAP)
+    resolved = resolve_iptables(rule(kind=Kind.INPUT, source=".", dest="/", dport=53, proto="udp"), SNAP)
     assert addresses(resolved) == [("172.18.0.2/32", "172.18.0.1/32"), ("172.17.0.2/32", "172.17.0.1/32")]
     assert {r.chain for r in resolved} == {CHAIN_INPUT}
     assert {r.target for r in resolved} == {"ACCEPT"}
 
 
 def test_container_alias_resolved_on_the_shared_network_only():
-    resolved = resolve(rule(kind=Kind.INTERNAL, source="db", dport=5432), SNAP)
+    resolved = resolve_iptables(rule(kind=Kind.INTERNAL, source="db", dport=5432), SNAP)
     # web and db share appnet only
     assert addresses(resolved) == [("172.18.0.3/32", "172.18.0.2/32")]
     assert resolved[0].chain == CHAIN_INTERNAL
@@ -78,7 +72,7 @@ def test_container_alias_resolved_on_the_shared_network_only():
 
 
 def test_container_alias_as_destination_and_paused_peer():
-    resolved = resolve(rule(owner="cache", kind=Kind.INTERNAL, source=".", dest="worker", dport=6379), SNAP)
+    resolved = resolve_iptables(rule(owner="cache", kind=Kind.INTERNAL, source=".", dest="worker", dport=6379), SNAP)
     assert addresses(resolved) == [("172.17.0.4/32", "172.17.0.5/32")]
 
 
@@ -96,37 +90,37 @@ def test_one_rule_per_shared_network():
         ),
     )
     snap = Snapshot(containers=[*SNAP.containers, web2], networks=SNAP.networks)
-    assert addresses(resolve(both, snap)) == [("172.18.0.9/32", "172.18.0.2/32"), ("172.17.0.9/32", "172.17.0.2/32")]
+    assert addresses(resolve_iptables(both, snap)) == [("172.18.0.9/32", "172.18.0.2/32"), ("172.17.0.9/32", "172.17.0.2/32")]
 
 
 def test_containers_sharing_no_network():
     with pytest.raises(EngineError, match="share no network"):
-        resolve(rule(owner="cache", kind=Kind.INTERNAL, source="db", dport=5432), SNAP)
+        resolve_iptables(rule(owner="cache", kind=Kind.INTERNAL, source="db", dport=5432), SNAP)
 
 
 def test_stopped_peer_is_an_engine_error():
     with pytest.raises(EngineError, match="old is exited and has no address"):
-        resolve(rule(kind=Kind.INTERNAL, source="old", dport=80), SNAP)
+        resolve_iptables(rule(kind=Kind.INTERNAL, source="old", dport=80), SNAP)
 
 
 def test_stopped_owner_is_an_engine_error():
     with pytest.raises(EngineError, match="old is exited"):
-        resolve(rule(owner="old", dport=80), SNAP)
+        resolve_iptables(rule(owner="old", dport=80), SNAP)
 
 
 def test_unknown_peer_is_an_engine_error():
     with pytest.raises(EngineError, match="no such container: ghost"):
-        resolve(rule(kind=Kind.INTERNAL, source="ghost", dport=80), SNAP)
+        resolve_iptables(rule(kind=Kind.INTERNAL, source="ghost", dport=80), SNAP)
 
 
 def test_owner_without_address_is_an_engine_error():
     with pytest.raises(EngineError, match="hostnet"):
-        resolve(rule(owner="hostnet", dport=80), SNAP)
+        resolve_iptables(rule(owner="hostnet", dport=80), SNAP)
 
 
 def test_filter_ports_and_proto_render_in_order():
     spec = rule(sport=1024, dport=80, filter=parse_filter("! -i docker0 -o docker0"))
-    resolved = resolve(spec, SNAP)[1]
+    resolved = resolve_iptables(spec, SNAP)[1]
     assert resolved.matches == (
         "-s", "203.0.113.0/24", "-d", "172.17.0.2/32",
         "!", "-i", "docker0", "-o", "docker0",
@@ -136,16 +130,27 @@ def test_filter_ports_and_proto_render_in_order():
 
 
 def test_render_matches_without_ports():
-    assert render_matches(rule(), "1.2.3.4/32", "5.6.7.8/32") == (
+    neutral = ResolvedRule(owner="web", kind=Kind.ADD, source="1.2.3.4/32", dest="5.6.7.8/32", proto="tcp")
+    assert render(neutral).matches == (
         "-s", "1.2.3.4/32", "-d", "5.6.7.8/32", "-p", "tcp", "-m", "tcp",
     )
+
+
+def test_resolved_rules_are_backend_neutral_data():
+    """resolve() says what to admit; only the backend knows chains, matches and tags."""
+    resolved = resolve(rule(dport=80, filter=("!", "-i", "@bridge", "-o", "@bridge")), SNAP)
+    assert resolved[1] == ResolvedRule(
+        owner="web", kind=Kind.ADD, source="203.0.113.0/24", dest="172.17.0.2/32", proto="tcp",
+        dport=80, filter=("!", "-i", "docker0", "-o", "docker0"), family=4,
+    )
+    assert not any(hasattr(resolved[1], name) for name in ("chain", "matches", "target", "comment", "argv"))
 
 
 # --- the tag in the comment -----------------------------------------------------------
 
 
 def test_comment_tags_owner_and_digest():
-    r = resolve(rule(dport=80), SNAP)[0]
+    r = resolve_iptables(rule(dport=80), SNAP)[0]
     assert r.comment == f"docker-fw:web:{r.digest}"
     assert parse_comment(r.comment) == ("web", r.digest) == r.key
     assert len(r.digest) == 12 and int(r.digest, 16) >= 0
@@ -160,18 +165,18 @@ def test_digest_changes_with_the_address():
     cache2 = replace(CACHE, endpoints=(Endpoint("bridge", "docker0", "172.17.0.44", "172.17.0.1"),))
     snap2 = Snapshot(containers=[*others, cache2], networks=SNAP.networks)
     spec = rule(owner="cache", dport=80)
-    before, after = resolve(spec, SNAP)[0], resolve(spec, snap2)[0]
+    before, after = resolve_iptables(spec, SNAP)[0], resolve_iptables(spec, snap2)[0]
     assert before.digest != after.digest
     assert before.owner == after.owner == "cache"
 
 
 def test_digest_is_stable_and_covers_chain_and_target():
-    base = ResolvedRule("web", "C1", ("-s", "1.2.3.4/32"), "ACCEPT")
-    assert base.digest == ResolvedRule("web", "C1", ("-s", "1.2.3.4/32"), "ACCEPT").digest
-    assert base.digest != ResolvedRule("web", "C2", ("-s", "1.2.3.4/32"), "ACCEPT").digest
-    assert base.digest != ResolvedRule("web", "C1", ("-s", "1.2.3.4/32"), "DROP").digest
+    base = IptablesRule("web", "C1", ("-s", "1.2.3.4/32"), "ACCEPT")
+    assert base.digest == IptablesRule("web", "C1", ("-s", "1.2.3.4/32"), "ACCEPT").digest
+    assert base.digest != IptablesRule("web", "C2", ("-s", "1.2.3.4/32"), "ACCEPT").digest
+    assert base.digest != IptablesRule("web", "C1", ("-s", "1.2.3.4/32"), "DROP").digest
     # the tokens are separated, so moving a boundary changes the hash
-    assert ResolvedRule("w", "C", ("ab", "c"), "T").digest != ResolvedRule("w", "C", ("a", "bc"), "T").digest
+    assert IptablesRule("w", "C", ("ab", "c"), "T").digest != IptablesRule("w", "C", ("a", "bc"), "T").digest
 
 
 @pytest.mark.parametrize("comment", ["", "docker-fw:", "docker-fw:web", "docker-fw::abc", "other:web:abc", "DOCKER-FW:web:abc"])
@@ -263,7 +268,7 @@ GOLDEN = {
 
 def golden_text(spec: RuleSpec) -> str:
     lines = [f"# {spec.describe()}"]
-    lines += [rule_line("-A", r.chain, r.argv()) for r in resolve(spec, SNAP)]
+    lines += [rule_line("-A", r.chain, r.argv()) for r in resolve_iptables(spec, SNAP)]
     return "\n".join(lines) + "\n"
 
 
@@ -290,7 +295,7 @@ BRIDGE_FILTER = ("!", "-i", "@bridge", "-o", "@bridge")
 
 
 def test_bridge_placeholder_becomes_the_bridge_of_each_network():
-    resolved = resolve(rule(dport=80, filter=BRIDGE_FILTER), SNAP)
+    resolved = resolve_iptables(rule(dport=80, filter=BRIDGE_FILTER), SNAP)
     assert [r.matches for r in resolved] == [
         ("-s", "203.0.113.0/24", "-d", "172.18.0.2/32", "!", "-i", "br-0123456789ab", "-o", "br-0123456789ab",
          "-p", "tcp", "-m", "tcp", "--dport", "80"),
@@ -302,7 +307,7 @@ def test_bridge_placeholder_becomes_the_bridge_of_each_network():
 def test_bridge_placeholder_follows_a_recreated_network():
     """docker compose down/up: same network name, new bridge; the rule changes with it."""
     spec = rule(dport=80, filter=BRIDGE_FILTER)
-    before = resolve(spec, SNAP)
+    before = resolve_iptables(spec, SNAP)
     moved_net = dataclasses.replace(APP_NET, id="9" * 64, bridge="br-999999999999")
     moved_web = dataclasses.replace(
         WEB, endpoints=(dataclasses.replace(WEB.endpoints[0], bridge=moved_net.bridge), WEB.endpoints[1])
@@ -312,7 +317,7 @@ def test_bridge_placeholder_follows_a_recreated_network():
         containers=[moved_web if c.name == "web" else c for c in snap.containers],
         networks=[moved_net if n.name == APP_NET.name else n for n in snap.networks],
     )
-    after = resolve(spec, snap)
+    after = resolve_iptables(spec, snap)
     assert "br-999999999999" in after[0].matches and "br-0123456789ab" not in after[0].matches
     assert after[0].digest != before[0].digest  # the old rule is stale: replay replaces it
     assert after[1] == before[1]  # docker0 did not change
@@ -322,12 +327,12 @@ def test_bridge_placeholder_leaves_out_networks_without_a_bridge():
     no_bridge = dataclasses.replace(WEB, endpoints=(dataclasses.replace(WEB.endpoints[0], bridge=""), WEB.endpoints[1]))
     snap = snapshot()
     snap = type(snap)(containers=[no_bridge if c.name == "web" else c for c in snap.containers], networks=snap.networks)
-    resolved = resolve(rule(dport=80, filter=BRIDGE_FILTER), snap)
+    resolved = resolve_iptables(rule(dport=80, filter=BRIDGE_FILTER), snap)
     assert addresses(resolved) == [("203.0.113.0/24", "172.17.0.2/32")]
     only_macvlan = dataclasses.replace(WEB, endpoints=(dataclasses.replace(WEB.endpoints[0], bridge=""),))
     snap = type(snap)(containers=[only_macvlan if c.name == "web" else c for c in snap.containers], networks=snap.networks)
     with pytest.raises(EngineError, match="on no bridge network"):
-        resolve(rule(dport=80, filter=BRIDGE_FILTER), snap)
+        resolve_iptables(rule(dport=80, filter=BRIDGE_FILTER), snap)
 
 
 def test_bridge_placeholder_is_kept_by_parse_filter_and_printed_back():

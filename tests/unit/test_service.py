@@ -951,12 +951,15 @@ class TestRecordedFilterOutsideTheGrammar:
     def applied_by_an_older_version(self, pair):
         """Both recorded, and the bad one live as the denylist's docker-fw rendered it."""
         from docker_fw.backends.iptables.reconcile import rule_line
-        from docker_fw.resolve import ResolvedRule, render_matches
+        from docker_fw.backends.iptables.rules import render
+        from docker_fw.resolve import ResolvedRule
 
         pair.record(self.GOOD, self.BAD)
         pair.run().replay([])  # makes our chains (and applies what this version accepts)
-        matches = render_matches(self.BAD, "172.17.0.4/32", "172.17.0.2/32", "docker0")
-        old = ResolvedRule("web", self.BAD.kind.chain, matches, self.BAD.kind.target)
+        old = render(ResolvedRule(
+            "web", self.BAD.kind, "172.17.0.4/32", "172.17.0.2/32", self.BAD.proto,
+            dport=self.BAD.dport, filter=self.BAD.filter,
+        ))
         pair.firewall.restore("filter", [rule_line("-A", old.chain, old.argv())])
         assert any(r.args[-3] == old.comment for r in pair.firewall.ours("web"))
         pair.warnings.clear()

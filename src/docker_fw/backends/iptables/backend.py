@@ -12,7 +12,8 @@ from ...errors import FirewallError
 from .process import Table
 from ...model import OWN_CHAINS
 from .reconcile import Change, ensure_chains, plan_rules, rule_line
-from ...resolve import COMMENT_PREFIX, ResolvedRule
+from ...resolve import ResolvedRule
+from .rules import COMMENT_PREFIX, render
 
 UNMANAGED_IP6TABLES = "IPv6 rules not applied: the engine does not manage ip6tables (--ip6tables)"
 
@@ -59,7 +60,8 @@ class IptablesBackend:
         changes: list[Change] = []
         if self.required or mine or any(chain in live.chains for chain in OWN_CHAINS):
             changes.extend(self.ensure(live))
-        changes.extend(plan_rules(live, desired, scope, family=self.family))
+        rendered = [render(r) for r in desired if r.family == self.family]
+        changes.extend(plan_rules(live, rendered, scope, family=self.family))
         return changes
 
     def apply(self, live: Table, changes: list[Change]) -> None:
@@ -70,8 +72,9 @@ class IptablesBackend:
     def expressible(self, rule: ResolvedRule) -> str | None:
         if rule.family != self.family:
             return f"an IPv{rule.family} rule, not an IPv{self.family} one"
+        rendered = render(rule)
         try:
-            rule_line("-A", rule.chain, rule.argv())
+            rule_line("-A", rendered.chain, rendered.argv())
         except FirewallError as exc:
             return str(exc)
         return None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ...errors import FirewallError
 from .process import SavedRule, Table, split_restore
 from ...model import CHAIN_INTERNAL, Kind
-from ...resolve import ResolvedRule, parse_comment
+from .rules import IptablesRule, parse_comment
 
 # Written as they are; anything else is quoted.  fullmatch, not '$': '$'
 # also matches before a final newline, which would end the restore line.
@@ -141,7 +141,7 @@ def delete_changes(rules: list[tuple[str, SavedRule]], family: int = 4) -> list[
 
 
 def plan_rules(
-    table: Table, desired: list[ResolvedRule], scope: set[str] | None, family: int = 4
+    table: Table, desired: list[IptablesRule], scope: set[str] | None, family: int = 4
 ) -> list[Change]:
     """Changes that make our chains hold exactly ``desired`` for the owners in scope.
 
@@ -151,7 +151,7 @@ def plan_rules(
     ``scope`` None means every owner (a full reconcile).  Rules of owners out
     of scope are left alone.  Duplicates of a wanted rule are removed.
     """
-    wanted: dict[tuple[str, str], ResolvedRule] = {}
+    wanted: dict[tuple[str, str], IptablesRule] = {}
     for rule in desired:
         if rule.family == family and (scope is None or rule.owner in scope):
             wanted.setdefault(rule.key, rule)
