@@ -1,4 +1,4 @@
-"""The service layer: one method per action.
+"""The service layer: the rule actions (the others are in service/), one method each.
 
 Every action follows the same steps: look at the engine (one snapshot),
 change the store inside a transaction (transaction.py), plan against what
