@@ -95,10 +95,11 @@ def main() -> None:
     parser.add_argument("--containers", type=int, default=200)
     parser.add_argument("--rules", type=int, nargs="+", default=[500, 2000, 8000])
     parser.add_argument("--from-lines", type=int, default=1000)
+    parser.add_argument("--name", default="dfw-bench", help="sandbox name (default dfw-bench)")
     args = parser.parse_args()
     require_root()
 
-    with Sandbox(name="dfw-bench") as sb, tempfile.TemporaryDirectory() as tmp:
+    with Sandbox(name=args.name) as sb, tempfile.TemporaryDirectory() as tmp:
         api = sb.client().api
         names = [f"c{i:03d}" for i in range(args.containers)]
         t0 = time.perf_counter()
