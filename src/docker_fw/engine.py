@@ -1,25 +1,32 @@
-"""The Docker engine, through the docker SDK for Python.
+"""The Docker engine: a local one over its unix socket, any other through the docker SDK.
 
 This is the one place that talks to the engine, and the one place where its
 errors become ours (``EngineError``).  Everything docker-fw needs to resolve
 rules comes from two list calls (containers, networks), cached for the run as
 a ``Snapshot``: one call returns every container's addresses on every
 network, which is much cheaper than one inspect per container.
+
+A local engine (``DOCKER_HOST`` unset or ``unix://``) is asked through
+``UnixSocketApi``, HTTP on the socket with the standard library only:
+importing the docker SDK (requests, urllib3) and its API version probe cost
+more than a whole single action otherwise does.  tcp, TLS and ssh engines, and ``watch``'s
+event stream, keep the SDK.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 import re
+import socket
+import sys
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .deadline import seconds_from_env
-from .errors import EngineError
-
-
-class PortInUseError(EngineError):
-    """A start failed because another container (or process) holds a host port."""
+from .errors import EngineError, PortInUseError  # noqa: F401 (PortInUseError: re-exported)
 
 
 @dataclass(frozen=True)
@@ -292,21 +299,239 @@ def with_gateways(networks: list[Network], containers: list[Container]) -> list[
     ]
 
 
+DEFAULT_SOCKET = "/var/run/docker.sock"  # DOCKER_HOST unset, as for the docker CLI and SDK
 ENGINE_TIMEOUT_ENV = "DOCKER_FW_ENGINE_TIMEOUT"
 DEFAULT_ENGINE_TIMEOUT = 60.0  # seconds; the SDK's own default, made explicit
+MAX_ANSWER_BYTES = 256 * 1024 * 1024  # an engine answer larger than this is refused
+_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
+class EngineHttpError(Exception):
+    """An error status from the engine (UnixSocketApi), worded as the SDK's APIError."""
+
+    def __init__(self, status: int, reason: str, url: str, explanation: str):
+        super().__init__(status, reason, url, explanation)
+        self.status = status
+        self.reason = reason
+        self.url = url
+        self.explanation = explanation
+
+    def __str__(self) -> str:
+        side = "Client" if self.status < 500 else "Server"
+        message = f"{self.status} {side} Error for {self.url}: {self.reason}"
+        return f'{message} ("{self.explanation}")' if self.explanation else message
+
+
+class EngineTransportError(Exception):
+    """UnixSocketApi got no usable answer: no socket, no answer in time, garbage."""
+
+
+class UnixSocketApi:
+    """The engine's REST API on its local unix socket, with the standard library only.
+
+    Stands in for the calls docker-fw makes of the SDK's ``APIClient`` (same
+    method names, same results), without its import or its version probe:
+    paths are unversioned, so the engine answers at its own API version, the
+    one the SDK negotiates (Docker 29 refuses versions below 1.44, never an
+    unversioned path).  HTTP/1.1 is written by hand, one request per
+    connection ('Connection: close': the answer ends where the stream does),
+    because http.client would load ssl and the email package, half the
+    SDK's cost again.  Threads ('start --jobs') may share one; every request
+    has a deadline of ``timeout`` seconds, checked at every read.
+    """
+
+    def __init__(self, path: str, timeout: float = DEFAULT_ENGINE_TIMEOUT):
+        self.path = path
+        self.timeout = timeout
+
+    @classmethod
+    def from_env(cls, environ=None) -> UnixSocketApi | None:
+        """For DOCKER_HOST unset or unix:///PATH; None for any other engine (the SDK's).
+        The deadline is DOCKER_FW_ENGINE_TIMEOUT's, as for the SDK's client."""
+        host = (os.environ if environ is None else environ).get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
+        path = host.removeprefix("unix://")
+        if not (host.startswith("unix://") and path.startswith("/")):
+            return None
+        return cls(path, seconds_from_env(ENGINE_TIMEOUT_ENV, DEFAULT_ENGINE_TIMEOUT))
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        """The decoded answer (JSON, text, or None when empty); EngineHttpError for
+        an error status, EngineTransportError when there is no usable answer."""
+        payload = b"" if body is None else json.dumps(body).encode()
+        head = f"{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n"
+        if body is not None:
+            head += "Content-Type: application/json\r\n"
+        head += f"Content-Length: {len(payload)}\r\n\r\n"
+        deadline = time.monotonic() + self.timeout
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(self.timeout)
+                sock.connect(self.path)
+                sock.sendall(head.encode("ascii") + payload)
+                status, reason, headers, data = _parse_answer(_receive(sock, deadline))
+        except TimeoutError:
+            raise EngineTransportError(f"{self.path}: timed out (no answer within {self.timeout:g} s)") from None
+        except OSError as exc:
+            raise EngineTransportError(f"{self.path}: {exc.strerror or exc}") from None
+        except EngineTransportError as exc:
+            raise EngineTransportError(f"{self.path}: {exc} (answer to {method} {path})") from None
+        if status >= 400:
+            url = f"http+docker://localhost{path}"  # as the SDK words it for a unix socket
+            raise EngineHttpError(status, reason, url, _explanation(data))
+        if not data:
+            return None
+        try:
+            if headers.get("content-type", "").startswith("application/json"):
+                return json.loads(data)
+            return data.decode()
+        except ValueError:  # bad JSON or UTF-8
+            raise EngineTransportError(f"{self.path}: the answer to {method} {path} cannot be decoded") from None
+
+    @staticmethod
+    def _id(ref: str) -> str:
+        """REF as one path segment (percent-encoded; urllib.parse costs more to load)."""
+        return "".join(c if c in _PLAIN else "".join(f"%{b:02X}" for b in c.encode()) for c in ref)
+
+    # The APIClient calls Engine makes, by the SDK's names.
+
+    def ping(self) -> bool:
+        return self.request("GET", "/_ping") == "OK"
+
+    def networks(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/networks")
+
+    def containers(self, all: bool = False) -> list[dict[str, Any]]:
+        return self.request("GET", "/containers/json" + ("?all=1" if all else ""))
+
+    def inspect_container(self, ref: str) -> dict[str, Any]:
+        return self.request("GET", f"/containers/{self._id(ref)}/json")
+
+    def info(self) -> dict[str, Any]:
+        return self.request("GET", "/info")
+
+    def version(self) -> dict[str, Any]:
+        return self.request("GET", "/version")
+
+    def start(self, container_id: str) -> None:
+        self.request("POST", f"/containers/{self._id(container_id)}/start")
+
+    def start_with_host_config(self, container_id: str, host_config: dict[str, Any]) -> None:
+        """POST /v1.23/containers/ID/start with a HostConfig body (see Engine.start)."""
+        self.request("POST", f"/v1.23/containers/{self._id(container_id)}/start", host_config)
+
+    def pause(self, container_id: str) -> None:
+        self.request("POST", f"/containers/{self._id(container_id)}/pause")
+
+
+def _receive(sock: socket.socket, deadline: float) -> bytes:
+    """Everything until the engine closes the connection: by the deadline, and
+    at most MAX_ANSWER_BYTES."""
+    received = bytearray()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        sock.settimeout(left)
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            return bytes(received)
+        received += chunk
+        if len(received) > MAX_ANSWER_BYTES:
+            raise EngineTransportError(f"answer larger than {MAX_ANSWER_BYTES} bytes")
+
+
+def _parse_answer(raw: bytes) -> tuple[int, str, dict[str, str], bytes]:
+    """(status, reason, headers by lower-case name, body) of a whole HTTP/1.x answer."""
+    head, blank, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not blank or not version.startswith("HTTP/1.") or not (code.isdigit() and len(code) == 3):
+        raise EngineTransportError("not an HTTP answer" if raw else "the engine closed the connection")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon:
+            raise EngineTransportError(f"bad header line {line[:80]!r}")
+        headers[name.strip().lower()] = value.strip()
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body = _dechunk(body)
+    elif "content-length" in headers:
+        length = headers["content-length"]
+        if not length.isdigit() or len(body) < int(length):
+            raise EngineTransportError("answer cut short")
+        body = body[: int(length)]
+    return int(code), reason, headers, body
+
+
+def _dechunk(data: bytes) -> bytes:
+    """A chunked body (RFC 9112 7.1) as the bytes it carries; trailers are dropped."""
+    chunks = []
+    pos = 0
+    while True:
+        end = data.find(b"\r\n", pos)
+        size_text = data[pos:end].split(b";")[0].strip()
+        if end < 0 or not size_text or any(c not in b"0123456789abcdefABCDEF" for c in size_text):
+            raise EngineTransportError("bad chunked encoding")
+        size = int(size_text, 16)
+        if size == 0:
+            return b"".join(chunks)
+        start = end + 2
+        if data[start + size : start + size + 2] != b"\r\n":
+            raise EngineTransportError("answer cut short")
+        chunks.append(data[start : start + size])
+        pos = start + size + 2
+
+
+def _explanation(body: bytes) -> str:
+    """The engine's reason for an error status: its JSON 'message', else the text (as the SDK)."""
+    try:
+        message = json.loads(body)["message"]
+        if isinstance(message, str):
+            return message
+    except (ValueError, TypeError, KeyError):
+        pass
+    return body.decode(errors="replace").strip()
+
+
+def _failure(exc: Exception) -> str | None:
+    """What an exception of either transport means: 'missing' (404), 'refused'
+    (another error status) or 'unreachable'; None when it is not the engine's."""
+    if isinstance(exc, EngineHttpError):
+        return "missing" if exc.status == 404 else "refused"
+    if isinstance(exc, EngineTransportError):
+        return "unreachable"
+    # The SDK's exceptions exist only once the SDK is imported (Engine.api).
+    errors = sys.modules.get("docker.errors")
+    if errors is None:
+        return None
+    if isinstance(exc, errors.NotFound):
+        return "missing"
+    if isinstance(exc, errors.APIError):
+        return "refused"
+    requests = sys.modules.get("requests.exceptions")
+    if isinstance(exc, errors.DockerException) or (requests is not None and isinstance(exc, requests.RequestException)):
+        return "unreachable"
+    return None
 
 
 class Engine:
-    """Lazy docker SDK client honouring DOCKER_HOST; one snapshot per run."""
+    """The engine DOCKER_HOST names; one snapshot per run.
+
+    A local engine is asked through UnixSocketApi; any other, or the
+    ``client`` given (a docker SDK client), through the SDK.  ``api`` is the
+    SDK's client in every case ('watch' follows the event stream with it).
+    """
 
     def __init__(self, client: Any = None):
         self._client = client
+        self._local = UnixSocketApi.from_env() if client is None else None
         self._snapshot: Snapshot | None = None
 
     @property
     def api(self) -> Any:
         if self._client is None:
-            import docker  # imported late: 'docker-fw --help' needs no engine
+            import docker  # imported late: only engines that are not local need it
 
             # A deadline for every request, so that a hung engine cannot hang
             # docker-fw (and the store lock it holds).  The SDK's event
@@ -318,46 +543,50 @@ class Engine:
                 raise EngineError(f"cannot reach the Docker engine: {_short(exc)}") from None
         return self._client.api
 
-    def _call(self, what: str, func, *args, **kwargs):
-        import docker
-        import requests
+    def _rest(self) -> Any:
+        """What answers the calls below: the local socket's API, else the SDK's client."""
+        return self._local if self._local is not None else self.api
 
+    def _call(self, what: str, func, *args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except docker.errors.NotFound as exc:
-            raise EngineError(f"{what}: {_short(exc)}") from None
-        except docker.errors.APIError as exc:
-            text = str(exc)
-            if "port is already allocated" in text or "address already in use" in text:
-                found = re.search(r"Bind for \S+ failed: port is already allocated|\S+: address already in use", text)
-                raise PortInUseError(f"{what}: {found.group(0) if found else 'a host port is in use'}") from None
-            raise EngineError(f"the Docker engine refused ({what}): {_short(exc)}") from None
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        except Exception as exc:
+            failure = _failure(exc)
+            if failure is None:
+                raise
+            if failure == "missing":
+                raise EngineError(f"{what}: {_short(exc)}") from None
+            if failure == "refused":
+                text = str(exc)
+                if "port is already allocated" in text or "address already in use" in text:
+                    found = re.search(r"Bind for \S+ failed: port is already allocated|\S+: address already in use", text)
+                    raise PortInUseError(f"{what}: {found.group(0) if found else 'a host port is in use'}") from None
+                raise EngineError(f"the Docker engine refused ({what}): {_short(exc)}") from None
             raise EngineError(f"cannot reach the Docker engine ({what}): {_short(exc)}") from None
 
     def snapshot(self, refresh: bool = False) -> Snapshot:
         if self._snapshot is None or refresh:
-            raw_networks = self._call("list networks", self.api.networks)
+            raw_networks = self._call("list networks", self._rest().networks)
             networks = [parse_network(n) for n in raw_networks]
             by_name = {n.name: n for n in networks}
-            raw = self._call("list containers", self.api.containers, all=True)
+            raw = self._call("list containers", self._rest().containers, all=True)
             containers = [parse_container(s, by_name) for s in raw]
             self._snapshot = Snapshot(containers=containers, networks=with_gateways(networks, containers))
         return self._snapshot
 
     def ping(self) -> None:
-        self._call("ping", self.api.ping)
+        self._call("ping", self._rest().ping)
 
     def inspect(self, ref: str) -> dict[str, Any]:
-        return self._call(f"inspect {ref}", self.api.inspect_container, ref)
+        return self._call(f"inspect {ref}", self._rest().inspect_container, ref)
 
     def firewall_backend(self) -> str:
         """'iptables', 'nftables' (Docker 29 opt-in), or '' when the engine does not say."""
-        info = self._call("info", self.api.info)
+        info = self._call("info", self._rest().info)
         return (info.get("FirewallBackend") or {}).get("Driver", "")
 
     def version(self) -> dict[str, Any]:
-        return self._call("version", self.api.version)
+        return self._call("version", self._rest().version)
 
     def accepts_start_with_hostconfig(self) -> bool:
         """Whether POST /v1.23/containers/ID/start with a HostConfig body is accepted.
@@ -378,13 +607,14 @@ class Engine:
         policy and limits stay as they are.
         """
         if port_bindings is None:
-            self._call(f"start {container_id}", self.api.start, container_id)
+            self._call(f"start {container_id}", self._rest().start, container_id)
             return
-        import json
-
-        api = self.api
         host_config = dict(self.inspect(container_id).get("HostConfig") or {})
         host_config["PortBindings"] = port_bindings
+        if self._local is not None:
+            self._call(f"start {container_id}", self._local.start_with_host_config, container_id, host_config)
+            return
+        api = self.api
 
         def post() -> None:
             url = f"{api.base_url}/v1.23/containers/{container_id}/start"
@@ -394,7 +624,7 @@ class Engine:
         self._call(f"start {container_id}", post)
 
     def pause(self, container_id: str) -> None:
-        self._call(f"pause {container_id}", self.api.pause, container_id)
+        self._call(f"pause {container_id}", self._rest().pause, container_id)
 
 
 def _short(exc: Exception) -> str:

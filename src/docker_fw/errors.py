@@ -33,6 +33,10 @@ class EngineError(DockerFwError):
     exit_code = 3
 
 
+class PortInUseError(EngineError):
+    """A start failed because another container (or process) holds a host port."""
+
+
 class FirewallError(DockerFwError):
     """iptables is missing, refused a batch, or the layout is unknown."""
 
