@@ -9,9 +9,9 @@ batch, and commit the store only if every kernel accepted its batch.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from .backends.iptables.backend import UNMANAGED_IP6TABLES
-from .engine import Snapshot
 from .errors import DockerFwError, EngineError, UsageError
 from .model import BRIDGE_PLACEHOLDER, AddressKind, Kind, RuleSpec
 from .resolve import check_kind_addresses, normalise_address, resolve
@@ -21,6 +21,9 @@ from .service.hostsync import HostsSync, hosts_not_updated, raise_first
 from .service.layout import IPV6_NOT_INITIALISED, LayoutActions
 from .service.start import StartActions
 from .transaction import Plan, Transaction
+
+if TYPE_CHECKING:  # annotations only: 'ls' and '--help' do not load the engine module
+    from .engine import Snapshot
 
 
 class _DryRun(Exception):

@@ -15,13 +15,10 @@ import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
-from .actions import Service
-from .engine import Engine
 from .errors import EXIT_OK, EXIT_PENDING_CHANGES, DockerFwError, UsageError, one_line
-from .backends.iptables.process import Iptables
 from .model import Kind
 from .rulegrammar import (
     ADD_ACTIONS,
@@ -36,7 +33,12 @@ from .rulegrammar import (
     given_options,
     parse_from_line,
 )
-from .store import Store
+
+# The rest is imported where it is needed, once the command line is checked:
+# '--help' and usage errors load no service layer, 'ls' no engine module.
+if TYPE_CHECKING:
+    from .backends.iptables.process import Iptables
+    from .engine import Engine
 
 MAIN_DESCRIPTION = """\
 docker-fw keeps a whitelisting firewall for Docker containers. Rules name
@@ -377,9 +379,27 @@ def _add_requests(args: argparse.Namespace) -> list[AddRequest]:
     return read_from(args.from_file, args.action)
 
 
+class _EngineOnFirstUse:
+    """An engine.Engine made (and engine.py imported) when first used: 'ls' of
+    recorded containers never asks the engine (Command.needs_engine), so it
+    does not load it."""
+
+    def __init__(self) -> None:
+        self._engine: Engine | None = None
+
+    def __getattr__(self, name: str):
+        if self._engine is None:
+            from .engine import Engine
+
+            self._engine = Engine()
+        return getattr(self._engine, name)
+
+
 def real_backends(verbose) -> tuple[Engine, Iptables, Iptables]:
-    """The engine and the firewalls (iptables, ip6tables) a run talks to."""
-    return Engine(), Iptables(verbose=verbose), Iptables(family=6, verbose=verbose)
+    """The engine (made on its first use) and the firewalls (iptables, ip6tables) a run talks to."""
+    from .backends.iptables.process import Iptables
+
+    return _EngineOnFirstUse(), Iptables(verbose=verbose), Iptables(family=6, verbose=verbose)
 
 
 def _printing(write):
@@ -567,6 +587,9 @@ def run(argv: list[str], out=None, err=None, backends=real_backends) -> int:
         prepared = command.check(args)
         if command.store is StoreUse.NONE:
             return command.handler(None, args, prepared) or EXIT_OK
+        from .actions import Service
+        from .store import Store
+
         verbose = (lambda line: out(f"docker-fw: {line}")) if args.verbose else None
         engine, firewall, firewall6 = backends(verbose)
         with Store.open(read_only=command.reads_only(args)) as store:

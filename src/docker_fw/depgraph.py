@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any, TypeVar, Union
+from typing import TYPE_CHECKING, Any, TypeVar, Union
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 N = TypeVar("N", bound=Hashable)
 R = TypeVar("R")
@@ -211,6 +213,9 @@ def run_parallel(nodes: Iterable[N], deps: Deps, func: Callable[[N], R], max_wor
     the failing node, the original exception as ``__cause__`` and the
     results so far.
     """
+    # Imported here: concurrent.futures (and the logging it loads) is only for 'start --jobs'.
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
     if max_workers < 1:
         raise ValueError(f"max_workers must be at least 1, not {max_workers}")
     given = _unique(nodes)

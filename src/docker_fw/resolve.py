@@ -9,12 +9,15 @@ addresses on that network; ``/`` is the gateway of that network.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .engine import Container, Snapshot
 from .errors import EngineError, UsageError
 from .filtergrammar import FilterError
 from .backends.iptables.process import bridge_name_problem
 from .model import BRIDGE_PLACEHOLDER, AddressKind, AddressSpec, Kind, RuleSpec
+
+if TYPE_CHECKING:  # annotations only: 'ls' and '--help' do not load the engine module
+    from .engine import Container, Snapshot
 
 
 @dataclass(frozen=True)

@@ -427,9 +427,10 @@ class _HostileEngine:
         raise EngineError("no such container: web\ndocker-fw: forged line\x1b[2J\udcff")
 
 
-def test_engine_messages_are_printed_as_one_line(env, monkeypatch, capfd):
-    monkeypatch.setattr("docker_fw.cli.Engine", _HostileEngine)
-    code = cli.run(["add", "web", "--source", "203.0.113.1"])  # the real writers: stderr
+def test_engine_messages_are_printed_as_one_line(env, capfd):
+    code = cli.run(  # the real writers: stderr
+        ["add", "web", "--source", "203.0.113.1"], backends=lambda verbose: (_HostileEngine(), Iptables(), None)
+    )
     assert code == 3
     captured = capfd.readouterr()
     assert captured.out == ""

@@ -225,6 +225,12 @@ def _modules_after(code: str, env: dict) -> set[str]:
     return set(result.stdout.splitlines()[-1].split()[1:])
 
 
+def test_help_and_ls_load_no_engine_code(tmp_path):
+    env = {**os.environ, "DOCKER_FW_STATE_DIR": str(tmp_path / "state"), "DOCKER_HOST": "unix:///nonexistent.sock"}
+    assert _modules_after("from docker_fw import cli\ntry: cli.run(['--help'])\nexcept SystemExit: pass", env) == set()
+    assert _modules_after("from docker_fw import cli\nassert cli.run(['ls']) == 0", env) == set()
+
+
 def test_a_local_engine_is_asked_without_the_sdk(fake):
     code = "from docker_fw.engine import Engine\nassert len(Engine().snapshot().containers) == 40"
     assert _modules_after(code, dict(os.environ)) == {"docker_fw.engine"}

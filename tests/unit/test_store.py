@@ -18,7 +18,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-from unittest import mock
 
 import pytest
 
@@ -502,15 +501,14 @@ class CliWorld:
         self.engine.add("web", state="running")
         self.firewall = FakeFirewall()
 
-    def _iptables(self, family: int = 4, verbose=None):
-        return self.firewall if family == 4 else NoIp6()
+    def _backends(self, verbose):
+        return self.engine, self.firewall, NoIp6()
 
     def run(self, argv: list[str]) -> dict:
         self.engine.forget()  # a new docker-fw run
         out: list[str] = []
         err: list[str] = []
-        with mock.patch.object(cli, "Engine", lambda: self.engine), mock.patch.object(cli, "Iptables", self._iptables):
-            code = cli.run(argv, out=out.append, err=err.append)
+        code = cli.run(argv, out=out.append, err=err.append, backends=self._backends)
         return {"code": code, "out": out, "err": err, "restores": len(self.firewall.batches)}
 
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..backends import Change, FirewallBackend
 from ..backends.iptables.backend import IptablesBackend, Runner
-from ..engine import Snapshot
 from ..errors import EngineError
 from ..filtergrammar import FilterError
 from ..model import RuleSpec
 from ..resolve import ResolvedRule, resolve
 from ..store import Store
 from ..transaction import Plan, Transaction, transaction
+
+if TYPE_CHECKING:  # annotations only: 'ls' and '--help' do not load the engine module
+    from ..engine import Snapshot
 
 
 def say_nothing(_: str) -> None:

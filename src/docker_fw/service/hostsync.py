@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .. import hosts
-from ..engine import Snapshot
 from ..errors import EngineError
 from .core import ServiceCore
+
+if TYPE_CHECKING:  # annotations only: 'ls' and '--help' do not load the engine module
+    from ..engine import Snapshot
 
 # (container, one-line message): a hosts file that could not be read or written.
 HostsFailure = tuple[str, str]

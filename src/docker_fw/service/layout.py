@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..backends import Change
-from ..engine import Network, Snapshot
 from ..errors import DockerFwError, FirewallError, UsageError
 from ..transaction import Plan, Transaction
 from .core import ServiceCore, backend_note, family_note
+
+if TYPE_CHECKING:  # annotations only: 'ls' and '--help' do not load the engine module
+    from ..engine import Network, Snapshot
 
 IPV6_NOT_INITIALISED = (
     "IPv6 not initialised: the engine has IPv6 networks but does not manage ip6tables "

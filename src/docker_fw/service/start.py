@@ -4,11 +4,14 @@ each container protected as soon as it runs."""
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from .. import depgraph, hostconfig
-from ..engine import PortInUseError, Snapshot
-from ..errors import DockerFwError, EngineError, UsageError
+from ..errors import DockerFwError, EngineError, PortInUseError, UsageError
 from .core import ServiceCore
+
+if TYPE_CHECKING:  # annotations only: 'ls' and '--help' do not load the engine module
+    from ..engine import Snapshot
 
 
 class StartActions(ServiceCore):

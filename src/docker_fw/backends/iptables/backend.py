@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from . import layouts
-from ...engine import Network
 from ...errors import FirewallError
 from .process import Table
 from ...model import OWN_CHAINS
 from .reconcile import Change, ensure_chains, plan_rules, rule_line
 from ...resolve import ResolvedRule
 from .rules import COMMENT_PREFIX, render
+
+if TYPE_CHECKING:  # annotations only: 'ls' and '--help' do not load the engine module
+    from ...engine import Network
 
 UNMANAGED_IP6TABLES = "IPv6 rules not applied: the engine does not manage ip6tables (--ip6tables)"
 
