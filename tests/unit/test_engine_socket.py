@@ -22,16 +22,8 @@ from docker_fw import engine as engine_module
 from docker_fw.engine import Engine, EngineTransportError, UnixSocketApi
 from docker_fw.errors import EngineError, PortInUseError
 from engine_socket_fake import FakeEngineSocket
+from test_engine_parse import NETWORKS  # the engine's network list, as 20.10 gives it
 
-NETWORKS = [
-    {
-        "Id": "f" * 64,
-        "Name": "bridge",
-        "Driver": "bridge",
-        "Options": {"com.docker.network.bridge.name": "docker0"},
-        "IPAM": {"Config": [{"Subnet": "172.17.0.0/16", "Gateway": "172.17.0.1"}]},
-    }
-]
 # Enough containers for an answer over 2,048 bytes, which the engine sends chunked.
 CONTAINERS = [
     summary(f"c{i:03d}", {"bridge": {"IPAddress": f"172.17.0.{i + 2}", "Gateway": "172.17.0.1"}})
