@@ -19,9 +19,9 @@ import ipaddress
 import json
 import os
 import re
-import socket
 import sys
 import time
+from _socket import AF_UNIX, SOCK_STREAM, socket as RawSocket  # not socket.py: see UnixSocketApi
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -336,8 +336,10 @@ class UnixSocketApi:
     unversioned path).  HTTP/1.1 is written by hand, one request per
     connection ('Connection: close': the answer ends where the stream does),
     because http.client would load ssl and the email package, half the
-    SDK's cost again.  Threads ('start --jobs') may share one; every request
-    has a deadline of ``timeout`` seconds, checked at every read.
+    SDK's cost again; the socket is the C module's, because socket.py turns
+    its constants into enums as it loads (about 10 ms here).  Threads ('start
+    --jobs') may share one; every request has a deadline of ``timeout``
+    seconds, checked at every read.
     """
 
     def __init__(self, path: str, timeout: float = DEFAULT_ENGINE_TIMEOUT):
@@ -364,11 +366,14 @@ class UnixSocketApi:
         head += f"Content-Length: {len(payload)}\r\n\r\n"
         deadline = time.monotonic() + self.timeout
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock = RawSocket(AF_UNIX, SOCK_STREAM)
+            try:
                 sock.settimeout(self.timeout)
                 sock.connect(self.path)
                 sock.sendall(head.encode("ascii") + payload)
                 status, reason, headers, data = _parse_answer(_receive(sock, deadline))
+            finally:
+                sock.close()
         except TimeoutError:
             raise EngineTransportError(f"{self.path}: timed out (no answer within {self.timeout:g} s)") from None
         except OSError as exc:
@@ -423,7 +428,7 @@ class UnixSocketApi:
         self.request("POST", f"/containers/{self._id(container_id)}/pause")
 
 
-def _receive(sock: socket.socket, deadline: float) -> bytes:
+def _receive(sock: RawSocket, deadline: float) -> bytes:
     """Everything until the engine closes the connection: by the deadline, and
     at most MAX_ANSWER_BYTES."""
     received = bytearray()
