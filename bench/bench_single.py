@@ -3,7 +3,9 @@
 A script that calls docker-fw once per rule pays Python's start-up, the
 imports and the engine round trips on every call.  This times, as whole
 processes in the sandbox engine's namespace (``nsenter`` included, as for the
-other benchmarks), over --runs rounds:
+other benchmarks) started the way users start it, by the ``docker-fw`` script
+that pip installs (not ``python -m``, which loads runpy too), over --runs
+rounds:
 
 - ``python -c pass``: the interpreter floor, started the same way;
 - ``docker-fw --help``;
@@ -107,7 +109,10 @@ def main() -> None:
         names = [f"c{i:03d}" for i in range(args.containers)]
         for name in names:
             api.start(api.create_container(sb.image, ["sleep", "100000"], name=name)["Id"])
-        fw = Fw(sb, os.path.join(tmp, "state"))
+        script = os.path.join(os.path.dirname(sys.executable), "docker-fw")
+        if not os.access(script, os.X_OK):
+            raise SystemExit(f"{script} not found: pip install -e . first")
+        fw = Fw(sb, os.path.join(tmp, "state"), command=(script,))
         fw.ok("init")
         rules = [f"{n} --source 203.0.113.{i % 250 + 1} --dport {p}" for i, n in enumerate(names) for p in (80, 443)]
         fw.ok("add", "--from", "-", input="\n".join(rules) + "\n")

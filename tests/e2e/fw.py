@@ -19,17 +19,19 @@ _COUNTERS = re.compile(r"\[\d+:\d+\]")
 
 
 class Fw:
-    """Runs ``docker-fw`` in the engine's network namespace with its own state dir."""
+    """Runs ``docker-fw`` in the engine's network namespace with its own state dir
+    (``python -m docker_fw`` unless another COMMAND is given, e.g. the installed script)."""
 
-    def __init__(self, sandbox, state_dir: str):
+    def __init__(self, sandbox, state_dir: str, command: tuple[str, ...] = (sys.executable, "-m", "docker_fw")):
         self.sandbox = sandbox
         self.state_dir = state_dir
+        self.command = command
 
     def run(self, *argv: str, env: dict | None = None, input: str | None = None):
         full_env = {"DOCKER_HOST": self.sandbox.docker_host, "DOCKER_FW_STATE_DIR": self.state_dir}
         full_env.update(env or {})
         return self.sandbox.engine_run(
-            [sys.executable, "-m", "docker_fw", *argv], check=False, env=full_env, input=input
+            [*self.command, *argv], check=False, env=full_env, input=input
         )
 
     def ok(self, *argv: str, **kwargs):
