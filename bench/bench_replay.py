@@ -5,6 +5,8 @@ container moved to a new address, then one ``docker-fw replay`` of all of
 them.  Printed beside it: the floor, one ``iptables-restore --noflush`` of the
 same final rules timed in the same run, and the ratio.
 W2: ``docker-fw add --from`` of a 1,000-line file (fresh store, rules absent).
+With ``--baseline DIR`` (another checkout's src/) each workload is also run
+with that code, right after this checkout's, in the same sandbox.
 
 Run as root from the repository: ``sudo .venv/bin/python -m bench.bench_replay``
 (``--containers`` and ``--rules`` shrink it for a quick look).  Figures only:
@@ -20,7 +22,7 @@ import os
 import tempfile
 import time
 
-from bench.common import require_root, timed
+from bench.common import BASELINE_HELP, require_root, timed, variants
 from tests.e2e.fw import Fw
 from tests.harness.sandbox import Sandbox
 
@@ -47,8 +49,8 @@ class Bench:
         self.sb = sandbox
         self.state_dir = state_dir
 
-    def fw(self, *argv: str, input: str | None = None) -> float:
-        return timed(Fw(self.sb, self.state_dir), *argv, input=input)
+    def fw(self, *argv: str, input: str | None = None, env: dict | None = None) -> float:
+        return timed(Fw(self.sb, self.state_dir), *argv, input=input, env=env)
 
     def our_rule_lines(self) -> list[str]:
         """The rules in docker-fw's chains (the shared 'docker-fw:replies' rule included)."""
@@ -96,8 +98,10 @@ def main() -> None:
     parser.add_argument("--rules", type=int, nargs="+", default=[500, 2000, 8000])
     parser.add_argument("--from-lines", type=int, default=1000)
     parser.add_argument("--name", default="dfw-bench", help="sandbox name (default dfw-bench)")
+    parser.add_argument("--baseline", metavar="DIR", help=BASELINE_HELP)
     args = parser.parse_args()
     require_root()
+    codes = variants(args.baseline)
 
     with Sandbox(name=args.name) as sb, tempfile.TemporaryDirectory() as tmp:
         api = sb.client().api
@@ -118,23 +122,27 @@ def main() -> None:
         print("\nW1: replay of every container after all moved to new addresses")
         print(f"{'rules':>7} {'docker-fw':>10} {'floor':>8} {'ratio':>6} {'per 1k rules':>13}")
         for count in args.rules:
-            bench.state_dir = os.path.join(tmp, f"state-{count}")
-            sb.docker("stop", "-t", "0", "bench-shift")
-            bench.fw("add", "--from", "-", input="\n".join(rule_lines(names, count)) + "\n")
-            move_all(sb, names)
-            elapsed = bench.fw("replay")
-            lines = bench.our_rule_lines()
-            assert len(bench.owned(lines)) == count, (len(bench.owned(lines)), count)
-            floor = bench.floor(lines)
-            print(f"{count:>7} {elapsed:>9.3f}s {floor:>7.3f}s {elapsed / floor:>6.1f} {elapsed / count * 1000:>12.3f}s")
-            bench.fw("drop", *names)
+            for label, env in codes:
+                bench.state_dir = os.path.join(tmp, f"state-{count}{label.strip(' ()')}")
+                sb.docker("stop", "-t", "0", "bench-shift")
+                bench.fw("add", "--from", "-", input="\n".join(rule_lines(names, count)) + "\n", env=env)
+                move_all(sb, names)
+                elapsed = bench.fw("replay", env=env)
+                lines = bench.our_rule_lines()
+                assert len(bench.owned(lines)) == count, (len(bench.owned(lines)), count)
+                floor = bench.floor(lines)
+                print(f"{count:>7} {elapsed:>9.3f}s {floor:>7.3f}s {elapsed / floor:>6.1f} "
+                      f"{elapsed / count * 1000:>12.3f}s{label}")
+                bench.fw("drop", *names, env=env)
 
         print(f"\nW2: add --from of a {args.from_lines}-line file")
-        bench.state_dir = os.path.join(tmp, "state-w2")
-        elapsed = bench.fw("add", "--from", "-", input="\n".join(rule_lines(names, args.from_lines)) + "\n")
-        lines = bench.our_rule_lines()
-        floor = bench.floor(lines)
-        print(f"{args.from_lines:>7} {elapsed:>9.3f}s {floor:>7.3f}s {elapsed / floor:>6.1f}")
+        for label, env in codes:
+            bench.state_dir = os.path.join(tmp, f"state-w2{label.strip(' ()')}")
+            elapsed = bench.fw("add", "--from", "-", input="\n".join(rule_lines(names, args.from_lines)) + "\n", env=env)
+            lines = bench.our_rule_lines()
+            floor = bench.floor(lines)
+            print(f"{args.from_lines:>7} {elapsed:>9.3f}s {floor:>7.3f}s {elapsed / floor:>6.1f}{label}")
+            bench.fw("drop", *names, env=env)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ asserts a time.
 from __future__ import annotations
 
 import argparse
-import compileall
 import ipaddress
 import os
 import resource
@@ -45,7 +44,7 @@ import sys
 import tempfile
 import time
 
-from bench.common import require_root
+from bench.common import BASELINE_HELP, require_root, variants
 from tests.e2e.fw import Fw
 from tests.harness.engines import engine28
 from tests.harness.sandbox import Sandbox
@@ -59,21 +58,6 @@ def percentile(values: list[float], q: float) -> float:
     """The q-th percentile, nearest rank (as bench_watch reports)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
-
-
-def compile_package(src: str | None) -> str:
-    """Compile docker-fw's modules (those under SRC, else the installed ones) as
-    'pip install .' does; returns the package directory."""
-    if src is None:
-        import docker_fw
-
-        package = os.path.dirname(docker_fw.__file__)
-    else:
-        package = os.path.join(src, "docker_fw")
-    if not os.path.isfile(os.path.join(package, "__init__.py")):
-        raise SystemExit(f"no docker_fw package in {os.path.dirname(package)}")
-    compileall.compile_dir(package, quiet=1)
-    return package
 
 
 def children_cpu() -> float:
@@ -92,11 +76,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=25, help="rounds (default 25)")
     parser.add_argument("--containers", type=int, default=40)
     parser.add_argument("--engine", choices=("20.10", "28"), default="20.10")
-    parser.add_argument("--baseline", metavar="DIR", help="another checkout's src/ to time beside this one")
+    parser.add_argument("--baseline", metavar="DIR", help=BASELINE_HELP)
     parser.add_argument("--name", default="dfw-bench1", help="sandbox name (default dfw-bench1)")
     args = parser.parse_args()
     require_root()
-    packages = [compile_package(None)] + ([compile_package(args.baseline)] if args.baseline else [])
+    codes = variants(args.baseline)
     kwargs = {}
     if args.engine == "28":
         eng = engine28()
@@ -125,11 +109,8 @@ def main() -> None:
             "add": lambda: ("add", names[0], "--source", next(sources), "--dport", "80"),
             "replay": lambda: ("replay",),
         }
-        # (label, code): code None is this checkout, else a PYTHONPATH for the baseline.
-        variants = [("", None)] + ([(" (baseline)", args.baseline)] if args.baseline else [])
         workloads = {FLOOR: lambda: sb.engine_run([sys.executable, "-c", "pass"])}
-        for label, code in variants:
-            env = {"PYTHONPATH": code} if code else None
+        for label, env in codes:
             for name, argv in actions.items():
                 workloads[name + label] = lambda argv=argv, env=env: fw.ok(*argv(), env=env)
         for func in workloads.values():  # warm the page cache and the engine
@@ -149,7 +130,7 @@ def main() -> None:
 
         print(f"engine {args.engine} ({sb.client().version()['Version']}), {len(names)} containers, "
               f"{len(rules)} rules recorded before the add rounds; {args.runs} rounds")
-        print(f"docker-fw bytecode compiled in {', '.join(packages)}")
+        print("docker-fw compiled to bytecode" + (f"; baseline: {args.baseline}" if args.baseline else ""))
         print(f"load average before/after: {load_before} / {load()} ({os.cpu_count()} CPUs)")
         print(f"nsenter + 'true': {nsenter * 1000:.0f} ms (included in every figure)\n")
         floor = statistics.median(times[FLOOR])
@@ -160,7 +141,7 @@ def main() -> None:
             target = f"{TARGETS[name]:.2f}s" if name in TARGETS else ""
             line = (f"{name:<14} {median:>7.3f}s {percentile(times[name], 90):>7.3f}s {median / floor:>8.1f} "
                     f"{statistics.median(cpu[name]):>6.3f}s {target:>7}")
-            base = name + variants[-1][0]
+            base = name + codes[-1][0]
             if args.baseline and name != FLOOR:
                 before = statistics.median(times[base])
                 line += (f"   {before:>14.3f}s {percentile(times[base], 90):>5.3f}s "
