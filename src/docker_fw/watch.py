@@ -588,6 +588,10 @@ class Watcher:
 
     def run(self) -> int:
         self.log("info", f"watching (full check every {self.interval:g}s)")
+        # No batch until the listener has subscribed to the events (its first
+        # 'connected'): a startup reconcile applied before would miss what
+        # changes in between, until the next periodic check.
+        self._engine_away = True
         start_thread(self.listen, "events")
         return self.loop()
 

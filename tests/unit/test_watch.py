@@ -292,6 +292,42 @@ def test_sigterm_during_a_sighup_storm_stops(tmp_path):
 # ============================================================================
 
 
+def test_the_startup_reconcile_waits_for_the_event_stream(state, tmp_path):
+    """Reconciled before the listener has subscribed, watch would miss what changes in
+    between (a container started then would wait for the periodic check): the startup
+    reconcile runs once the event stream is open, however slow that is to open."""
+    engine = StreamingEngine(tmp_path / "engine")
+    engine.add("web", state="running")
+    order: list[str] = []
+    real_events, real_snapshot = engine.events, engine.snapshot
+
+    def events(**kwargs):
+        time.sleep(0.3)  # a slow subscription, as loading the docker SDK makes it
+        order.append("subscribed")
+        return real_events(**kwargs)
+
+    def snapshot(refresh: bool = False):
+        order.append("snapshot")
+        return real_snapshot(refresh)
+
+    engine.events, engine.snapshot = events, snapshot
+    log = Lines()
+    w = Watcher(Logger(as_json=True, stream=log), interval=3600, engine_factory=lambda: engine, firewall=FakeFirewall())
+    runner = threading.Thread(target=w.run, daemon=True)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not any(m.startswith("applied") for m in log.msgs()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        w.stop()
+        engine.close()
+        runner.join(10)
+    assert not runner.is_alive()
+    assert order[:2] == ["subscribed", "snapshot"], order
+    assert [e.get("reason") for e in log.entries() if e["msg"].startswith("applied")] == ["startup"]
+
+
 def test_batches_back_off_while_the_engine_is_away(state):
     """No listener here: the main loop's own backoff.  Five simulated minutes
     of a refused engine: one attempt per backoff step, a few lines."""
