@@ -59,10 +59,6 @@ def _describe_networks(container: Container) -> str:
     return ", ".join(names) if names else "no network"
 
 
-def _is_v6(address: str) -> bool:
-    return ":" in address
-
-
 def resolve(spec: RuleSpec, snapshot: Snapshot) -> list[ResolvedRule]:
     """Concrete rules for a recorded one; EngineError when it cannot be placed.
 
