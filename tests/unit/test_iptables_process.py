@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import pathlib
 import re
+import time
 
 import pytest
 
@@ -30,6 +31,18 @@ from docker_fw.backends.iptables.process import TIMEOUT_ENV, Iptables, Table, ba
 from docker_fw.backends.iptables.reconcile import ensure_chains, rule_line
 from test_iptables_parse import HOSTILE_SAVE
 from tests.harness.sandbox import _pid_alive  # a zombie (killed, not yet reaped) is not alive
+
+
+def _all_dead(pids: list[int], wait: float = 10.0) -> bool:
+    """Whether every pid is gone.  SIGKILL takes effect asynchronously: a killed
+    grandchild (reparented, not ours to wait for) may still be running for a
+    moment under load, so look again for a bounded while before saying no."""
+    deadline = time.monotonic() + wait
+    while any(_pid_alive(pid) for pid in pids):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 # POSIX sh: it starts in milliseconds even on a loaded machine, well within TIMEOUT.
 FAKE_SCRIPT = """#!/bin/sh
@@ -122,7 +135,7 @@ def test_a_hung_restore_is_killed_with_its_group_and_nothing_was_applied(fake):
     )
     assert error.exit_code == 4
     restore, child = fake.pids()[:2]
-    assert not _pid_alive(restore) and not _pid_alive(child)  # the whole process group
+    assert _all_dead([restore, child])  # the whole process group
     assert fw.saves == 1  # read again to say what is live
 
 
@@ -131,7 +144,7 @@ def test_a_restore_that_applied_then_hung_says_the_change_is_live(fake):
     assert str(error).endswith(
         "and was killed, but the change is live despite the error; run 'docker-fw check'"
     )
-    assert not any(_pid_alive(pid) for pid in fake.pids()[:2])
+    assert _all_dead(fake.pids()[:2])
 
 
 def test_a_restore_that_applied_then_failed_says_the_change_is_live(fake):
@@ -170,7 +183,7 @@ def test_a_hung_save_is_killed(fake):
     assert str(exc.value) == (
         "'iptables-save -t filter' did not finish within 1s (DOCKER_FW_IPTABLES_TIMEOUT) and was killed"
     )
-    assert not any(_pid_alive(pid) for pid in fake.pids())
+    assert _all_dead(fake.pids())
 
 
 def test_a_restore_that_works_reads_nothing_again(fake):
