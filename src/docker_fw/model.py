@@ -23,33 +23,27 @@ CONTAINER_NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 PROTOCOLS = ("tcp", "udp")
 
-# Chains that docker-fw owns.  Each is reached by one jump from a chain of the
-# kernel or of Docker, so that all our rules can be listed, diffed and removed
-# without ever touching a rule we did not write.
-CHAIN_FORWARD = "DOCKER-FW-FORWARD"  # 'add': jumped to from FORWARD
-CHAIN_INPUT = "DOCKER-FW-INPUT"  # 'add-input': jumped to from INPUT
-CHAIN_INTERNAL = "DOCKER-FW-INTERNAL"  # 'add-internal': jumped to from DOCKER
-OWN_CHAINS = (CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL)
-
-
 class Kind(enum.Enum):
-    """The action a rule was recorded with, and where it lives.
+    """The action a rule was recorded with, and which traffic it admits.
 
-    ``chain`` is our chain, ``parent`` the chain that jumps to it and
-    ``target`` what a match does.  'add' rules send matches to Docker's DOCKER
-    chain rather than accepting them, so that only ports the engine actually
-    publishes can open (the seed's semantics).
+    Backend-neutral: where a backend puts each kind (iptables: which chain,
+    reached from where, with which target) is that backend's business
+    (backends/iptables/rules.py).  The value is the action's name, as the
+    command line and the store spell it.
     """
 
-    ADD = ("add", CHAIN_FORWARD, "FORWARD", "DOCKER")
-    INPUT = ("add-input", CHAIN_INPUT, "INPUT", "ACCEPT")
-    INTERNAL = ("add-internal", CHAIN_INTERNAL, "DOCKER", "ACCEPT")
+    # Between an external address and a container: only to ports the engine
+    # publishes (a match is handed to the engine's own rules, never accepted
+    # outright: the seed's semantics).
+    ADD = "add"
+    # From a container to the Docker host itself (the host's input).
+    INPUT = "add-input"
+    # Between containers, or a container and the host, over a Docker network.
+    INTERNAL = "add-internal"
 
-    def __init__(self, action: str, chain: str, parent: str, target: str):
-        self.action = action
-        self.chain = chain
-        self.parent = parent
-        self.target = target
+    @property
+    def action(self) -> str:
+        return self.value
 
     @classmethod
     def from_action(cls, action: str) -> "Kind":

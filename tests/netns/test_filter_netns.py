@@ -15,7 +15,8 @@ import pytest
 
 from netns_support import SEED
 from docker_fw.errors import UsageError
-from docker_fw.model import CHAIN_FORWARD, parse_filter
+from docker_fw.model import parse_filter
+from docker_fw.backends.iptables.rules import CHAIN_FORWARD
 from docker_fw.backends.iptables.reconcile import quote, rule_line
 from docker_fw.backends.iptables.rules import IptablesRule
 from test_iptables_netns import as_json, desired, saved, spec

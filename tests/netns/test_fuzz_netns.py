@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 
 from docker_fw.engine import Container, Endpoint, Network, Snapshot
 from docker_fw.errors import UsageError, one_line
-from docker_fw.model import OWN_CHAINS, Kind, RuleSpec, parse_address, parse_filter
+from docker_fw.model import Kind, RuleSpec, parse_address, parse_filter
+from docker_fw.backends.iptables.rules import OWN_CHAINS
 from docker_fw.backends.iptables.rules import render
 from docker_fw.resolve import resolve
 from tests.fuzz_strategies import filters

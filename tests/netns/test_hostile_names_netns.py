@@ -20,7 +20,7 @@ from netns_support import SEED, unavailable
 from test_iptables_netns import deletes_by_chain, is_owned, numbered
 from test_legacy_netns import legacy  # noqa: F401  (a fixture)
 from docker_fw.backends.iptables.layouts import catch_all, internal_jump
-from docker_fw.model import CHAIN_FORWARD
+from docker_fw.backends.iptables.rules import CHAIN_FORWARD
 
 pytestmark = pytest.mark.netns
 

@@ -9,7 +9,8 @@ import pytest
 from netns_support import SEED, normalise
 from docker_fw.engine import Container, Endpoint, Network, Snapshot
 from docker_fw.errors import UsageError
-from docker_fw.model import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL, Kind, RuleSpec, parse_address, parse_filter
+from docker_fw.model import Kind, RuleSpec, parse_address, parse_filter
+from docker_fw.backends.iptables.rules import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL
 from docker_fw.backends.iptables.reconcile import REPLIES_COMMENT, REPLIES_RULE, rule_line
 from docker_fw.backends.iptables.rules import IptablesRule, render
 from docker_fw.resolve import resolve

@@ -28,7 +28,7 @@ import time
 import pytest
 
 from netns_support import HELPER, SEED, normalise, unavailable
-from docker_fw.model import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL
+from docker_fw.backends.iptables.rules import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL
 from docker_fw.backends.iptables.reconcile import REPLIES_RULE, rule_line
 from test_iptables_netns import (
     assert_bad_batch_changes_nothing,

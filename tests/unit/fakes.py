@@ -34,7 +34,7 @@ from docker_fw.backends.iptables.backend import Runner
 from docker_fw.engine import Container, Endpoint, Network, PortBinding, PortInUseError, Snapshot
 from docker_fw.errors import EngineError
 from docker_fw.backends.iptables.process import SavedRule, Table, parse_save
-from docker_fw.model import OWN_CHAINS
+from docker_fw.backends.iptables.rules import OWN_CHAINS
 from docker_fw.backends.iptables.rules import parse_comment
 from docker_fw.service.core import EngineFacts, EngineView
 

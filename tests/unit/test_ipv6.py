@@ -17,7 +17,8 @@ from docker_fw.actions import IPV6_NOT_INITIALISED, IPV6_UNMANAGED, AddRequest, 
 from docker_fw.engine import Snapshot, parse_container, parse_network
 from docker_fw.errors import EngineError
 from docker_fw.backends.iptables.process import parse_save
-from docker_fw.model import CHAIN_FORWARD, CHAIN_INTERNAL, Kind, RuleSpec, parse_address
+from docker_fw.model import Kind, RuleSpec, parse_address
+from docker_fw.backends.iptables.rules import CHAIN_FORWARD, CHAIN_INTERNAL
 from docker_fw.backends.iptables.reconcile import plan_rules
 from docker_fw.backends.iptables.rules import parse_comment
 from docker_fw.store import Store

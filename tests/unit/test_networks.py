@@ -20,7 +20,8 @@ from docker_fw.engine import Container, Endpoint, Network, PortBinding, Snapshot
 from docker_fw.errors import EngineError, FirewallError, UsageError
 from docker_fw.backends.iptables.process import parse_save
 from docker_fw.backends.iptables.layouts import catch_all, internal_jump, is_initialised, plan_init
-from docker_fw.model import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL, Kind, RuleSpec, parse_address
+from docker_fw.model import Kind, RuleSpec, parse_address
+from docker_fw.backends.iptables.rules import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL
 from docker_fw.store import Store
 
 

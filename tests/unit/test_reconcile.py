@@ -9,7 +9,8 @@ import pytest
 from dfw_samples import apply_lines, captured_layouts, layout_2010_icc_false, resolve_iptables, snapshot
 from docker_fw.errors import FirewallError
 from docker_fw.backends.iptables.process import parse_save
-from docker_fw.model import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL, Kind, RuleSpec, parse_address, parse_filter
+from docker_fw.model import Kind, RuleSpec, parse_address, parse_filter
+from docker_fw.backends.iptables.rules import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL
 from docker_fw.backends.iptables.reconcile import (
     REPLIES_COMMENT,
     REPLIES_RULE,
@@ -415,3 +416,12 @@ def test_rule_line_and_delete_changes():
     changes = delete_changes([("o", r) for r in table.rules])
     assert [c.line for c in changes] == ["-D C 2", "-D C 1", "-D D 1"]
     assert changes[0].note == '-A C -m comment --comment "x y" -j ACCEPT'
+
+
+def test_every_rule_kind_has_its_iptables_chain():
+    """model.Kind is backend-neutral: the iptables backend places each kind itself."""
+    from docker_fw.backends.iptables.rules import PLACEMENTS
+
+    assert set(PLACEMENTS) == set(Kind)
+    assert {p.chain for p in PLACEMENTS.values()} == {CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL}
+    assert not any(hasattr(kind, "chain") for kind in Kind)

@@ -10,9 +10,6 @@ import pytest
 from dfw_samples import APP_NET, BRIDGE_NET, CACHE, DB, GOLDEN_DIR, WEB, resolve_iptables, snapshot
 from docker_fw.errors import EngineError, UsageError
 from docker_fw.model import (
-    CHAIN_FORWARD,
-    CHAIN_INPUT,
-    CHAIN_INTERNAL,
     AddressSpec,
     Kind,
     RuleSpec,
@@ -20,7 +17,7 @@ from docker_fw.model import (
     parse_filter,
 )
 from docker_fw.backends.iptables.reconcile import rule_line
-from docker_fw.backends.iptables.rules import IptablesRule, parse_comment, render
+from docker_fw.backends.iptables.rules import CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL, IptablesRule, parse_comment, render
 from docker_fw.resolve import ResolvedRule, check_kind_addresses, normalise_address, resolve
 
 SNAP = snapshot()

@@ -23,7 +23,8 @@ from docker_fw.actions import AddRequest, Service
 from docker_fw.engine import Engine, PortInUseError
 from docker_fw.errors import EngineError, FirewallError, UsageError
 from docker_fw.backends.iptables.walk import Packet, forward
-from docker_fw.model import CHAIN_INTERNAL, AddressSpec, Kind, RuleSpec
+from docker_fw.model import AddressSpec, Kind, RuleSpec
+from docker_fw.backends.iptables.rules import CHAIN_INTERNAL
 from docker_fw.store import Store
 from fakes import DOCKER_HOSTS_HEADER, FIRST_DYNAMIC_PORT, FakeEngine, FakeFirewall, hosts_lines_for
 

@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING, Protocol
 from . import layouts
 from ...errors import FirewallError
 from .process import Table
-from ...model import OWN_CHAINS
 from .reconcile import Change, ensure_chains, plan_rules, rule_line
 from ...resolve import ResolvedRule
-from .rules import COMMENT_PREFIX, render
+from .rules import COMMENT_PREFIX, OWN_CHAINS, render
 
 if TYPE_CHECKING:  # annotations only: 'ls' and '--help' do not load the engine module
     from ...engine import Network

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 from ...errors import FirewallError
 from .process import SavedRule, Table, split_restore
-from ...model import CHAIN_INTERNAL, Kind
-from .rules import IptablesRule, parse_comment
+from .rules import CHAIN_INTERNAL, OWN_CHAINS, PLACEMENTS, IptablesRule, parse_comment
 
 # Written as they are; anything else is quoted.  fullmatch, not '$': '$'
 # also matches before a final newline, which would end the restore line.
@@ -91,18 +90,18 @@ def ensure_chains(table: Table, family: int = 4) -> list[Change]:
     before Docker's own rules (whose order does not matter: they accept).
     """
     changes = []
-    for kind in Kind:
-        if kind.parent not in table.chains:
+    for place in PLACEMENTS.values():
+        if place.parent not in table.chains:
             raise FirewallError(
-                f"chain {kind.parent} not found in the filter table: is the Docker "
+                f"chain {place.parent} not found in the filter table: is the Docker "
                 "engine running with iptables enabled (--iptables=true)?"
             )
-        if kind.chain not in table.chains:
+        if place.chain not in table.chains:
             # Declaring an existing chain with --noflush would flush it, so only
             # missing chains are declared.
-            changes.append(Change(f":{kind.chain} - [0:0]", "setup", family=family))
-        if not table.has_rule(kind.parent, "-j", kind.chain):
-            changes.append(Change(rule_line("-I", kind.parent, ["1", "-j", kind.chain]), "setup", family=family))
+            changes.append(Change(f":{place.chain} - [0:0]", "setup", family=family))
+        if not table.has_rule(place.parent, "-j", place.chain):
+            changes.append(Change(rule_line("-I", place.parent, ["1", "-j", place.chain]), "setup", family=family))
     if not table.has_rule(CHAIN_INTERNAL, *REPLIES_RULE):
         # Replies of the connections add-internal rules admit.  Docker accepts
         # them itself ('-o <bridge> ... RELATED,ESTABLISHED') on ordinary
@@ -114,7 +113,7 @@ def ensure_chains(table: Table, family: int = 4) -> list[Change]:
 
 def our_rules(table: Table) -> dict[tuple[str, str], list[SavedRule]]:
     """Rules in our chains that carry our tag, by (owner, digest)."""
-    chains = {k.chain for k in Kind}
+    chains = set(OWN_CHAINS)
     found: dict[tuple[str, str], list[SavedRule]] = {}
     for rule in table.rules:
         if rule.chain not in chains:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...model import Kind
 from ...resolve import ResolvedRule
 
 # hashlib loads OpenSSL (libcrypto, with its providers) to offer every digest:
@@ -17,6 +18,33 @@ except ImportError:
         from hashlib import sha256
 
 COMMENT_PREFIX = "docker-fw:"
+
+# Chains that docker-fw owns.  Each is reached by one jump from a chain of the
+# kernel or of Docker, so that all our rules can be listed, diffed and removed
+# without ever touching a rule we did not write.
+CHAIN_FORWARD = "DOCKER-FW-FORWARD"  # 'add': jumped to from FORWARD
+CHAIN_INPUT = "DOCKER-FW-INPUT"  # 'add-input': jumped to from INPUT
+CHAIN_INTERNAL = "DOCKER-FW-INTERNAL"  # 'add-internal': jumped to from DOCKER
+OWN_CHAINS = (CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the rules of one kind live: our ``chain``, the ``parent`` chain
+    that jumps to it, and the ``target`` a match jumps to."""
+
+    chain: str
+    parent: str
+    target: str
+
+
+# 'add' rules send matches to Docker's DOCKER chain rather than accepting
+# them, so that only ports the engine actually publishes can open.
+PLACEMENTS = {
+    Kind.ADD: Placement(CHAIN_FORWARD, "FORWARD", "DOCKER"),
+    Kind.INPUT: Placement(CHAIN_INPUT, "INPUT", "ACCEPT"),
+    Kind.INTERNAL: Placement(CHAIN_INTERNAL, "DOCKER", "ACCEPT"),
+}
 
 
 @dataclass(frozen=True)
@@ -76,4 +104,5 @@ def render(rule: ResolvedRule) -> IptablesRule:
         matches += ["--sport", str(rule.sport)]
     if rule.dport:
         matches += ["--dport", str(rule.dport)]
-    return IptablesRule(rule.owner, rule.kind.chain, tuple(matches), rule.kind.target, rule.family)
+    placement = PLACEMENTS[rule.kind]
+    return IptablesRule(rule.owner, placement.chain, tuple(matches), placement.target, rule.family)
