@@ -54,7 +54,9 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
             )
             validate(action, spec)
             check_kind_addresses(spec, snapshot)
-            resolve(spec, snapshot)  # fail now, not at apply time
+            why_not = self._inexpressible(resolve(spec, snapshot))  # fail now, not at apply time
+            if why_not:
+                raise UsageError(why_not)
         except DockerFwError as exc:
             raise req.origin.error(exc) from None
         return spec
@@ -207,8 +209,8 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
             if not plan:
                 self.out("replay: nothing to change")
         else:
-            added = sum(1 for c in plan.changes if c.line.startswith("-A"))
-            deleted = sum(1 for c in plan.changes if c.line.startswith("-D"))
+            added = sum(1 for c in plan.changes if c.verb == "add")
+            deleted = sum(1 for c in plan.changes if c.verb == "delete")
             self.out(f"replay: {added} rule(s) added, {deleted} removed")
         if plan.hosts_failed:
             raise hosts_not_updated(plan.hosts_failed, dry_run)
@@ -239,7 +241,7 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
         problems.extend(self._layout_problems(tx))
         plan = self._plan(tx, None)
         for change in plan.changes:
-            if change.line.startswith("-D"):
+            if change.verb == "delete":
                 problems.append(f"stale ({change.why}): {change.note or change.line}{family_note(change)}")
             else:
                 problems.append(f"missing ({change.why}): {change.line}{family_note(change)}")

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from .errors import EngineError, UsageError
 from .filtergrammar import FilterError
-from .backends.iptables.process import bridge_name_problem
 from .model import BRIDGE_PLACEHOLDER, AddressKind, AddressSpec, Kind, RuleSpec
 
 if TYPE_CHECKING:  # annotations only: 'ls' and '--help' do not load the engine module
@@ -26,7 +25,9 @@ class ResolvedRule:
 
     A backend turns it into its own syntax (backends.iptables.rules.render).
     ``filter`` is the recorded --filter with ``@bridge`` replaced by the
-    bridge of the network the rule is placed on.
+    bridge of the network the rule is placed on, and ``bridge`` that bridge
+    ('' when the filter names none): whether the firewall can match exactly
+    that interface name is the backend's question (``expressible``).
     """
 
     owner: str
@@ -38,6 +39,7 @@ class ResolvedRule:
     dport: int = 0
     filter: tuple[str, ...] = ()
     family: int = 4  # 4 or 6: the family of both addresses
+    bridge: str = ""  # what the filter's @bridge became
 
 
 def _containers_of(spec: RuleSpec, snapshot: Snapshot) -> list[Container]:
@@ -137,16 +139,6 @@ def resolve(spec: RuleSpec, snapshot: Snapshot) -> list[ResolvedRule]:
                 f"container {containers[0].name} is on no bridge network: "
                 f"the filter's {BRIDGE_PLACEHOLDER} cannot be placed"
             )
-        for net in sorted(shared):
-            bridge = endpoint(containers[0], net).bridge
-            problem = bridge_name_problem(bridge)
-            if problem:
-                # An EngineError: the rule is withdrawn (not applied, removed
-                # if present), as for any rule the engine's facts cannot place.
-                raise EngineError(
-                    f"the bridge {ascii(bridge)} of network {ascii(net)}: {problem}: "
-                    f"the filter's {BRIDGE_PLACEHOLDER} cannot be placed"
-                )
 
     # A filter whose matches only work for one family (-m ttl, an address)
     # counts as a literal side.
@@ -164,6 +156,8 @@ def resolve(spec: RuleSpec, snapshot: Snapshot) -> list[ResolvedRule]:
         if not literal:
             targets += [(net, 6) for net in sorted(shared) if has_v6(net)]
 
+    names_bridge = BRIDGE_PLACEHOLDER in spec.filter
+
     def placed_filter(net: str) -> tuple[str, ...]:
         bridge = endpoint(containers[0], net).bridge
         return tuple(bridge if token == BRIDGE_PLACEHOLDER else token for token in spec.filter)
@@ -179,6 +173,7 @@ def resolve(spec: RuleSpec, snapshot: Snapshot) -> list[ResolvedRule]:
             dport=spec.dport,
             filter=placed_filter(net),
             family=family,
+            bridge=endpoint(containers[0], net).bridge if names_bridge else "",
         )
         for net, family in targets
     ]

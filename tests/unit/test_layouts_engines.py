@@ -19,7 +19,7 @@ from dfw_samples import LAYOUTS_DIR, apply_lines
 from docker_fw.backends.iptables import layouts
 from docker_fw.actions import Service
 from docker_fw.engine import Container, Endpoint, Network, PortBinding, Snapshot
-from docker_fw.errors import EngineError, FirewallError
+from docker_fw.errors import EngineError, FirewallError, UsageError
 from docker_fw.backends.iptables.process import Table, parse_save
 from docker_fw.backends.iptables.reconcile import ensure_chains, rule_line
 from docker_fw.backends.iptables.walk import Packet, forward
@@ -362,10 +362,34 @@ def test_allow_on_a_bridge_name_iptables_cannot_match_is_refused(hostile_service
     web = Container("e" * 64, "web", "running", (Endpoint("badnet", "a+", "172.30.0.2", "172.30.0.1"),),
                     ports=(PortBinding(80, "tcp", "0.0.0.0", 8080),))
     svc.engine.snap = Snapshot(containers=[web], networks=[*HOSTILE_NETWORKS, badnet])
-    with pytest.raises(EngineError) as exc:
+    with pytest.raises(UsageError) as exc:  # the iptables backend cannot express it (exit 2)
         svc.allow("web", [CLIENT])
     assert str(exc.value) == (
-        "the bridge 'a+' of network 'badnet': a trailing '+' makes iptables match every interface whose name "
+        "the bridge 'a+': a trailing '+' makes iptables match every interface whose name "
         "starts with the rest: the filter's @bridge cannot be placed"
     )
+    assert exc.value.exit_code == 2
     assert svc.backends[0].runner.batches == [] and svc.store.rules(["web"]) == []
+
+
+@pytest.mark.parametrize("hostile_service", HOSTILE_FIXTURES[:1], indirect=True)
+def test_a_recorded_rule_whose_bridge_iptables_cannot_match_is_withdrawn(hostile_service):
+    """Recorded on a good bridge, then the network's bridge became 'a+': replay
+    withdraws the rule (the backend says it cannot express it) rather than fail."""
+    svc = hostile_service
+    warned: list[str] = []
+    svc.warn = warned.append
+
+    def web_on(bridge):
+        web = Container("e" * 64, "web", "running", (Endpoint("badnet", bridge, "172.30.0.2", "172.30.0.1"),),
+                        ports=(PortBinding(80, "tcp", "0.0.0.0", 8080),))
+        svc.engine.snap = Snapshot(containers=[web], networks=[*HOSTILE_NETWORKS, bridge_network("badnet", bridge, 30)])
+
+    web_on("br-good")
+    svc.allow("web", [CLIENT])
+    assert [r for r in svc.backends[0].runner.table.rules if "br-good" in r.line]
+    web_on("a+")
+    svc.replay([])
+    assert not [r for r in svc.backends[0].runner.table.rules if "docker-fw:web:" in r.line]
+    assert any("not applied (the bridge 'a+': a trailing '+'" in w for w in warned)
+    assert len(svc.store.rules(["web"])) == 1  # still recorded: back once the bridge can be matched

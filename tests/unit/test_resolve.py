@@ -138,7 +138,7 @@ def test_resolved_rules_are_backend_neutral_data():
     resolved = resolve(rule(dport=80, filter=("!", "-i", "@bridge", "-o", "@bridge")), SNAP)
     assert resolved[1] == ResolvedRule(
         owner="web", kind=Kind.ADD, source="203.0.113.0/24", dest="172.17.0.2/32", proto="tcp",
-        dport=80, filter=("!", "-i", "docker0", "-o", "docker0"), family=4,
+        dport=80, filter=("!", "-i", "docker0", "-o", "docker0"), family=4, bridge="docker0",
     )
     assert not any(hasattr(resolved[1], name) for name in ("chain", "matches", "target", "comment", "argv"))
 

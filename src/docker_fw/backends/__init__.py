@@ -24,9 +24,23 @@ if TYPE_CHECKING:  # types only: the backends import resolve, which imports them
 # What a backend read of the live firewall (an iptables filter table): opaque
 # to the service layer, handed back to the backend that read it.
 Live = Any
-# One change of a batch; the service layer only reports them (.line, .why,
-# .note, .verb, .shown, .family).
-Change = Any
+
+
+class Change(Protocol):
+    """One change of a batch: the service layer only reports it, never reads its syntax."""
+
+    line: str  # the change in the backend's own syntax (for reports and -v)
+    why: str  # the owner it is for, or a short reason such as 'setup'
+    note: str  # what the line means, when the line alone does not say
+    family: int  # 4 or 6
+
+    @property
+    def verb(self) -> str:
+        """'add' or 'delete' (a rule of an owner), 'create' or 'insert' (what rules live in), or 'change'."""
+
+    @property
+    def shown(self) -> str:
+        """The line with its note, as -v prints it."""
 
 
 @runtime_checkable
@@ -49,7 +63,10 @@ class FirewallBackend(Protocol):
         """One atomic batch: all of the changes or none (FirewallError)."""
 
     def expressible(self, rule: ResolvedRule) -> str | None:
-        """Why this backend cannot hold the rule; None when it can."""
+        """Why this backend cannot hold the rule (of its family); None when it can.
+
+        The service layer asks before it records a rule (refused: exit 2) and
+        before it plans a recorded one (withdrawn, like a stopped container's)."""
 
     def covers(self, network: Network) -> bool:
         """Whether 'init' reshapes this network's bridge in this backend."""

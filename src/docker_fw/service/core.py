@@ -84,14 +84,30 @@ class ServiceCore:
         desired: list[ResolvedRule] = []
         for spec in specs:
             try:
-                desired.extend(resolve(spec, snapshot))
+                rules = resolve(spec, snapshot)
             except (EngineError, FilterError) as exc:
                 # Not applied, and removed if present: a rule left pointing at
                 # a stopped container's old address would admit whoever gets
                 # that address next; a recorded filter this version refuses
                 # might hold anything.
                 plan.withdrawn.append((spec, str(exc)))
+                continue
+            why_not = self._inexpressible(rules)
+            if why_not:
+                plan.withdrawn.append((spec, why_not))  # e.g. a bridge renamed since: none of it
+            else:
+                desired.extend(rules)
         return desired
+
+    def _inexpressible(self, rules: Iterable[ResolvedRule]) -> str | None:
+        """Why a backend of their family cannot hold one of these rules; None when every one can."""
+        for rule in rules:
+            for backend in self.backends:
+                if backend.family == rule.family:
+                    why_not = backend.expressible(rule)
+                    if why_not:
+                        return why_not
+        return None
 
     def _transaction(self, record: bool = True) -> contextlib.AbstractContextManager[Transaction]:
         """A transaction over every backend, and over the store unless RECORD is False."""

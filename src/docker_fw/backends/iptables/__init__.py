@@ -5,7 +5,6 @@ iptables-restore (process), the plan of restore lines (reconcile), Docker's
 FORWARD chain layouts that 'init' reshapes (layouts), and a walker that says
 what a filter table does with a packet (walk).
 
-The package imports nothing itself: resolve.py (which the backend imports)
-needs process.bridge_name_problem, so importing the package must not import
-the backend.  Import IptablesBackend from .backend.
+The package imports nothing itself, so that importing one module (process,
+for the runner) does not load the rest.  Import IptablesBackend from .backend.
 """

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from . import layouts
 from ...errors import FirewallError
-from .process import Table
+from ...filtergrammar import BRIDGE_PLACEHOLDER
+from .process import Table, bridge_name_problem
 from .reconcile import Change, ensure_chains, plan_rules, rule_line
 from ...resolve import ResolvedRule
 from .rules import COMMENT_PREFIX, OWN_CHAINS, render
@@ -73,11 +74,16 @@ class IptablesBackend:
     def expressible(self, rule: ResolvedRule) -> str | None:
         if rule.family != self.family:
             return f"an IPv{rule.family} rule, not an IPv{self.family} one"
-        rendered = render(rule)
-        try:
-            rule_line("-A", rendered.chain, rendered.argv())
-        except FirewallError as exc:
-            return str(exc)
+        if rule.bridge:
+            problem = bridge_name_problem(rule.bridge)
+            if problem:
+                return f"the bridge {ascii(rule.bridge)}: {problem}: the filter's {BRIDGE_PLACEHOLDER} cannot be placed"
+        if rule.filter:  # the rest (addresses, ports, the owner's name) is written plainly
+            rendered = render(rule)
+            try:
+                rule_line("-A", rendered.chain, rendered.argv())
+            except FirewallError as exc:
+                return str(exc)
         return None
 
     def covers(self, network: Network) -> bool:
