@@ -20,6 +20,8 @@ import pytest
 from docker_fw import hosts
 from docker_fw.actions import AddRequest, Service
 
+from docker_fw.backends import FirewallBackend
+from docker_fw.backends.iptables.backend import IptablesBackend
 from docker_fw.engine import Engine, PortInUseError
 from docker_fw.errors import EngineError, FirewallError, UsageError
 from docker_fw.backends.iptables.walk import Packet, forward
@@ -1008,3 +1010,91 @@ class TestRecordedFilterOutsideTheGrammar:
         pair.run().replay([])
         [applied] = pair.firewall.ours("web")
         assert "!" not in applied.args
+
+
+# ============================================================================
+# a backend that cannot express a rule (as the nftables backend refuses --filter)
+# ============================================================================
+
+
+class FilterlessBackend(FirewallBackend):
+    """A FirewallBackend that holds no rule with a --filter: an IptablesBackend
+    (over the fake firewall) whose expressible() refuses filters, the way an
+    nftables backend refuses iptables matches."""
+
+    def __init__(self, runner, family: int = 4):
+        self._inner = IptablesBackend(runner, family)
+        self.family, self.label = family, self._inner.label
+        self.required, self.unmanaged_note = self._inner.required, self._inner.unmanaged_note
+
+    def expressible(self, rule) -> str | None:
+        return "this backend takes no --filter" if rule.filter else self._inner.expressible(rule)
+
+    # The rest is the iptables backend's (explicitly: the protocol's own
+    # methods would otherwise be inherited, and do nothing).
+    def read(self):
+        return self._inner.read()
+
+    def plan(self, live, desired, scope):
+        return self._inner.plan(live, desired, scope)
+
+    def apply(self, live, changes) -> None:
+        self._inner.apply(live, changes)
+
+    def covers(self, network) -> bool:
+        return self._inner.covers(network)
+
+    def plan_init(self, live, bridges, engine_backend, existing):
+        return self._inner.plan_init(live, bridges, engine_backend, existing)
+
+    def ensure(self, live):
+        return self._inner.ensure(live)
+
+    def is_initialised(self, live, bridges, engine_backend=None) -> bool:
+        return self._inner.is_initialised(live, bridges, engine_backend)
+
+    def foreign_rules(self, live):
+        return self._inner.foreign_rules(live)
+
+
+class TestInexpressibleRules:
+    @pytest.fixture
+    def web(self, world: World) -> World:
+        world.engine.add("web", state="running", ips={"bridge": "172.17.0.2"})
+        return world
+
+    def run(self, world: World) -> Service:
+        world.engine.forget()
+        return Service(world.engine, None, world.store, out=world.out.append, warn=world.warnings.append,
+                       backends=[FilterlessBackend(world.firewall)])
+
+    def test_a_rule_the_backend_cannot_express_is_refused_and_nothing_changes(self, web):
+        rules_before = list(web.firewall.table.rules)
+        request = AddRequest(container="web", source="198.51.100.2", dport=80, filter=("-m", "ttl", "--ttl-gt", "3"))
+        with pytest.raises(UsageError) as exc:
+            self.run(web).add(Kind.ADD, [request])
+        assert str(exc.value) == "this backend takes no --filter" and exc.value.exit_code == 2
+        assert web.store.rules() == [] and web.firewall.batches == [] and web.firewall.table.rules == rules_before
+
+    def test_one_inexpressible_line_of_a_batch_refuses_the_batch(self, web):
+        plain = AddRequest(container="web", source="198.51.100.2", dport=80)
+        filtered = AddRequest(container="web", source="198.51.100.3", dport=80, filter=("-m", "ttl", "--ttl-gt", "3"))
+        with pytest.raises(UsageError):
+            self.run(web).add(Kind.ADD, [plain, filtered])
+        assert web.store.rules() == [] and web.firewall.batches == []
+
+    def test_the_same_rule_is_taken_where_the_backend_can_express_it(self, web):
+        request = AddRequest(container="web", source="198.51.100.2", dport=80)
+        self.run(web).add(Kind.ADD, [request])
+        assert len(web.store.rules()) == 1
+        assert len([r for r in web.firewall.table.rules if "docker-fw:web:" in r.line]) == 1
+
+    def test_a_recorded_rule_the_backend_cannot_express_is_withdrawn_at_replay(self, web):
+        filtered = RuleSpec("web", Kind.ADD, AddressSpec.from_text("198.51.100.3"), AddressSpec.self_(),
+                            dport=80, filter=("-m", "ttl", "--ttl-gt", "3"))
+        web.record(filtered)
+        Service(web.engine, web.firewall, web.store).replay([])  # the iptables backend holds it
+        assert [r for r in web.firewall.table.rules if "docker-fw:web:" in r.line]
+        self.run(web).replay([])
+        assert web.warnings == [f"not applied (this backend takes no --filter): {filtered.describe()}"]
+        assert not [r for r in web.firewall.table.rules if "docker-fw:web:" in r.line]
