@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from .backends.iptables.backend import UNMANAGED_IP6TABLES
 from .errors import DockerFwError, EngineError, UsageError
-from .model import BRIDGE_PLACEHOLDER, AddressKind, Kind, RuleSpec
+from .listing import Records
+from .model import BRIDGE_PLACEHOLDER, Kind, RuleSpec
 from .resolve import check_kind_addresses, normalise_address, resolve
 from .rulegrammar import AddRequest, allow_addresses, checked_spec, validate
 from .service.core import ServiceCore, backend_note, family_note
@@ -131,22 +132,7 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
         return self.record(specs)
 
     def ls(self, containers: list[str]) -> list[str]:
-        owners = self._owner_names(containers) if containers else None
-        entries = self.store.host_entries()
-
-        def action(spec: RuleSpec) -> str:
-            # An add-internal rule that gave its source a hosts line for the
-            # owner was recorded by add-two-ways: print it as such, so that
-            # running the line again restores the hosts entry too.
-            if spec.kind is Kind.INTERNAL and spec.source.kind is AddressKind.CONTAINER:
-                if spec.owner in entries.get(spec.source.value, []):
-                    return "add-two-ways"
-            return spec.kind.action
-
-        lines = [spec.describe(action(spec)) for spec in self.store.rules(owners)]
-        for line in lines:
-            self.out(line)
-        return lines
+        return Records(self.engine, self.store, self.out).ls(containers)
 
     def drop(self, containers: list[str]) -> Plan:
         if not containers:

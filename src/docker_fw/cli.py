@@ -379,27 +379,35 @@ def _add_requests(args: argparse.Namespace) -> list[AddRequest]:
     return read_from(args.from_file, args.action)
 
 
-class _EngineOnFirstUse:
-    """An engine.Engine made (and engine.py imported) when first used: 'ls' of
-    recorded containers never asks the engine (Command.needs_engine), so it
-    does not load it."""
+class _OnFirstUse:
+    """An object made (and its module imported) when first used: 'ls' of
+    recorded containers never asks the engine, so it does not load it."""
 
-    def __init__(self) -> None:
-        self._engine: Engine | None = None
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._made: Any = None
 
     def __getattr__(self, name: str):
-        if self._engine is None:
-            from .engine import Engine
+        if self._made is None:
+            self._made = self._make()
+        return getattr(self._made, name)
 
-            self._engine = Engine()
-        return getattr(self._engine, name)
+
+def _engine() -> Engine:
+    from .engine import Engine
+
+    return Engine()
+
+
+def _iptables(family: int, verbose) -> Iptables:
+    from .backends.iptables.process import Iptables
+
+    return Iptables(family=family, verbose=verbose)
 
 
 def real_backends(verbose) -> tuple[Engine, Iptables, Iptables]:
-    """The engine (made on its first use) and the firewalls (iptables, ip6tables) a run talks to."""
-    from .backends.iptables.process import Iptables
-
-    return _EngineOnFirstUse(), Iptables(verbose=verbose), Iptables(family=6, verbose=verbose)
+    """The engine and the firewalls (iptables, ip6tables) a run talks to, each made on its first use."""
+    return _OnFirstUse(_engine), _OnFirstUse(lambda: _iptables(4, verbose)), _OnFirstUse(lambda: _iptables(6, verbose))
 
 
 def _printing(write):
@@ -587,12 +595,17 @@ def run(argv: list[str], out=None, err=None, backends=real_backends) -> int:
         prepared = command.check(args)
         if command.store is StoreUse.NONE:
             return command.handler(None, args, prepared) or EXIT_OK
-        from .actions import Service
         from .store import Store
 
         verbose = (lambda line: out(f"docker-fw: {line}")) if args.verbose else None
         engine, firewall, firewall6 = backends(verbose)
         with Store.open(read_only=command.reads_only(args)) as store:
+            if not command.needs_engine:
+                from .listing import Records
+
+                return command.handler(Records(engine, store, out=out), args, prepared) or EXIT_OK
+            from .actions import Service
+
             service = Service(
                 engine, firewall, store, out=out, warn=lambda s: err(f"docker-fw: warning: {s}"),
                 firewall6=firewall6,

@@ -604,3 +604,21 @@ def test_from_line_errors_that_need_the_engine_name_their_line(tmp_path, monkeyp
         assert len(err) == 1 and err[0].startswith(needle), err
     assert cli.run(["ls"], out=err.append, backends=lambda verbose: (engine, firewall, None)) == 0
     assert err[-1].startswith(f"docker-fw add: {rules} line 2")  # ls printed nothing
+
+
+def test_ls_loads_neither_the_service_layer_nor_a_firewall_backend_nor_the_engine(tmp_path):
+    """Command.needs_engine False: run() gives 'ls' a listing.Records, so a whole
+    'docker-fw ls' process never imports what it would not use."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from docker_fw import cli\n"
+        "assert cli.run(['ls']) == 0\n"
+        "print(' '.join(m for m in ('docker_fw.actions', 'docker_fw.service.core', 'docker_fw.backends',"
+        " 'docker_fw.engine', 'docker_fw.resolve', 'docker_fw.transaction') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "DOCKER_FW_STATE_DIR": str(tmp_path / "state")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""

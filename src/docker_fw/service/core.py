@@ -11,6 +11,7 @@ from ..backends import Change, FirewallBackend
 from ..backends.iptables.backend import IptablesBackend, Runner
 from ..errors import EngineError
 from ..filtergrammar import FilterError
+from ..listing import owner_names
 from ..model import RuleSpec
 from ..resolve import ResolvedRule, resolve
 from ..store import Store
@@ -136,12 +137,5 @@ class ServiceCore:
             self.warn(note)
 
     def _owner_names(self, refs: Iterable[str]) -> list[str]:
-        """Container references as recorded: names (the store's first, then the engine's).
-
-        A name the store knows works even when the container no longer exists.
-        """
-        recorded = set(self.store.owners())
-        return [
-            ref if ref in recorded else self.engine.snapshot().get(ref).name
-            for ref in (r.lstrip("/") for r in refs)
-        ]
+        """Container references as recorded (listing.owner_names)."""
+        return owner_names(self.store, self.engine, refs)

@@ -1,0 +1,61 @@
+"""'ls': the record printed as the commands that re-create it.
+
+Needs the store only (and the engine for a name the store does not know), so
+cli.run() runs it without the service layer, the firewall backends or the
+engine's module (Command.needs_engine False): they are what an 'ls' would
+otherwise spend most of its time loading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from .model import AddressKind, Kind, RuleSpec
+
+if TYPE_CHECKING:  # annotations only: 'ls' loads neither the service layer nor the engine module
+    from .service.core import EngineFacts as EngineSnapshots  # only .snapshot() is used
+    from .store import Store
+
+
+def owner_names(store: Store, engine: EngineSnapshots, refs: Iterable[str]) -> list[str]:
+    """Container references as recorded: names (the store's first, then the engine's).
+
+    A name the store knows works even when the container no longer exists,
+    and then the engine is not asked at all.
+    """
+    recorded = set(store.owners())
+    return [
+        ref if ref in recorded else engine.snapshot().get(ref).name
+        for ref in (r.lstrip("/") for r in refs)
+    ]
+
+
+def listed(store: Store, engine: EngineSnapshots, containers: list[str]) -> list[str]:
+    """The recorded rules of CONTAINERS (all when none is named), one command line each."""
+    owners = owner_names(store, engine, containers) if containers else None
+    entries = store.host_entries()
+
+    def action(spec: RuleSpec) -> str:
+        # An add-internal rule that gave its source a hosts line for the
+        # owner was recorded by add-two-ways: print it as such, so that
+        # running the line again restores the hosts entry too.
+        if spec.kind is Kind.INTERNAL and spec.source.kind is AddressKind.CONTAINER:
+            if spec.owner in entries.get(spec.source.value, []):
+                return "add-two-ways"
+        return spec.kind.action
+
+    return [spec.describe(action(spec)) for spec in store.rules(owners)]
+
+
+class Records:
+    """What a command that needs no firewall runs with, in place of actions.Service."""
+
+    def __init__(self, engine: EngineSnapshots, store: Store, out: Callable[[str], None] = print):
+        self.engine, self.store, self.out = engine, store, out
+
+    def ls(self, containers: list[str]) -> list[str]:
+        lines = listed(self.store, self.engine, containers)
+        for line in lines:
+            self.out(line)
+        return lines
