@@ -220,7 +220,11 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
         return plan
 
     def check(self) -> list[str]:
-        """Drift between the record, the engine and the live ruleset, one line each."""
+        """Drift between the record, the engine and the live ruleset, one line each.
+
+        A rule withdrawn because a container it names is not running is not
+        drift (it comes back when the container does); one whose recorded
+        filter this version refuses, or that a backend cannot express, is."""
         problems: list[str] = []
         tx = Transaction(self.backends)  # read and planned, never applied
         in_use = tx.in_use()
@@ -237,15 +241,19 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
         changes, failed = self._hosts_changes(set(self.store.host_entries()))
         problems.extend(f"hosts ({target.owner}): /etc/hosts entries out of date" for target in changes)
         problems.extend(f"hosts ({owner}): {message}" for owner, message in failed)
+        refused = []  # drift too: the record holds a rule that cannot be live as it is
         for spec, reason in plan.withdrawn:
-            self.out(f"not applied ({reason}): {spec.describe()}")
+            line = f"not applied ({reason}): {spec.describe()}"
+            self.out(line)
+            if (spec, reason) in plan.refused:
+                refused.append(line)
         for note in plan.unmanaged:
             self.out(note)
         for line in problems:
             self.out(line)
-        if not problems:
+        if not problems and not refused:
             self.out("check: no drift")
-        return problems
+        return refused + problems
 
     def gc(self, days: float, dry_run: bool = False) -> list[str]:
         """Forget the records of containers that no longer exist.

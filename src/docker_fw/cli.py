@@ -259,7 +259,8 @@ def build_parser() -> Parser:
         "Print every difference between what docker-fw has recorded and what is live: "
         "'init' not in effect (Docker's catch-all is back), missing rules, stale rules "
         "(old addresses, rules of dropped containers), foreign rules in docker-fw's "
-        "chains, out-of-date hosts entries, hosts files it cannot read. Exit 0 when "
+        "chains, out-of-date hosts entries, hosts files it cannot read, recorded rules "
+        "that cannot be applied as they are (a filter this version refuses). Exit 0 when "
         "there is none, 1 when there is "
         "(for monitoring). Changes nothing: 'docker-fw replay' (and 'init') repair.",
     )

@@ -30,6 +30,9 @@ class Plan:
     # container they name is not running: its old address may be handed to
     # another container.
     withdrawn: list[tuple[RuleSpec, str]] = field(default_factory=list)
+    # Those of them that cannot come back by themselves (a recorded filter
+    # this version refuses, a rule a backend cannot express): 'check' drift.
+    refused: list[tuple[RuleSpec, str]] = field(default_factory=list)
     # Containers whose /etc/hosts must be rewritten (add-two-ways entries).
     hosts: list[str] = field(default_factory=list)
     # (container, why) for hosts files that could not be read or written: the

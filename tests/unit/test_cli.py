@@ -609,7 +609,6 @@ def test_from_line_errors_that_need_the_engine_name_their_line(tmp_path, monkeyp
 def test_ls_loads_neither_the_service_layer_nor_a_firewall_backend_nor_the_engine(tmp_path):
     """Command.needs_engine False: run() gives 'ls' a listing.Records, so a whole
     'docker-fw ls' process never imports what it would not use."""
-    import subprocess
 
     code = (
         "import sys\n"

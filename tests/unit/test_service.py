@@ -984,10 +984,38 @@ class TestRecordedFilterOutsideTheGrammar:
     def test_check_names_it_and_applies_nothing(self, pair):
         self.applied_by_an_older_version(pair)
         batches = len(pair.firewall.batches)
-        pair.run().check()
+        problems = pair.run().check()
         assert any(line.startswith("not applied (recorded filter refused") for line in pair.out)
         assert any(line.startswith("stale (web)") for line in pair.out)  # the old rule is still live
         assert len(pair.firewall.batches) == batches
+        assert any(line.startswith("not applied (recorded filter refused") for line in problems)
+
+    def test_check_counts_it_as_drift_once_the_old_rule_is_gone(self, pair):
+        """Nothing stale is live any more, yet the record holds a rule that cannot be
+        applied: check exits 1 (drift), not 0."""
+        from docker_fw import cli
+
+        self.applied_by_an_older_version(pair)
+        pair.run().init()
+        pair.run().replay([])  # removes the old live rule
+        pair.out.clear()
+        problems = pair.run().check()
+        assert [line for line in problems if not line.startswith("not applied")] == []
+        assert len(problems) == 1 and problems[0].endswith(self.BAD.describe())
+        assert "check: no drift" not in pair.out
+        assert cli.COMMANDS["check"].handler(pair.run(), None, None) == 1  # the exit code
+
+    def test_a_stopped_container_is_not_drift(self, pair):
+        pair.record(self.GOOD)
+        pair.run().init()
+        pair.run().replay([])
+        assert pair.run().check() == []
+        pair.engine.containers["cache"].state = "exited"
+        pair.engine.containers["cache"].ips = {}
+        pair.run().replay([])
+        pair.out.clear()
+        assert pair.run().check() == [] and pair.out[-1] == "check: no drift"
+        assert any(line.startswith("not applied (") for line in pair.out)
 
     def test_words_that_are_not_text_are_named_escaped(self, pair):
         """Recorded before the grammar: a byte that was not UTF-8 (JSON keeps the

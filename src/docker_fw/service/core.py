@@ -86,16 +86,21 @@ class ServiceCore:
         for spec in specs:
             try:
                 rules = resolve(spec, snapshot)
-            except (EngineError, FilterError) as exc:
+            except EngineError as exc:
                 # Not applied, and removed if present: a rule left pointing at
                 # a stopped container's old address would admit whoever gets
-                # that address next; a recorded filter this version refuses
-                # might hold anything.
+                # that address next.
                 plan.withdrawn.append((spec, str(exc)))
+                continue
+            except FilterError as exc:
+                # Likewise for a recorded filter this version refuses (it might hold anything).
+                plan.withdrawn.append((spec, str(exc)))
+                plan.refused.append((spec, str(exc)))
                 continue
             why_not = self._inexpressible(rules)
             if why_not:
                 plan.withdrawn.append((spec, why_not))  # e.g. a bridge renamed since: none of it
+                plan.refused.append((spec, why_not))
             else:
                 desired.extend(rules)
         return desired
