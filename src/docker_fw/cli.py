@@ -275,6 +275,33 @@ def build_parser() -> Parser:
     )
     p.add_argument("--days", type=float, default=7.0, help="grace period in days, 0 to 36500 (default 7; 0: now)")
     p.add_argument("--dry-run", action="store_true", help="print what would be forgotten")
+
+    p = action(
+        "import-legacy",
+        "record the original docker-fw's rules, hosts entries and saved host configurations",
+        "Read what the original docker-fw (Go) kept in Docker's container directories "
+        "(DIR/containers/<id>/extraRules.json, customHosts.json, backupHostConfig.json) for "
+        "every container the engine knows, and record it in docker-fw's store: each rule as "
+        "the action that means the same (FORWARD -> DOCKER: add, with the bridge docker0 "
+        "written @bridge, as allow does; INPUT -> ACCEPT: add-input; DOCKER -> ACCEPT: "
+        "add-internal, or add-two-ways with its customHosts.json entry), container ids and "
+        "names as the containers' current names; a backupHostConfig.json as save-hostconfig's "
+        "record. Nothing is applied: 'docker-fw replay' does that. Anything that cannot be "
+        "mapped (an unknown chain, a container the engine does not know, a filter or address "
+        "docker-fw refuses, a hosts entry without its rule, a file that is not the old tool's "
+        "JSON, larger than 1 MiB or a symbolic link) is one warning line naming the file and "
+        "the rule, and then nothing is recorded (exit 2). Running it again records nothing "
+        "new; a saved host configuration already recorded is kept.",
+    )
+    p.add_argument(
+        "--docker-root", default="/var/lib/docker", metavar="DIR",
+        help="the engine's data root, 'Docker Root Dir' of 'docker info' (default /var/lib/docker)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true",
+        help="print the docker-fw commands it would record (as 'ls' prints them; the rest as "
+        "'#' comments) and change nothing",
+    )
     return parser
 
 
@@ -517,6 +544,12 @@ def _gc(service, args, _) -> None:
     service.gc(args.days, dry_run=args.dry_run)
 
 
+def _import_legacy(service, args, _) -> None:
+    from .legacy_import import import_legacy
+
+    import_legacy(service, args.docker_root, dry_run=args.dry_run)
+
+
 def _replay(service, args, _) -> int | None:
     plan = service.replay(args.containers, dry_run=args.dry_run)
     return _pending(plan) if args.dry_run else None
@@ -552,6 +585,12 @@ def _checked_number(option: str, value: float, bounds: tuple[float, float], unit
         raise UsageError(f"{option} must be {low:g} to {high:g} {unit}, not {value!r}")
 
 
+def _checked_docker_root(args) -> None:
+    from .legacy_import import check_docker_root
+
+    check_docker_root(args.docker_root)
+
+
 def _checked_days(args) -> None:
     _checked_number("--days", args.days, DAYS_RANGE, "days")
 
@@ -572,6 +611,7 @@ COMMANDS: dict[str, Command] = {
     "check": Command(_check, store=StoreUse.READ),
     "gc": Command(_gc, check=_checked_days),
     "replay": Command(_replay, store=StoreUse.READ_ON_DRY_RUN),
+    "import-legacy": Command(_import_legacy, check=_checked_docker_root, store=StoreUse.READ_ON_DRY_RUN),
     "watch": Command(_watch, check=_checked_interval, store=StoreUse.NONE),
 }
 

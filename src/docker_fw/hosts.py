@@ -69,6 +69,10 @@ class HostsFileError(Exception):
     """A hosts file docker-fw will not read or write; the message says why, in a few words."""
 
 
+class FileMissing(HostsFileError):
+    """There is no file at that path (``read_bounded`` of a file that may be absent)."""
+
+
 def _lines(data: bytes) -> list[bytes]:
     """Split on ``\\n`` only, keeping line ends, so joining gives ``data`` back.
 
@@ -157,6 +161,8 @@ def _kind(mode: int) -> str | None:
 
 
 def _refuse(exc: OSError) -> HostsFileError:
+    if exc.errno == errno.ENOENT:
+        return FileMissing(exc.strerror or "no such file")
     # What O_NOFOLLOW (and O_DIRECTORY) answer when a link was put there after our lstat.
     if exc.errno == errno.ELOOP:
         return HostsFileError("a symbolic link (docker-fw follows none)")
@@ -165,7 +171,7 @@ def _refuse(exc: OSError) -> HostsFileError:
     return HostsFileError(exc.strerror or str(exc))
 
 
-def _open(path: str, writable: bool) -> int:
+def _open(path: str, writable: bool, limit: int = MAX_BYTES) -> int:
     """A file descriptor of the regular file at ``path``, no symbolic link followed.
 
     Walks from ``/`` one directory at a time (``O_NOFOLLOW`` at each step:
@@ -184,7 +190,7 @@ def _open(path: str, writable: bool) -> int:
             os.close(directory)
             directory = step
         before = os.stat(names[-1], dir_fd=directory, follow_symlinks=False)
-        _check_file(before)
+        _check_file(before, limit)
         fd = os.open(names[-1], _FILE_FLAGS | (os.O_RDWR if writable else os.O_RDONLY), dir_fd=directory)
     except OSError as exc:
         raise _refuse(exc) from None
@@ -192,7 +198,7 @@ def _open(path: str, writable: bool) -> int:
         os.close(directory)
     try:
         now = os.fstat(fd)
-        _check_file(now)
+        _check_file(now, limit)
         if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
             raise HostsFileError("replaced while docker-fw opened it")
     except BaseException:
@@ -201,12 +207,18 @@ def _open(path: str, writable: bool) -> int:
     return fd
 
 
-def _check_file(st: os.stat_result) -> None:
+def _too_large(limit: int) -> HostsFileError:
+    if limit == MAX_BYTES:
+        return HostsFileError(TOO_LARGE)
+    return HostsFileError(f"larger than {limit:,} bytes, the most docker-fw reads")
+
+
+def _check_file(st: os.stat_result, limit: int) -> None:
     kind = _kind(st.st_mode)
     if kind is not None:
         raise HostsFileError(kind)
-    if st.st_size > MAX_BYTES:
-        raise HostsFileError(TOO_LARGE)
+    if st.st_size > limit:
+        raise _too_large(limit)
 
 
 def _check_directory(st: os.stat_result, name: str) -> None:
@@ -214,32 +226,41 @@ def _check_directory(st: os.stat_result, name: str) -> None:
         raise HostsFileError(f"{shown(name)} on its path is {_kind(st.st_mode)}")
 
 
-def _read(fd: int) -> bytes:
-    """The whole file from the start, or ``HostsFileError`` past ``MAX_BYTES``.
+def _read(fd: int, limit: int = MAX_BYTES) -> bytes:
+    """The whole file from the start, or ``HostsFileError`` past ``limit`` bytes.
 
-    At most ``MAX_BYTES + 1`` bytes are ever read: the file may grow after
+    At most ``limit + 1`` bytes are ever read: the file may grow after
     ``_open`` looked at its size.
     """
     chunks, total = [], 0
     while True:
-        chunk = os.pread(fd, MAX_BYTES + 1 - total, total)
+        chunk = os.pread(fd, limit + 1 - total, total)
         if not chunk:
             return b"".join(chunks)
         total += len(chunk)
-        if total > MAX_BYTES:
-            raise HostsFileError(TOO_LARGE)
+        if total > limit:
+            raise _too_large(limit)
         chunks.append(chunk)
 
 
-def read_hosts(path: str) -> bytes:
-    """The content of the hosts file at ``path`` (bounded, no link followed); ``HostsFileError``."""
-    fd = _open(path, writable=False)
+def read_bounded(path: str, limit: int) -> bytes:
+    """The content of the regular file at ``path``: at most ``limit`` bytes, no
+    symbolic link followed on its path (as for hosts files); ``FileMissing``
+    when there is none, ``HostsFileError`` for any other refusal.  Also for
+    other files that hostile parties may have placed (the old docker-fw's
+    files in Docker's container directories)."""
+    fd = _open(path, writable=False, limit=limit)
     try:
-        return _read(fd)
+        return _read(fd, limit)
     except OSError as exc:
         raise _refuse(exc) from None
     finally:
         os.close(fd)
+
+
+def read_hosts(path: str) -> bytes:
+    """The content of the hosts file at ``path`` (bounded, no link followed); ``HostsFileError``."""
+    return read_bounded(path, MAX_BYTES)
 
 
 def write_in_place(fd: int, data: bytes) -> None:

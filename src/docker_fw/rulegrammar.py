@@ -52,6 +52,7 @@ class OriginKind(enum.Enum):
     FILE = "file"  # a line of a --from FILE
     STDIN = "stdin"  # a line of --from -
     LABEL = "label"  # a line of a container's label (issue #11)
+    LEGACY = "legacy"  # a rule of the original docker-fw's extraRules.json (import-legacy)
 
 
 @dataclass(frozen=True)
@@ -80,17 +81,24 @@ class Origin:
         return cls(OriginKind.LABEL, key, line)
 
     @classmethod
+    def legacy_rule(cls, path: str, index: int) -> Origin:
+        """Rules[INDEX] (from 0, as in the JSON) of the old docker-fw's file at PATH."""
+        return cls(OriginKind.LEGACY, path, index)
+
+    @classmethod
     def of_input(cls, path: str, line: int) -> Origin:
         """A line of --from PATH, where '-' is standard input."""
         return cls.stdin(line) if path == "-" else cls.file(path, line)
 
     def __str__(self) -> str:
         """How messages name it: '' for the command line (the action names it
-        there), 'PATH line N', 'stdin line N', 'label KEY line N'."""
+        there), 'PATH line N', 'stdin line N', 'label KEY line N', 'PATH Rules[N]'."""
         if self.kind is OriginKind.ARGV:
             return ""
         if self.kind is OriginKind.LABEL:
             return f"label {self.name} line {self.line}"
+        if self.kind is OriginKind.LEGACY:
+            return f"{self.name} Rules[{self.line}]"
         return f"{self.name} line {self.line}"
 
     def error(self, exc: DockerFwError) -> DockerFwError:
