@@ -61,8 +61,12 @@ from .model import CONTAINER_NAME_RE, AddressKind, Kind, RuleSpec, parse_address
 from .resolve import check_kind_addresses, normalise_address
 from .rulegrammar import AddRequest, Origin, add_request, checked_spec, validate
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only
+    from .actions import Service
     from .engine import Container, Snapshot
+
+# engine.Engine.inspect: a container's inspect data by id.
+Inspect = Callable[[str], dict[str, Any]]
 
 DEFAULT_DOCKER_ROOT = "/var/lib/docker"
 RULES_FILE = "extraRules.json"
@@ -449,7 +453,7 @@ def _read(path: str, parse: Callable[[Any], Any], plan: ImportPlan) -> Any | Non
         return None
 
 
-def plan_container(container: Container, directory: str, snapshot: Snapshot, inspect, plan: ImportPlan) -> None:
+def plan_container(container: Container, directory: str, snapshot: Snapshot, inspect: Inspect, plan: ImportPlan) -> None:
     """Add what CONTAINER's directory holds of the old tool's to PLAN."""
     rules_path = os.path.join(directory, RULES_FILE)
     for index, item in enumerate(_read(rules_path, lambda doc: parse_rules_file(doc, rules_path), plan) or []):
@@ -519,7 +523,7 @@ def pair_two_ways(plan: ImportPlan) -> None:
             )
 
 
-def build_plan(snapshot: Snapshot, docker_root: str, inspect) -> ImportPlan:
+def build_plan(snapshot: Snapshot, docker_root: str, inspect: Inspect) -> ImportPlan:
     """Read and map the old tool's files of every container the engine knows."""
     containers_dir = check_docker_root(docker_root)
     plan = ImportPlan()
@@ -552,9 +556,9 @@ def _count(n: int, what: str, plural: str | None = None) -> str:
     return f"{n} {what if n == 1 else plural or what + 's'}"
 
 
-def import_legacy(service, docker_root: str = DEFAULT_DOCKER_ROOT, dry_run: bool = False) -> ImportPlan:
-    """Record what the old docker-fw's files hold (service: an actions.Service; its
-    engine, store, out and warn are used).  All or nothing: a problem is one warning
+def import_legacy(service: Service, docker_root: str = DEFAULT_DOCKER_ROOT, dry_run: bool = False) -> ImportPlan:
+    """Record what the old docker-fw's files hold (of SERVICE, the engine, the store,
+    out and warn are used; nothing is applied).  All or nothing: a problem is one warning
     line each, then UsageError and nothing recorded.  With DRY_RUN, print the
     commands that would be recorded (a shell script: what is not a command is a comment)."""
     snapshot = service.engine.snapshot()
