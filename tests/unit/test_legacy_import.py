@@ -458,3 +458,21 @@ def test_cli_each_problem_is_one_line_then_exit_2(host, state_dir):
     )
     assert all("\n" not in line for line in err)
     assert cli_run(host, "ls")[1] == []
+
+
+def test_cli_the_dry_run_is_a_script_that_records_the_same(host, state_dir, monkeypatch, tmp_path):
+    import shlex
+
+    host.write_fixtures()
+    host.engine.start(host.engine.containers["batch"].id)  # add needs its containers running
+    code, script, _ = cli_run(host, "import-legacy", "--docker-root", str(host.root), "--dry-run")
+    assert code == 0
+    monkeypatch.setenv("DOCKER_FW_STATE_DIR", str(tmp_path / "by-hand"))
+    assert cli_run(host, "init")[0] == 0
+    for line in script:
+        if not line.startswith("#"):
+            words = shlex.split(line)
+            assert words[0] == "docker-fw"
+            code, _, err = cli_run(host, *words[1:])
+            assert (code, err) == (0, []), line
+    assert cli_run(host, "ls")[1] == IMPORTED
