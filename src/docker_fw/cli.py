@@ -56,8 +56,9 @@ Every rule carries the comment 'docker-fw:<container>:<hash>'.
 
 EXIT_CODES = """\
 exit codes:
-  0  success (replay --dry-run: nothing would change)
-  1  replay --dry-run: something would change; check: drift found
+  0  success (replay --dry-run: nothing would change; explain: allowed)
+  1  replay --dry-run: something would change; check: drift found;
+     explain: blocked
   2  bad usage or invalid input (also: start's dependency cycle or missing
      dependency); nothing was changed
   3  Docker engine problem (unreachable, unknown or stopped container, or a
@@ -105,6 +106,10 @@ def build_parser() -> Parser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
             parents=[common],
         )
+
+    def json_option(p: Parser) -> None:
+        p.add_argument("--json", action="store_true",
+                       help="print one JSON document (one line; keys in the README's 'JSON output')")
 
     p = action(
         "init",
@@ -170,6 +175,7 @@ def build_parser() -> Parser:
 
     p = action("ls", "print recorded rules as docker-fw commands that re-create them")
     p.add_argument("containers", nargs="*", metavar="container")
+    json_option(p)
 
     p = action("drop", "delete a container's rules from iptables and from the store")
     p.add_argument("containers", nargs="+", metavar="container")
@@ -200,6 +206,7 @@ def build_parser() -> Parser:
     )
     p.add_argument("--dry-run", action="store_true", help="print what would change; exit 1 if anything would")
     p.add_argument("containers", nargs="*", metavar="container")
+    json_option(p)
 
     p = action(
         "save-hostconfig",
@@ -253,7 +260,7 @@ def build_parser() -> Parser:
                    help="never run 'init': leave Docker's FORWARD chain as it is (for hosts "
                    "where something else reshapes it); docker-fw's own chains are still kept")
 
-    action(
+    p = action(
         "check",
         "report drift between the record and the live ruleset; exit 1 if there is any",
         "Print every difference between what docker-fw has recorded and what is live: "
@@ -264,6 +271,25 @@ def build_parser() -> Parser:
         "there is none, 1 when there is "
         "(for monitoring). Changes nothing: 'docker-fw replay' (and 'init') repair.",
     )
+    json_option(p)
+
+    p = action(
+        "explain",
+        "say whether the live firewall lets a new connection through, and which rule decides",
+        "Walk the live ruleset (raw, nat and filter tables: Docker's chains and docker-fw's) the "
+        "way the kernel would for a new connection from --source to --dest, on each network the "
+        "two share, and print the verdict, the rule that decided it (for a docker-fw rule, the "
+        "command that recorded it; for Docker's, which one and why) and, for a blocked flow, the "
+        "docker-fw command that would allow it (checked by walking again with it). An external "
+        "client reaches a published port through its DNAT: --dport is the container's port. "
+        "Changes nothing. Exit 0: allowed, 1: blocked, 2: bad input.",
+    )
+    p.add_argument("-s", "--source", metavar="SPEC", help="a container, '/' (the host) or an address")
+    p.add_argument("-d", "--dest", metavar="SPEC", help="a container, '/' (the host) or an address")
+    p.add_argument("--dport", metavar="PORT", help="the destination port (a container's own port)")
+    p.add_argument("-p", "--protocol", default="tcp", metavar="tcp|udp", help="default tcp")
+    p.add_argument("--trace", action="store_true", help="also print every rule the packet matched")
+    json_option(p)
 
     p = action(
         "gc",
@@ -516,8 +542,22 @@ def _allow(service, args, _) -> None:
     service.allow(args.container, args.addresses)
 
 
+def _quiet(service) -> Callable[[str], None]:
+    """The service's printer, which --json output goes to; the service's own
+    text lines are kept from it meanwhile."""
+    printer = service.out
+    service.out = lambda _line: None
+    return printer
+
+
 def _ls(service, args, _) -> None:
-    service.ls(args.containers)
+    if not args.json:
+        service.ls(args.containers)
+        return
+    from .jsonout import dumps, ls_document
+
+    printer = _quiet(service)
+    printer(dumps(ls_document(service.ls_rules(args.containers))))
 
 
 def _drop(service, args, _) -> None:
@@ -536,8 +576,31 @@ def _start(service, args, _) -> None:
     service.start(args.containers, dry_run=args.dry_run, paused=args.paused, pull_deps=args.pull_deps, jobs=args.jobs)
 
 
-def _check(service, _args, _) -> int:
-    return _pending(service.check())
+def _check(service, args, _) -> int:
+    if not args.json:
+        return _pending(service.check())
+    from .jsonout import check_document, dumps
+
+    printer, said = service.out, []
+    service.out = said.append
+    problems = service.check()
+    notes = [line for line in said if line not in problems and line != "check: no drift"]
+    printer(dumps(check_document(problems, notes)))
+    return _pending(problems)
+
+
+def _explain(service, args, question) -> int:
+    from .explain import explain, text_lines
+
+    found = explain(service, question)
+    if args.json:
+        from .jsonout import dumps, explain_document
+
+        service.out(dumps(explain_document(found)))
+    else:
+        for line in text_lines(found, trace=args.trace):
+            service.out(line)
+    return found.exit_code
 
 
 def _gc(service, args, _) -> None:
@@ -551,6 +614,13 @@ def _import_legacy(service, args, _) -> None:
 
 
 def _replay(service, args, _) -> int | None:
+    if args.json:
+        from .jsonout import dumps, replay_document
+
+        printer = _quiet(service)
+        plan = service.replay(args.containers, dry_run=True)
+        printer(dumps(replay_document(plan)))
+        return _pending(plan)
     plan = service.replay(args.containers, dry_run=args.dry_run)
     return _pending(plan) if args.dry_run else None
 
@@ -566,6 +636,19 @@ def _watch(_service, args, _) -> int:
 
 def _checked_allow(args) -> None:
     allow_request(args.container, args.addresses)
+
+
+def _checked_replay(args) -> None:
+    if args.json and not args.dry_run:
+        raise UsageError("--json needs --dry-run: replay prints JSON only for what it would change")
+
+
+def _checked_explain(args):
+    from .explain import checked_question
+
+    if args.trace and args.json:
+        raise UsageError("--trace is for text output: --json always holds the trace")
+    return checked_question(args.source, args.dest, args.dport, args.protocol)
 
 
 def _checked_jobs(args) -> None:
@@ -609,8 +692,9 @@ COMMANDS: dict[str, Command] = {
     "save-hostconfig": Command(_save_hostconfig),
     "start": Command(_start, check=_checked_jobs, store=StoreUse.READ_ON_DRY_RUN),
     "check": Command(_check, store=StoreUse.READ),
+    "explain": Command(_explain, check=_checked_explain, store=StoreUse.READ),
     "gc": Command(_gc, check=_checked_days),
-    "replay": Command(_replay, store=StoreUse.READ_ON_DRY_RUN),
+    "replay": Command(_replay, check=_checked_replay, store=StoreUse.READ_ON_DRY_RUN),
     "import-legacy": Command(_import_legacy, check=_checked_docker_root, store=StoreUse.READ_ON_DRY_RUN),
     "watch": Command(_watch, check=_checked_interval, store=StoreUse.NONE),
 }

@@ -33,6 +33,12 @@ def owner_names(store: Store, engine: EngineSnapshots, refs: Iterable[str]) -> l
 
 def listed(store: Store, engine: EngineSnapshots, containers: list[str]) -> list[str]:
     """The recorded rules of CONTAINERS (all when none is named), one command line each."""
+    return [spec.describe(action) for spec, action in listed_rules(store, engine, containers)]
+
+
+def listed_rules(store: Store, engine: EngineSnapshots, containers: list[str]) -> list[tuple[RuleSpec, str]]:
+    """The recorded rules of CONTAINERS (all when none is named), each with the
+    action 'ls' prints it with."""
     owners = owner_names(store, engine, containers) if containers else None
     entries = store.host_entries()
 
@@ -45,7 +51,7 @@ def listed(store: Store, engine: EngineSnapshots, containers: list[str]) -> list
                 return "add-two-ways"
         return spec.kind.action
 
-    return [spec.describe(action(spec)) for spec in store.rules(owners)]
+    return [(spec, action(spec)) for spec in store.rules(owners)]
 
 
 class Records:
@@ -59,3 +65,7 @@ class Records:
         for line in lines:
             self.out(line)
         return lines
+
+    def ls_rules(self, containers: list[str]) -> list[tuple[RuleSpec, str]]:
+        """What 'ls --json' prints: each rule with the action 'ls' prints it with."""
+        return listed_rules(self.store, self.engine, containers)

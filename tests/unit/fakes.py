@@ -18,7 +18,8 @@ mutable containers, and behaves like a 20.10 engine where it matters:
 
 ``FakeFirewall`` implements ``backends.iptables.backend.Runner`` (what
 ``IptablesBackend`` runs): it holds a parsed filter table (Docker 20.10's
-layout) and applies restore batches with ``backends.iptables.walk.apply_lines``.
+layout) and applies restore batches with ``backends.iptables.walk.apply_lines``;
+it also answers the raw and nat tables of its text, which nothing changes.
 """
 
 from __future__ import annotations
@@ -300,11 +301,15 @@ class FakeFirewall(Runner):
 
     def __init__(self, text: str | None = None):
         self.table: Table = parse_save(text or layout_2010_icc_false(), "filter")
+        # raw and nat, read only ('explain' walks them; no action changes them)
+        self.others = {name: parse_save(text or layout_2010_icc_false(), name) for name in ("raw", "nat")}
         self.batches: list[list[str]] = []  # applied batches
         self.fail: Exception | None = None  # raised by restore, nothing applied
         self.saves = 0
 
     def save(self, table: str = "filter") -> Table:
+        if table in self.others:
+            return self.others[table]
         assert table == "filter"
         self.saves += 1
         return Table(self.table.name, dict(self.table.chains), list(self.table.rules))

@@ -10,6 +10,10 @@ returns None), and its rules are then left out with ``unmanaged_note``.
 
 Today there is one implementation, ``backends.iptables.IptablesBackend``
 (iptables and ip6tables); an nftables backend implements the same protocol.
+
+``Explainer`` is optional: a backend that can walk its live ruleset the way
+the kernel would for a new connection ('docker-fw explain') implements it
+too; 'explain' says so plainly for a backend that does not.
 """
 
 from __future__ import annotations
@@ -18,7 +22,11 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # types only: the backends import resolve, which imports them
+    from collections.abc import Sequence
+
     from ..engine import Network
+    from ..flow import Flow, Verdict
+    from ..model import RuleSpec
     from ..resolve import ResolvedRule
 
 # What a backend read of the live firewall (an iptables filter table): opaque
@@ -82,3 +90,26 @@ class FirewallBackend(Protocol):
 
     def foreign_rules(self, live: Live) -> list[str]:
         """Rules in what this backend owns that it did not write."""
+
+
+@runtime_checkable
+class Explainer(Protocol):
+    """Optional for a FirewallBackend: what its live ruleset does with a new connection."""
+
+    def read_paths(self) -> Live | None:
+        """What a walk needs, read live (iptables: the raw, nat and filter tables);
+        None: this backend is not in use here."""
+
+    def explain(
+        self,
+        live: Live,
+        flow: Flow,
+        recorded: Sequence[tuple[RuleSpec, ResolvedRule]],
+        adding: Sequence[ResolvedRule] = (),
+        replaying: Sequence[str] = (),
+    ) -> Verdict:
+        """The verdict on FLOW and the rule that decided it.  RECORDED: the recorded
+        rules as resolved now, to name the one a live rule of ours comes from.
+        ADDING, REPLAYING: rules to add and containers whose recorded rules to
+        replay first (as recording or replaying them would), to check that a
+        suggestion would let the flow through; nothing live changes."""

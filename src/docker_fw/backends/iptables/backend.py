@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from . import layouts
@@ -16,6 +16,9 @@ from .rules import COMMENT_PREFIX, OWN_CHAINS, render
 
 if TYPE_CHECKING:  # annotations only: 'ls' and '--help' do not load the engine module
     from ...engine import Network
+    from ...flow import Flow, Verdict
+    from ...model import RuleSpec
+    from .explain import Tables
 
 UNMANAGED_IP6TABLES = "IPv6 rules not applied: the engine does not manage ip6tables (--ip6tables)"
 
@@ -85,6 +88,30 @@ class IptablesBackend:
             except FirewallError as exc:
                 return str(exc)
         return None
+
+    # Explainer (backends.Explainer): 'docker-fw explain'.  Its modules load
+    # only when it runs: the other actions use none of them.
+
+    def read_paths(self) -> Tables | None:
+        from .explain import read_tables
+
+        table = self.read()
+        return None if table is None else read_tables(self.runner, table)
+
+    def explain(
+        self,
+        live: Tables,
+        flow: Flow,
+        recorded: Sequence[tuple[RuleSpec, ResolvedRule]],
+        adding: Sequence[ResolvedRule] = (),
+        replaying: Sequence[str] = (),
+    ) -> Verdict:
+        from .explain import explain
+
+        def planned(table: Table, desired: list[ResolvedRule], owners: set[str]) -> list[str]:
+            return [c.line for c in self.plan(table, desired, owners)]
+
+        return explain(live, flow, recorded, adding, replaying, planned)
 
     def covers(self, network: Network) -> bool:
         return self.family == 4 or bool(network.subnets6)

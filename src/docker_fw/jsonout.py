@@ -1,0 +1,143 @@
+"""--json output of ls, check, explain and replay --dry-run: one JSON document, one line.
+
+The keys are an interface (documented in the README's "JSON output"
+section): add keys, never rename or drop one.  Every document is printed as
+one line of ASCII (``ensure_ascii``: a name's non-ASCII or control characters
+are escaped), so the output is one line for ``jq`` and for a log.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .explain import Explanation, Side
+    from .flow import Flow
+    from .model import RuleSpec
+    from .transaction import Plan
+
+# Where a rule comes from: today every rule is recorded in the state store
+# (by add, allow, add-two-ways); rules read from containers' labels will say
+# "label".
+ORIGIN_STORE = "store"
+
+
+def dumps(document: dict[str, Any]) -> str:
+    return json.dumps(document, ensure_ascii=True, separators=(",", ":"))
+
+
+def rule_record(spec: RuleSpec, action: str | None = None, origin: str = ORIGIN_STORE) -> dict[str, Any]:
+    """One recorded rule: what 'ls' prints as a command, field by field."""
+    return {
+        "action": action or spec.kind.action,
+        "container": spec.owner,
+        "source": spec.source.text,
+        "dest": spec.dest.text,
+        "protocol": spec.proto,
+        "sport": spec.sport or None,
+        "dport": spec.dport or None,
+        "filter": list(spec.filter),
+        "command": spec.describe(action),
+        "origin": origin,
+    }
+
+
+def ls_document(rules: list[tuple[RuleSpec, str]]) -> dict[str, Any]:
+    """RULES: (spec, the action 'ls' prints it with)."""
+    return {"rules": [rule_record(spec, action) for spec, action in rules]}
+
+
+# check's lines, by what they start with (actions.Service.check, service/layout.py).
+_PROBLEM_KINDS = (
+    ("not initialised", "not-initialised"),
+    ("layout", "layout"),
+    ("missing", "missing"),
+    ("stale", "stale"),
+    ("foreign rule", "foreign"),
+    ("hosts", "hosts"),
+)
+
+
+def problem_kind(line: str) -> str:
+    for prefix, kind in _PROBLEM_KINDS:
+        if re.match(rf"{prefix}\b", line):
+            return kind
+    return "other"
+
+
+def check_document(problems: list[str], notes: list[str]) -> dict[str, Any]:
+    """PROBLEMS: check's drift lines; NOTES: what it says besides (rules not applied, and why)."""
+    return {
+        "drift": bool(problems),
+        "problems": [{"kind": problem_kind(line), "text": line} for line in problems],
+        "notes": notes,
+    }
+
+
+def replay_document(plan: Plan) -> dict[str, Any]:
+    """What 'replay --dry-run' would change."""
+    return {
+        "pending": bool(plan),
+        "changes": [
+            {"verb": c.verb, "why": c.why, "line": c.line, "note": c.note, "family": c.family}
+            for c in plan.changes
+        ],
+        "hosts": list(plan.hosts),
+        "withdrawn": [{"rule": spec.describe(), "container": spec.owner, "reason": why}
+                      for spec, why in plan.withdrawn],
+        "hosts_failed": [{"container": owner, "reason": why} for owner, why in plan.hosts_failed],
+        "unmanaged": list(plan.unmanaged),
+    }
+
+
+def _side(side: Side) -> dict[str, Any]:
+    return {"kind": side.kind, "name": side.name, "spec": side.spec.text}
+
+
+def _flow(flow: Flow) -> dict[str, Any]:
+    return {
+        "network": flow.network,
+        "src": flow.src,
+        "dst": flow.dst,
+        "protocol": flow.proto,
+        "dport": flow.dport,
+        "in": flow.iif,
+        "out": flow.oif,
+        "family": flow.family,
+        "host_port": flow.host_port or None,
+    }
+
+
+def explain_document(x: Explanation) -> dict[str, Any]:
+    paths = []
+    for path in x.paths:
+        v, s = path.verdict, path.suggestion
+        paths.append({
+            "flow": _flow(path.flow),
+            "verdict": "allowed" if v.allowed else "blocked",
+            "table": v.table,
+            "chain": v.chain,
+            "decided_by": v.decided_by,
+            "reason": v.reason,
+            "rule": rule_record(v.rule) if v.rule is not None else None,
+            "rule_line": v.rule_line,
+            "stale": v.stale,
+            "translated": v.translated,
+            "trace": list(v.trace),
+            "suggestion": None if s is None else {
+                "command": s.command,
+                "rule": rule_record(s.rule) if s.rule is not None else None,
+                "allows": s.allows,
+                "note": s.note,
+            },
+        })
+    return {
+        "verdict": "allowed" if x.allowed else "blocked",
+        "source": _side(x.source),
+        "dest": _side(x.dest),
+        "protocol": x.proto,
+        "dport": x.dport,
+        "paths": paths,
+    }
