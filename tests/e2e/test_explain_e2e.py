@@ -70,9 +70,8 @@ def test_a_port_that_is_not_published(sandbox, fw):
 
 def test_between_containers_with_icc_off(sandbox, fw):
     fw.ok("init")
-    sandbox.run_server("srv", ports=(80,))
-    sandbox.run_server("client", ports=())
-    sandbox.run_server("stranger", ports=())
+    for name, ports in (("srv", (80,)), ("client", ()), ("stranger", ())):
+        sandbox.run_server(name, ports=ports)
     srv_ip = sandbox.container_ip("srv")
 
     def agree(source: str) -> bool:
