@@ -542,6 +542,11 @@ def _allow(service, args, _) -> None:
     service.allow(args.container, args.addresses)
 
 
+def _wants_json(args) -> bool:
+    """--json given (a handler called without parsed arguments, as tests do: text)."""
+    return bool(getattr(args, "json", False))
+
+
 def _quiet(service) -> Callable[[str], None]:
     """The service's printer, which --json output goes to; the service's own
     text lines are kept from it meanwhile."""
@@ -551,7 +556,7 @@ def _quiet(service) -> Callable[[str], None]:
 
 
 def _ls(service, args, _) -> None:
-    if not args.json:
+    if not _wants_json(args):
         service.ls(args.containers)
         return
     from .jsonout import dumps, ls_document
@@ -577,7 +582,7 @@ def _start(service, args, _) -> None:
 
 
 def _check(service, args, _) -> int:
-    if not args.json:
+    if not _wants_json(args):
         return _pending(service.check())
     from .jsonout import check_document, dumps
 
@@ -614,7 +619,7 @@ def _import_legacy(service, args, _) -> None:
 
 
 def _replay(service, args, _) -> int | None:
-    if args.json:
+    if _wants_json(args):
         from .jsonout import dumps, replay_document
 
         printer = _quiet(service)

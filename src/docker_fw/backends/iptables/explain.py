@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 from ...errors import FirewallError
 from ...flow import OUTSIDE, Flow, Verdict
-from ...model import CHAIN_FORWARD, RuleSpec
+from ...model import RuleSpec
 from ...resolve import ResolvedRule
 from . import layouts
 from .process import Table
-from .rules import COMMENT_PREFIX, parse_comment, render
+from .rules import CHAIN_FORWARD, COMMENT_PREFIX, parse_comment, render
 from .walk import Hop, Packet, Unmodelled, Walk, apply_lines, translate, walk
 
 # Addresses the nat walk gives a published port's destination when it is bound
