@@ -156,40 +156,14 @@ def flows(src: Side, dst: Side, dport: int, proto: str, family: int) -> list[Flo
     docker-fw has no say in."""
     a, b = src.container, dst.container
     if a is not None and b is not None:
-        if a.id == b.id:
-            raise UsageError(f"{a.name} to itself never leaves the container")
-        shared = [(e, next(f for f in _endpoints(b, family) if f.network == e.network))
-                  for e in _endpoints(a, family) if any(f.network == e.network for f in _endpoints(b, family))]
-        if not shared:
-            # Through the host, from one bridge to the other.
-            out, into = _endpoints(a, family)[0], _endpoints(b, family)[0]
-            shared = [(out, into)]
-        return [Flow(_ip(e, family), _ip(f, family), proto, dport, e.bridge, f.bridge, family,
-                     network=e.network if e.network == f.network else f"{e.network} -> {f.network}")
-                for e, f in shared]
+        return _between(a, b, dport, proto, family)
     if a is not None and dst.spec.kind is AddressKind.HOST:
-        found = []
-        for e in _endpoints(a, family):
-            gateway = e.gateway6 if family == 6 else e.gateway
-            if gateway:
-                found.append(Flow(_ip(e, family), gateway, proto, dport, e.bridge, "", family, network=e.network))
-        if not found:
-            raise EngineError(f"container {a.name} has no gateway address for '/'")
-        return found
+        return _to_host(a, dport, proto, family)
     if a is not None and dst.address:
-        out = a.published_endpoint or _endpoints(a, family)[0]
+        out = a.published_endpoint or _endpoints(a, family)[0]  # its default route's bridge
         return [Flow(_ip(out, family), dst.address, proto, dport, out.bridge, OUTSIDE, family, network=out.network)]
     if b is not None and src.address:
-        bindings = [p for p in b.ports if p.private_port == dport and p.proto == proto
-                    and (":" in p.host_ip) == (family == 6) and p.host_ip not in ("127.0.0.1", "::1")]
-        if bindings and b.published_endpoint is not None and _ip(b.published_endpoint, family):
-            e, binding = b.published_endpoint, bindings[0]
-            host_ip = "" if binding.host_ip in ("", "0.0.0.0", "::") else binding.host_ip
-            return [Flow(src.address, _ip(e, family), proto, dport, OUTSIDE, e.bridge, family,
-                         host_port=binding.host_port, host_ip=host_ip, network=e.network)]
-        # Not published: only a client routed to the container's own address could try.
-        return [Flow(src.address, _ip(e, family), proto, dport, OUTSIDE, e.bridge, family, network=e.network)
-                for e in _endpoints(b, family)]
+        return _from_outside(src.address, b, dport, proto, family)
     if src.spec.kind is AddressKind.HOST:
         raise UsageError("traffic from the host itself (OUTPUT) is not filtered by docker-fw: explain "
                          "connections from a container or an external address")
@@ -197,6 +171,46 @@ def flows(src: Side, dst: Side, dport: int, proto: str, family: int) -> list[Flo
         raise UsageError("traffic from an external address to the host itself is not docker-fw's: name "
                          "the container whose published port it is")
     raise UsageError("at least one end must be a running container")
+
+
+def _between(a: Container, b: Container, dport: int, proto: str, family: int) -> list[Flow]:
+    """One path per network the two share; else from A's bridge to B's, through the host."""
+    if a.id == b.id:
+        raise UsageError(f"{a.name} to itself never leaves the container")
+    theirs = {e.network: e for e in _endpoints(b, family)}
+    pairs = [(e, theirs[e.network]) for e in _endpoints(a, family) if e.network in theirs]
+    if not pairs:
+        pairs = [(_endpoints(a, family)[0], _endpoints(b, family)[0])]
+    return [Flow(_ip(e, family), _ip(f, family), proto, dport, e.bridge, f.bridge, family,
+                 network=e.network if e.network == f.network else f"{e.network} -> {f.network}")
+            for e, f in pairs]
+
+
+def _to_host(a: Container, dport: int, proto: str, family: int) -> list[Flow]:
+    """To the host's address on each of A's networks (its gateway there): INPUT."""
+    found = []
+    for e in _endpoints(a, family):
+        gateway = e.gateway6 if family == 6 else e.gateway
+        if gateway:
+            found.append(Flow(_ip(e, family), gateway, proto, dport, e.bridge, "", family, network=e.network))
+    if not found:
+        raise EngineError(f"container {a.name} has no gateway address for '/'")
+    return found
+
+
+def _from_outside(client: str, b: Container, dport: int, proto: str, family: int) -> list[Flow]:
+    """Through the published host port (its DNAT) when B publishes DPORT; else
+    straight to B's addresses, as a client routed to them would try."""
+    bindings = [p for p in b.ports if p.private_port == dport and p.proto == proto
+                and (":" in p.host_ip) == (family == 6) and p.host_ip not in ("127.0.0.1", "::1")]
+    e = b.published_endpoint
+    if bindings and e is not None and _ip(e, family):
+        binding = bindings[0]
+        host_ip = "" if binding.host_ip in ("", "0.0.0.0", "::") else binding.host_ip
+        return [Flow(client, _ip(e, family), proto, dport, OUTSIDE, e.bridge, family,
+                     host_port=binding.host_port, host_ip=host_ip, network=e.network)]
+    return [Flow(client, _ip(e, family), proto, dport, OUTSIDE, e.bridge, family, network=e.network)
+            for e in _endpoints(b, family)]
 
 
 def suggest(src: Side, dst: Side, flow: Flow, dport: int, proto: str) -> RuleSpec | str:

@@ -95,7 +95,12 @@ def test_a_moved_container_before_and_after_replay(sandbox, fw, web):
     doc = explained(fw, ALLOWED, "web", 80)
     assert doc["verdict"] == "blocked" and doc["paths"][0]["flow"]["dst"] == sandbox.container_ip("web")
     assert doc["paths"][0]["suggestion"]["command"] == "docker-fw replay web"
+    dry = fw.run("replay", "--dry-run", "--json", "web")
+    pending = json.loads(dry.stdout)
+    assert dry.returncode == 1 and pending["pending"] is True
+    assert {c["verb"] for c in pending["changes"]} == {"add", "delete"}
     fw.ok("replay", "web")
+    assert json.loads(fw.run("replay", "--dry-run", "--json").stdout)["pending"] is False
     assert sandbox.ext_connect(sandbox.host_ip, PORT, ALLOWED)
     assert allowed(fw, ALLOWED, "web", 80)
     assert not sandbox.ext_connect(sandbox.host_ip, PORT, OTHER)

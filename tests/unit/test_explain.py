@@ -483,3 +483,50 @@ def test_replay_dry_run_json(run):
 def test_bad_json_combinations_are_refused_in_one_line(run, argv, words):
     code, out, err = run(*argv)
     assert code == 2 and out == [] and len(err) == 1 and words in err[0]
+
+
+def test_a_suggestion_before_docker_fw_ever_ran_creates_its_chains_in_the_walk(svc):
+    """No DOCKER-FW-* chain is live yet: the suggested rule is walked with the chains and
+    jumps recording it would create, and nothing live changes."""
+    before = list(svc.backends[0].runner.table.rules)
+    x = ask(svc, "cli", "web", 5432, "udp")
+    assert not x.allowed and "inter-container communication is off" in x.paths[0].verdict.reason
+    s = x.paths[0].suggestion
+    assert s.allows and s.command.endswith("--dport=5432 --protocol=udp")
+    assert svc.backends[0].runner.table.rules == before and svc.backends[0].runner.batches == []
+
+
+def test_an_ipv6_flow_needs_the_ipv6_backend(svc):
+    with pytest.raises(EngineError, match="no IPv6 address"):
+        ask(svc, "2001:db8::7", "web", 80)
+    web6 = Container(WEB.id, "web", "running",
+                     (Endpoint("bridge", "docker0", "172.17.0.2", "172.17.0.1", ip6="fd00::2"),), ports=WEB.ports)
+    svc.engine.snap = Snapshot([web6, CLI, DB], NETWORKS)
+    with pytest.raises(FirewallError, match="no firewall backend handles IPv6"):
+        ask(svc, "2001:db8::7", "web", 80)
+
+
+@pytest.mark.parametrize("name", ["docker-20.10-hostile-bridge-names.txt", "docker-28.5-hostile-bridge-names.txt"])
+def test_explain_on_hostile_bridge_names(name, tmp_path):
+    """The '"' bridge is matched and named as iptables-save prints it; with no nat table
+    captured, the published port is said not to be translated (blocked), not guessed."""
+    qnet = Network("9" * 64, "qnet", "bridge", BR_QUOTE, (ipaddress.IPv4Network("172.18.0.0/16"),), "172.18.0.1")
+    web = ctr("web", "172.18.0.2", "qnet", BR_QUOTE, ports=(PortBinding(80, "tcp", "0.0.0.0", 8080),))
+    peer = ctr("peer", "172.18.0.3", "qnet", BR_QUOTE)
+    engine = SnapshotEngine(Snapshot([web, peer], [qnet]))
+    with Store.open(str(tmp_path / "state")) as store:
+        service = Service(engine, FakeFirewall((LAYOUTS_DIR / name).read_text(encoding="utf-8")), store,
+                          out=lambda _: None)
+        x = ask(service, "peer", "web", 80)
+        assert x.allowed and f"inter-container communication is on for {BR_QUOTE}" in x.paths[0].verdict.reason
+        x = ask(service, CLIENT, "web", 80)
+        assert not x.allowed and x.paths[0].verdict.table == "nat"
+        assert "does not translate host port 8080/tcp" in x.paths[0].verdict.reason
+
+
+def test_a_rule_the_walker_does_not_model_stops_explain_naming_it(svc):
+    svc.init()
+    svc.add(svc_kind("add"), [request("web", source=CLIENT, dport=80, filter=("-m", "recent", "--rcheck"))])
+    with pytest.raises(FirewallError, match="cannot explain this flow: unmodelled match --rcheck") as exc:
+        ask(svc, CLIENT, "web", 80)
+    assert exc.value.exit_code == 4 and "\n" not in str(exc.value)

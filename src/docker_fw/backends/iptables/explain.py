@@ -97,8 +97,7 @@ def _explain(tables: Tables, flow: Flow, recorded) -> Verdict:
         raw = walk(tables.raw, "PREROUTING", packet)
         trace = _lines(raw)
         if raw.verdict in ("DROP", "REJECT"):
-            return Verdict(False, _line(raw.decided_by), _raw_reason(raw.decided_by, flow), "raw", "PREROUTING",
-                           trace=trace)
+            return Verdict(False, _line(raw.decided_by), _raw_reason(flow), "raw", "PREROUTING", trace=trace)
         after, nat = translate(tables.nat, packet)
         trace += _lines(nat)
         if after.dnat:
@@ -154,7 +153,7 @@ def _negated(args: tuple[str, ...], option: str) -> bool:
     return any(args[i] == "!" and args[i + 1] == option for i in range(len(args) - 1))
 
 
-def _raw_reason(hop: Hop | None, flow: Flow) -> str:
+def _raw_reason(flow: Flow) -> str:
     return (f"Docker's raw-table rule drops traffic to {flow.dst} that does not come in on its bridge: "
             "Docker 28 and newer allow no direct access to a container's address from outside; "
             "only a published port (through its DNAT) is reachable")
