@@ -8,6 +8,7 @@ ip6tables' FORWARD chain, where docker-fw's whitelist applies.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -108,6 +109,26 @@ def test_allow_replay_drop_over_ipv6(sb6, fw6):
     assert not reaches(sb, HOST6, ALLOWED6)
     assert not reaches(sb, sb.host_ip, ALLOWED4)
     assert "docker-fw:web:" not in sb.engine_run(["ip6tables-save", "-t", "filter"]).stdout
+
+
+def test_explain_over_ipv6_agrees_with_packets(sb6, fw6):
+    """explain walks ip6tables (raw, nat, filter) for an IPv6 client: its verdict is what
+    a real connection to the published port gets."""
+    sb = sb6
+    sb.run_server("web", ports=(80,), publish=(f"{PORT}:80",))
+    fw6.ok("init")
+
+    def agree(client: str) -> bool:
+        real = soon_reaches(sb, HOST6, client, seconds=3)
+        result = fw6.run("explain", "--source", client, "--dest", "web", "--dport", "80", "--json")
+        assert result.returncode == (0 if real else 1), (client, real, result)
+        doc = json.loads(result.stdout)
+        assert doc["paths"][0]["flow"]["family"] == 6 and doc["paths"][0]["flow"]["dst"] == ip6_of(sb, "web")
+        return real
+
+    assert not agree(ALLOWED6)
+    fw6.ok("allow", "web", ALLOWED6)
+    assert agree(ALLOWED6) and not agree(OTHER6)
 
 
 @pytest.fixture(scope="module")
