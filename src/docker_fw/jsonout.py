@@ -57,6 +57,7 @@ _PROBLEM_KINDS = (
     ("stale", "stale"),
     ("foreign rule", "foreign"),
     ("hosts", "hosts"),
+    ("not applied", "not-applied"),  # a recorded rule that cannot be live as it is (refused filter, ...)
 )
 
 

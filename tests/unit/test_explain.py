@@ -530,3 +530,33 @@ def test_a_rule_the_walker_does_not_model_stops_explain_naming_it(svc):
     with pytest.raises(FirewallError, match="cannot explain this flow: unmodelled match --rcheck") as exc:
         ask(svc, CLIENT, "web", 80)
     assert exc.value.exit_code == 4 and "\n" not in str(exc.value)
+
+
+def test_check_json_notes_a_rule_withdrawn_for_a_stopped_container(run):
+    run("init")
+    run("add-internal", "web", "--source", "cli", "--dport", "80")
+    stopped = Container(CLI.id, "cli", "exited")
+    run.engine.snap = Snapshot([WEB, stopped], NETWORKS[:1])
+    run("replay")
+    code, out, _ = run("check", "--json")
+    doc = json.loads(out[0])
+    assert code == 0 and doc["drift"] is False and doc["problems"] == []
+    (note,) = doc["notes"]
+    assert note.startswith("not applied (container cli is exited") and note.endswith(
+        "docker-fw add-internal web --source=cli --dest=. --dport=80 --protocol=tcp")
+
+
+def test_every_check_line_has_a_kind():
+    from docker_fw.jsonout import problem_kind
+
+    for line, kind in [
+        ("not initialised (init): would delete -D FORWARD -o docker0 -j DOCKER", "not-initialised"),
+        ("layout: unsupported iptables layout", "layout"),
+        ("missing (web): -A DOCKER-FW-FORWARD ...", "missing"),
+        ("stale (web): -A DOCKER-FW-FORWARD ...", "stale"),
+        ("foreign rule in DOCKER-FW-INPUT: -A DOCKER-FW-INPUT -j ACCEPT", "foreign"),
+        ("hosts (app): /etc/hosts entries out of date", "hosts"),
+        ("not applied (recorded filter refused by this version): docker-fw add ...", "not-applied"),
+        ("layoutish", "other"),
+    ]:
+        assert problem_kind(line) == kind, line
