@@ -286,7 +286,7 @@ def build_parser() -> Parser:
     )
     p.add_argument("-s", "--source", metavar="SPEC", help="a container, '/' (the host) or an address")
     p.add_argument("-d", "--dest", metavar="SPEC", help="a container, '/' (the host) or an address")
-    p.add_argument("--dport", metavar="PORT", help="the destination port (a container's own port)")
+    p.add_argument("--dport", metavar="PORT", help="the destination port (a container's own port, not the host port it is published on)")
     p.add_argument("-p", "--protocol", default="tcp", metavar="tcp|udp", help="default tcp")
     p.add_argument("--trace", action="store_true", help="also print every rule the packet matched")
     json_option(p)
