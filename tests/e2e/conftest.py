@@ -63,6 +63,7 @@ _MAJORS = {SYSTEM_ENGINE: (20,), "28": (28, 29), "29": (29,)}  # sid's docker.io
 # add, add-internal, add-input, replay, drop), watch (29's event stream, restarts),
 # IPv6, start and add-two-ways (API versions: 29 refuses below 1.44), the SDK path,
 # and user networks read from its API.  module -> test functions (None: all of them).
+# (test_host_nftables_e2e.py and test_engine29_e2e.py choose 29 themselves.)
 ON_DOCKER29: dict[str, frozenset[str] | None] = {
     "test_core_e2e.py": frozenset({
         "test_init_closes_published_ports_and_is_safe_to_rerun",
@@ -188,10 +189,11 @@ def use_checkout_src() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
 
 
-def start_sandbox(engine: str, **kwargs) -> Sandbox:
+def start_sandbox(engine: str, commands: tuple[tuple[str, str], ...] = (), **kwargs) -> Sandbox:
     """A started sandbox running ENGINE (one of ENGINES); skips (fails under
-    CI=true) when a prerequisite is missing.  kwargs go to Sandbox (name: its
-    name before the worker suffix; extra_daemon_args, e.g. NFTABLES_ARGS; icc)."""
+    CI=true) when a prerequisite is missing: commands are more of them, as
+    (command, Debian package) pairs.  kwargs go to Sandbox (name: its name
+    before the worker suffix; extra_daemon_args, e.g. NFTABLES_ARGS; icc)."""
     problems = missing_prerequisites()
     name = SANDBOX_NAME if engine == SYSTEM_ENGINE else SANDBOX_NAME + engine
     if engine != SYSTEM_ENGINE:
@@ -202,8 +204,11 @@ def start_sandbox(engine: str, **kwargs) -> Sandbox:
         kwargs.update(eng.sandbox_kwargs())
     name = kwargs.pop("name", name) + (f"-{_WORKER}" if _WORKER else "")
     sb = Sandbox(name=name, **kwargs)
-    if sb.firewall_backend == "nftables" and shutil.which("nft", path=_env()["PATH"]) is None:
-        problems.append("nft not found (Debian package nftables): Docker's nftables backend needs it")
+    if sb.firewall_backend == "nftables":
+        commands = (*commands, ("nft", "nftables"))  # Docker's nftables backend runs it
+    for cmd, package in dict(commands).items():
+        if shutil.which(cmd, path=_env()["PATH"]) is None:
+            problems.append(f"{cmd} not found (Debian package {package})")
     if problems:
         _skip_or_fail("; ".join(problems))
     use_checkout_src()
