@@ -61,7 +61,7 @@ _MAJORS = {SYSTEM_ENGINE: (20,), "28": (28, 29), "29": (29,)}  # sid's docker.io
 # input, --from, ls, the store) need not run a third time.  What a new engine can
 # break is its API and its behaviour: the core flows with packets (init, allow,
 # add, add-internal, add-input, replay, drop), watch (29's event stream, restarts),
-# IPv6, start and add-two-ways (API versions: 29 refuses below 1.44), the SDK path,
+# IPv6, start and add-two-ways (API versions: 29.0 refuses clients below 1.44), the SDK path,
 # and user networks read from its API.  module -> test functions (None: all of them).
 # (test_host_nftables_e2e.py and test_engine29_e2e.py choose 29 themselves.)
 ON_DOCKER29: dict[str, frozenset[str] | None] = {

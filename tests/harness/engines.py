@@ -18,9 +18,10 @@ The system engine here is Debian bookworm's docker.io 20.10.  Two others:
   ``/opt/docker-fw-engines/29`` (or ``$DOCKER_FW_ENGINE29_DIR``), which is
   used as it is while it holds the same archive's contents.  The ``docker/``
   folder goes first on dockerd's PATH: the shim must find its runc (Debian 12's
-  runc 1.1.5 cannot start 29's containers).  It refuses clients below API 1.44,
-  so Debian 12's docker CLI (20.10) cannot drive it: the sandbox uses the 28.x
-  client above (or ``$DOCKER_FW_DOCKER_CLI``).
+  runc 1.1.5 cannot start 29's containers).  Docker 29.0 refuses clients below
+  API 1.44, Debian 12's docker CLI (20.10) among them (this 29.7.2 build reports
+  a minimum of 1.40): the sandbox uses the 28.x client above (or
+  ``$DOCKER_FW_DOCKER_CLI``), whatever the build accepts.
 
     from tests.harness.engines import engine28, engine29
     eng = engine29()
