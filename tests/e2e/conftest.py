@@ -58,7 +58,7 @@ _MAJORS = {SYSTEM_ENGINE: (20,), "28": (28, 29), "29": (29,)}  # sid's docker.io
 # test_engine29_e2e.py checks it on the live engine), so the tests that prove
 # docker-fw against a layout (hostile bridge names, 28.x's chains, --filter,
 # init on more networks) and those about docker-fw alone (deadlines, kill, bad
-# input, --from, ls, the store) need not run a third time.  What a new engine can
+# input, --from, ls, import-legacy, the store) need not run a third time.  What a new engine can
 # break is its API and its behaviour: the core flows with packets (init, allow,
 # add, add-internal, add-input, replay, drop), watch (29's event stream, restarts),
 # IPv6, start and add-two-ways (API versions: 29.0 refuses clients below 1.44), the SDK path,
