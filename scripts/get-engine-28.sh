@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# Fetches Debian sid's docker.io (Docker 28.x) and unpacks it into a folder,
-# WITHOUT installing it: the system's own apt state, sources and packages are
-# left alone (a private sources list, lists dir and cache are used).
+# Fetches Debian sid's docker.io (Docker 28.x) and docker-cli (its client, 28.x)
+# and unpacks them into a folder, WITHOUT installing them: the system's own apt
+# state, sources and packages are left alone (a private sources list, lists dir
+# and cache are used).
 #
 #   scripts/get-engine-28.sh [DEST]       (default /opt/docker-fw-engines/28)
 #
 # Afterwards DEST/usr/sbin/dockerd is a 28.x engine; run it with DEST/usr/bin
 # and DEST/usr/sbin first on PATH (its docker-proxy) next to the system
 # containerd (tests/harness/engines.py does that for the sandbox).
-# Idempotent: does nothing when DEST already holds a dockerd.
+# DEST/usr/bin/docker is a client speaking API >= 1.44: the Docker 29 sandbox
+# engine refuses Debian 12's docker CLI (20.10, API 1.41).
+# Idempotent: does nothing when DEST already holds both.
 set -euo pipefail
 
 DEST="${1:-${DOCKER_FW_ENGINE28_DIR:-/opt/docker-fw-engines/28}}"
 SUITE="${DOCKER_FW_ENGINE28_SUITE:-sid}"
 
-if [ -x "$DEST/usr/sbin/dockerd" ]; then
-    echo "get-engine-28: $DEST already holds $("$DEST/usr/sbin/dockerd" --version 2>/dev/null || echo dockerd)"
+if [ -x "$DEST/usr/sbin/dockerd" ] && [ -x "$DEST/usr/bin/docker" ]; then
+    echo "get-engine-28: $DEST already holds $("$DEST/usr/sbin/dockerd" --version 2>/dev/null || echo dockerd)" \
+         "and its client $("$DEST/usr/bin/docker" --version 2>/dev/null || echo docker)"
     exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -57,6 +61,26 @@ apt_opts=(
 )
 echo "get-engine-28: apt-get update ($mirror $SUITE, private state in $work)"
 apt-get "${apt_opts[@]}" -qq update
+cli_version=$(apt-cache "${apt_opts[@]}" policy docker-cli | awk '/Candidate:/ { print $2 }')
+case "$cli_version" in
+    2[5-9].*|[3-9][0-9].*) ;;  # API >= 1.44
+    *) echo "get-engine-28: $SUITE carries docker-cli '$cli_version', older than 25.0 (API 1.44)" >&2
+       exit 1 ;;
+esac
+mkdir -p "$(dirname "$DEST")"
+if [ -x "$DEST/usr/sbin/dockerd" ]; then
+    # Only the client is missing (a folder made before the script fetched it):
+    # add it beside the engine, which other sandboxes may be running, by one rename.
+    echo "get-engine-28: downloading docker-cli $cli_version"
+    (cd "$work/dl" && apt-get "${apt_opts[@]}" -qq download docker-cli)
+    dpkg -x "$work"/dl/docker-cli_*.deb "$work/cli"
+    "$work/cli/usr/bin/docker" --version
+    mkdir -p "$DEST/usr/bin"
+    cp "$work/cli/usr/bin/docker" "$DEST/usr/bin/.docker.partial.$$"
+    mv "$DEST/usr/bin/.docker.partial.$$" "$DEST/usr/bin/docker"
+    echo "get-engine-28: docker-cli $cli_version unpacked into $DEST (not installed)"
+    exit 0
+fi
 version=$(apt-cache "${apt_opts[@]}" policy docker.io | awk '/Candidate:/ { print $2 }')
 case "$version" in
     28.*|29.*) ;;
@@ -67,16 +91,17 @@ case "$version" in
            exit 1
        fi ;;
 esac
-echo "get-engine-28: downloading docker.io $version"
-(cd "$work/dl" && apt-get "${apt_opts[@]}" -qq download docker.io)
-deb=$(ls "$work"/dl/docker.io_*.deb)
+echo "get-engine-28: downloading docker.io $version and docker-cli $cli_version"
+(cd "$work/dl" && apt-get "${apt_opts[@]}" -qq download docker.io docker-cli)
 
 tmpdest="$DEST.partial.$$"
 rm -rf "$tmpdest"
 mkdir -p "$tmpdest"
-dpkg -x "$deb" "$tmpdest"
+for deb in "$work"/dl/docker.io_*.deb "$work"/dl/docker-cli_*.deb; do
+    dpkg -x "$deb" "$tmpdest"
+done
 "$tmpdest/usr/sbin/dockerd" --version
-mkdir -p "$(dirname "$DEST")"
+"$tmpdest/usr/bin/docker" --version
 rm -rf "$DEST"
 mv "$tmpdest" "$DEST"
-echo "get-engine-28: docker.io $version unpacked into $DEST (not installed)"
+echo "get-engine-28: docker.io $version and docker-cli $cli_version unpacked into $DEST (not installed)"

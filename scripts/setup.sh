@@ -12,7 +12,7 @@ fi
 # command -> Debian package
 declare -A packages=(
     [dockerd]=docker.io [iptables]=iptables [busybox]=busybox-static
-    [nsenter]=util-linux [ip]=iproute2 [python3]=python3
+    [nsenter]=util-linux [ip]=iproute2 [python3]=python3 [nft]=nftables
 )
 missing=()
 for cmd in "${!packages[@]}"; do

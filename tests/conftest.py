@@ -20,7 +20,7 @@ try:
 except ImportError:  # without pytest-xdist the suite runs in one process
     LoadScopeScheduling = None
 
-# The id tests/e2e/conftest.py gives each engine: docker20.10, docker28.
+# The id tests/e2e/conftest.py gives each engine: docker20.10, docker28, docker29.
 ENGINE_ID = re.compile(r"\[(?:[^\]]*-)?(docker\d+(?:\.\d+)?)(?:-[^\]]*)?\]$")
 
 

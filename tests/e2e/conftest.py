@@ -1,17 +1,24 @@
 """End-to-end fixtures: a sandbox Docker engine (tests.harness.sandbox) per engine version.
 
 The ``sandbox`` fixture is parametrised over the engines in ENGINES: the system's
-20.10 (iptables layout with DOCKER-ISOLATION chains) and a 28.x unpacked by
-scripts/get-engine-28.sh (DOCKER-FORWARD / DOCKER-BRIDGE layout), so every
-end-to-end test that uses it runs once per engine; pytest groups the tests by
-engine, so one engine runs at a time.  A module that is about one engine only
-narrows it with ``pytest.mark.parametrize("sandbox", ["28"], indirect=True)``.
-DFW_E2E_ENGINES=20.10 (comma-separated) runs a subset; the others skip.
+20.10 (iptables layout with DOCKER-ISOLATION chains), a 28.x unpacked by
+scripts/get-engine-28.sh (DOCKER-FORWARD / DOCKER-BRIDGE layout) and Docker 29
+from its static tarball (tests/harness/engines.py; iptables backend, 28.x's
+layout).  Every end-to-end test that uses it runs on 20.10 and 28.x; on 29 only
+the tests ON_DOCKER29 names (see there why); pytest groups the tests by engine,
+so one engine runs at a time.  A module that is about some engines only narrows
+it with ``only_on("28")``.  DFW_E2E_ENGINES=20.10 (comma-separated) runs a
+subset; the others skip.
 
 Prerequisites (root, dockerd, docker, iptables, static busybox, nsenter, ip, the
-unpacked 28.x engine) that are missing skip the end-to-end tests, except under
-CI=true, where they fail instead.  Every test collected from this directory is
-marked ``e2e``.
+unpacked 28.x engine and its client, Docker 29's tarball) that are missing skip
+the end-to-end tests, except under CI=true, where they fail instead.  Every test
+collected from this directory is marked ``e2e``.
+
+Docker 29 in nftables mode (not in ENGINES: docker-fw refuses it today):
+``start_sandbox("29", name=..., extra_daemon_args=[*NFTABLES_ARGS, ...])``, or the
+``sandbox29_nftables`` fixture; the sandbox then turns forwarding on before
+dockerd starts, and ``nft`` must be installed.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ _REPO = _HERE.parent.parent
 if str(_REPO) not in sys.path:  # `tests.harness` when pytest runs without `python -m`
     sys.path.insert(0, str(_REPO))
 
-from tests.harness.engines import engine28  # noqa: E402
+from tests.harness.engines import engine28, engine29  # noqa: E402
 from tests.harness.image import is_static  # noqa: E402
 from tests.harness.sandbox import Sandbox, _env  # noqa: E402
 
@@ -41,7 +48,56 @@ SANDBOX_NAME = os.environ.get("DFW_SANDBOX_NAME", "dfw-e2e")
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 
 SYSTEM_ENGINE = "20.10"  # Debian bookworm's docker.io, the installed dockerd
-ENGINES = (SYSTEM_ENGINE, "28")
+ENGINES = (SYSTEM_ENGINE, "28", "29")
+_UNPACKED = {"28": engine28, "29": engine29}  # how each other engine is found
+_MAJORS = {SYSTEM_ENGINE: (20,), "28": (28, 29), "29": (29,)}  # sid's docker.io may reach 29
+
+# What runs on Docker 29 (iptables backend).  Its iptables layout is 28.x's
+# (the captured tests/fixtures/layouts/docker-29.7-iptables-icc-false-user-networks.txt
+# is detected and initialised as DOCKER_28 in tests/unit/test_layouts_engines.py, and
+# test_engine29_e2e.py checks it on the live engine), so the tests that prove
+# docker-fw against a layout (hostile bridge names, 28.x's chains, --filter,
+# init on more networks) and those about docker-fw alone (deadlines, kill, bad
+# input, --from, ls, import-legacy, the store) need not run a third time.  What a new engine can
+# break is its API and its behaviour: the core flows with packets (init, allow,
+# add, add-internal, add-input, replay, drop), watch (29's event stream, restarts),
+# IPv6, start and add-two-ways (API versions: 29.0 refuses clients below 1.44), the SDK path,
+# and user networks read from its API.  module -> test functions (None: all of them).
+# (test_host_nftables_e2e.py and test_engine29_e2e.py choose 29 themselves.)
+ON_DOCKER29: dict[str, frozenset[str] | None] = {
+    "test_core_e2e.py": frozenset({
+        "test_init_closes_published_ports_and_is_safe_to_rerun",
+        "test_allow_admits_only_the_allowed_source",
+        "test_add_opens_only_published_ports",
+        "test_replay_follows_a_container_to_its_new_address",
+        "test_replay_withdraws_rules_of_a_stopped_container",
+        "test_drop_removes_rules_and_record",
+        "test_add_internal_allows_one_container_to_reach_another",
+        "test_add_input_allows_a_container_to_reach_the_host",
+    }),
+    "test_watch_e2e.py": frozenset({
+        "test_restart_policy_container_gets_its_rules_back",
+        "test_stopped_containers_address_does_not_admit_the_next_container",
+        "test_engine_restart_is_survived_and_init_reapplied",
+        "test_flushed_rules_are_repaired",
+        "test_watch_restarted_reconciles_what_it_missed",
+        "test_rename_is_followed",
+        "test_a_network_created_later_is_initialised",
+    }),
+    "test_ipv6_e2e.py": None,  # its own dual-stack engines (sb6), see engines_for()
+    "test_start_e2e.py": frozenset({
+        "test_seed_two_ways_example",
+        "test_simulated_reboot_start_pull_deps_restores_everything",
+        "test_start_reports_host_ports_it_could_not_get_back",
+    }),
+    "test_engine_paths_e2e.py": None,
+    "test_networks_e2e.py": frozenset({"test_allow_on_user_networks_admits_only_the_allowed_client"}),
+}
+
+# dockerd options of Docker 29's nftables mode; the accept mark is what its
+# per-bridge chains accept early ("ALLOW FW MARK").
+NFTABLES_FWMARK = "0x1000000/0x1000000"
+NFTABLES_ARGS = ("--firewall-backend=nftables", f"--bridge-accept-fwmark={NFTABLES_FWMARK}")
 
 
 def selected_engines() -> tuple[str, ...]:
@@ -90,6 +146,37 @@ def only_on(*engines: str):
     return pytest.mark.parametrize("sandbox", list(engines), indirect=True, ids=engine_id)
 
 
+def engines_for(module: str, test: str | None = None) -> list[str]:
+    """The engines a test (or, test None, a module's fixture) runs on by default:
+    20.10 and 28.x always, 29 when ON_DOCKER29 names it."""
+    on29 = ON_DOCKER29.get(os.path.basename(module), frozenset())
+    wanted = on29 is None or test is None and bool(on29) or test in (on29 or ())
+    return [e for e in ENGINES if e != "29" or wanted]
+
+
+def _parametrises_sandbox(definition) -> bool:
+    for mark in definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", ())
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if "sandbox" in names:
+            return True
+    return False
+
+
+def pytest_generate_tests(metafunc):
+    """``sandbox``'s engines, test by test (engines_for), unless a test narrows them."""
+    if "sandbox" not in metafunc.fixturenames or _parametrises_sandbox(metafunc.definition):
+        return
+    module = os.path.basename(metafunc.module.__file__)
+    named = ON_DOCKER29.get(module)
+    unknown = sorted(n for n in (named or ()) if not hasattr(metafunc.module, n))
+    if unknown:  # a renamed test would silently stop running on 29
+        raise pytest.UsageError(f"ON_DOCKER29[{module!r}] names no test {', '.join(unknown)}")
+    engines = engines_for(module, metafunc.function.__name__)
+    metafunc.parametrize("sandbox", engines, indirect=True, ids=engine_id, scope="session")
+
+
 def pytest_configure(config):
     selected_engines()  # a typo in DFW_E2E_ENGINES is an error, not a silent skip
 
@@ -102,24 +189,32 @@ def use_checkout_src() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
 
 
-def start_sandbox(engine: str, **kwargs) -> Sandbox:
+def start_sandbox(engine: str, commands: tuple[tuple[str, str], ...] = (), **kwargs) -> Sandbox:
     """A started sandbox running ENGINE (one of ENGINES); skips (fails under
-    CI=true) when a prerequisite is missing."""
+    CI=true) when a prerequisite is missing: commands are more of them, as
+    (command, Debian package) pairs.  kwargs go to Sandbox (name: its name
+    before the worker suffix; extra_daemon_args, e.g. NFTABLES_ARGS; icc)."""
     problems = missing_prerequisites()
     name = SANDBOX_NAME if engine == SYSTEM_ENGINE else SANDBOX_NAME + engine
     if engine != SYSTEM_ENGINE:
-        eng = engine28()
-        if eng.missing():
-            problems.append(eng.missing())
+        eng = _UNPACKED[engine]()
+        problem = eng.prepare()
+        if problem:
+            problems.append(problem)
         kwargs.update(eng.sandbox_kwargs())
     name = kwargs.pop("name", name) + (f"-{_WORKER}" if _WORKER else "")
+    sb = Sandbox(name=name, **kwargs)
+    if sb.firewall_backend == "nftables":
+        commands = (*commands, ("nft", "nftables"))  # Docker's nftables backend runs it
+    for cmd, package in dict(commands).items():
+        if shutil.which(cmd, path=_env()["PATH"]) is None:
+            problems.append(f"{cmd} not found (Debian package {package})")
     if problems:
         _skip_or_fail("; ".join(problems))
     use_checkout_src()
-    sb = Sandbox(name=name, **kwargs)
     try:
         sb.start()
-        expected = (20,) if engine == SYSTEM_ENGINE else (28, 29)
+        expected = _MAJORS[engine]
         assert sb.engine_major() in expected, f"sandbox {name}: expected Docker {engine}, got {sb.engine_major()}"
     except BaseException:
         sb.stop()
@@ -133,13 +228,30 @@ def engine_id(engine: str) -> str:
     return f"docker{engine}"
 
 
-@pytest.fixture(scope="session", params=ENGINES, ids=engine_id)
-def sandbox(request):
-    """A started sandbox per engine, stopped (and cleaned up) after the session."""
-    engine = request.param
+def skip_unselected(engine: str) -> None:
     if engine not in selected_engines():
         pytest.skip(f"Docker {engine}: not in DFW_E2E_ENGINES={os.environ.get('DFW_E2E_ENGINES')}")
+
+
+@pytest.fixture(scope="session")
+def sandbox(request):
+    """A started sandbox per engine (pytest_generate_tests says which), stopped
+    (and cleaned up) after the session."""
+    engine = request.param
+    skip_unselected(engine)
     sb = start_sandbox(engine)
+    try:
+        yield sb
+    finally:
+        sb.stop()
+
+
+@pytest.fixture(scope="session", params=["29"], ids=engine_id)
+def sandbox29_nftables(request):
+    """Docker 29 with --firewall-backend=nftables and an accept mark (NFTABLES_ARGS),
+    --icc=false; forwarding on in its namespace.  For the nftables backend's tests."""
+    skip_unselected(request.param)
+    sb = start_sandbox(request.param, name=SANDBOX_NAME + "29n", extra_daemon_args=list(NFTABLES_ARGS))
     try:
         yield sb
     finally:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import ENGINES, SYSTEM_ENGINE, engine_id, selected_engines, start_sandbox
+from tests.e2e.conftest import SANDBOX_NAME, SYSTEM_ENGINE, engine_id, engines_for, skip_unselected, start_sandbox
 from tests.e2e.fw import Fw
 from tests.harness.sandbox import Sandbox
 
@@ -24,13 +24,13 @@ ALLOWED4, OTHER4 = "198.51.100.2", "198.51.100.3"
 PORT = 8080
 
 
-@pytest.fixture(scope="module", params=ENGINES, ids=engine_id)
+@pytest.fixture(scope="module", params=engines_for(__file__), ids=engine_id)
 def sb6(request):
-    """A dual-stack engine managing ip6tables: 20.10 (--experimental --ip6tables) and
-    28.x (the same flags; --ip6tables is its default): ip6tables layouts differ too."""
-    if request.param not in selected_engines():
-        pytest.skip(f"Docker {request.param}: not in DFW_E2E_ENGINES")
-    sb = start_sandbox(request.param, name=f"dfw-v6e{request.param.split('.')[0]}", extra_daemon_args=V6_ARGS, ext_ipv6=True)
+    """A dual-stack engine managing ip6tables: 20.10 (--experimental --ip6tables),
+    28.x and 29 (the same flags; --ip6tables is their default): ip6tables layouts differ too."""
+    skip_unselected(request.param)
+    sb = start_sandbox(request.param, name=f"{SANDBOX_NAME}6-{request.param.split('.')[0]}",
+                       extra_daemon_args=V6_ARGS, ext_ipv6=True)
     try:
         yield sb
     finally:
@@ -134,7 +134,7 @@ def test_explain_over_ipv6_agrees_with_packets(sb6, fw6):
 @pytest.fixture(scope="module")
 def sb_no_ip6tables():
     """Containers get IPv6 addresses, but the engine leaves ip6tables alone (no --ip6tables)."""
-    sb = start_sandbox(SYSTEM_ENGINE, name="dfw-v6n", extra_daemon_args=V6_ARGS[:3], ext_ipv6=True)
+    sb = start_sandbox(SYSTEM_ENGINE, name=f"{SANDBOX_NAME}6n", extra_daemon_args=V6_ARGS[:3], ext_ipv6=True)
     try:
         yield sb
     finally:

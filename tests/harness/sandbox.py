@@ -11,7 +11,8 @@ dockerd runs in the engine namespace (``nsenter --net``: ``ip netns exec`` would
 /sys and dockerd would fail with "Devices cgroup isn't mounted") but in the caller's mount
 namespace, so its overlay/shm/nsfs mounts appear under the sandbox's base dir and are
 unmounted by :meth:`Sandbox.stop`.  ip_forward is left alone before dockerd starts, so
-dockerd turns it on itself and sets the FORWARD policy to DROP, as on a fresh host.
+dockerd turns it on itself and sets the FORWARD policy to DROP, as on a fresh host (except
+with Docker 29's ``--firewall-backend=nftables``, which does not: the sandbox turns it on).
 
 Use as a context manager or with start()/stop()::
 
@@ -19,7 +20,8 @@ Use as a context manager or with start()/stop()::
         sb.run_server("web", ports=(80,), publish=("8080:80",))
         assert sb.ext_connect(sb.host_ip, 8080, "198.51.100.3")
 
-or from a shell: ``python -m tests.harness.sandbox up|down|status [--name NAME] [--icc] [--engine28]``.
+or from a shell: ``python -m tests.harness.sandbox up|down|status [--name NAME] [--icc] [--engine 28|29]
+[--daemon-arg=--firewall-backend=nftables ...]``.
 """
 
 from __future__ import annotations
@@ -86,6 +88,14 @@ except OSError:
     pass
 sys.stdout.write("1" if data else "0")
 sys.stdout.write(data.decode("utf-8", "replace"))
+"""
+
+
+# Runs inside the engine namespace (/proc/sys/net is the opener's namespace's).
+_FORWARDING_ON_SCRIPT = r"""
+for path in ("/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"):
+    with open(path, "w") as f:
+        f.write("1\n")
 """
 
 
@@ -179,11 +189,16 @@ class Sandbox:
 
     def __init__(self, name: str = "dfw", base_dir: str | None = None, icc: bool = False,
                  extra_daemon_args: list[str] = (), dockerd: str | None = None,
-                 extra_path: list[str] = (), ext_ipv6: bool = False):
+                 extra_path: list[str] = (), ext_ipv6: bool = False, docker_cli: str | None = None):
         """dockerd: another engine's dockerd binary (default: the system's, found on PATH);
         extra_path: directories put first on dockerd's PATH (e.g. that engine's
         docker-proxy), see tests/harness/engines.py; ext_ipv6: also give the link to the
-        external namespace IPv6 addresses (host_ip6, ext_ips6) and a default IPv6 route."""
+        external namespace IPv6 addresses (host_ip6, ext_ips6) and a default IPv6 route;
+        docker_cli: the client to drive it with (default: the docker found on PATH).
+
+        extra_daemon_args holding ``--firewall-backend=nftables`` (Docker 29) also turn on
+        IPv4 and IPv6 forwarding in the engine namespace before dockerd starts: Docker
+        does not in that mode."""
         if not _NAME_RE.match(name):
             raise ValueError(f"sandbox name {name!r}: use [a-z0-9-], at most 31 characters")
         self.name = name
@@ -206,11 +221,24 @@ class Sandbox:
             raise ValueError(f"socket path too long for a unix socket: {self.socket_path}")
         self.extra_path = [os.path.abspath(d) for d in extra_path]
         self.dockerd = dockerd or shutil.which("dockerd", path=_env()["PATH"]) or "/usr/sbin/dockerd"
-        self.docker_cli = shutil.which("docker", path=_env()["PATH"]) or "docker"
+        self.docker_cli = docker_cli or shutil.which("docker", path=_env()["PATH"]) or "docker"
         self.start_seconds: float | None = None
         self._proc: subprocess.Popen | None = None
         self._client = None
         self._engine_major: int | None = None
+
+    @property
+    def firewall_backend(self) -> str:
+        """The firewall backend dockerd is told to use: "iptables" (every engine's
+        default) or "nftables" (``--firewall-backend=nftables``, Docker 29)."""
+        backend = "iptables"
+        args = self.extra_daemon_args
+        for i, arg in enumerate(args):
+            if arg.startswith("--firewall-backend="):
+                backend = arg.split("=", 1)[1]
+            elif arg == "--firewall-backend" and i + 1 < len(args):
+                backend = args[i + 1]
+        return backend
 
     def engine_major(self) -> int:
         """The running engine's major version (20 for 20.10, 28 for 28.5.2)."""
@@ -332,6 +360,10 @@ class Sandbox:
             batch_ext.append(f"route add ::/0 via {self.host_ip6}")
         run(["ip", "-n", eng, "-batch", "-"], input="\n".join(batch_eng) + "\n")
         run(["ip", "-n", ext, "-batch", "-"], input="\n".join(batch_ext) + "\n")
+        if self.firewall_backend == "nftables":
+            # Docker's nftables backend does not turn forwarding on (its iptables one
+            # does, and sets FORWARD's policy to DROP): a host that runs it must.
+            self.engine_run([sys.executable, "-S", "-c", _FORWARDING_ON_SCRIPT])
 
     # ------------------------------------------------------------------- dockerd
 
@@ -700,6 +732,17 @@ class Sandbox:
         """Replace the engine namespace's filter table as a whole with a snapshot_filter() text."""
         self.engine_run(["iptables-restore"], input=text)
 
+    # ------------------------------------------------------------------- nftables
+
+    def nft_ruleset(self) -> dict:
+        """``nft -j list ruleset`` in the engine namespace, parsed (Docker 29's
+        nftables backend writes tables ``ip docker-bridges`` / ``ip6 docker-bridges``)."""
+        return json.loads(self.engine_run(["nft", "-j", "list", "ruleset"]).stdout)
+
+    def nft_tables(self) -> set[tuple[str, str]]:
+        """The (family, name) of every nftables table in the engine namespace."""
+        return {(e["table"]["family"], e["table"]["name"]) for e in self.nft_ruleset()["nftables"] if "table" in e}
+
     # -------------------------------------------------------------------- status
 
     def status(self) -> dict:
@@ -727,15 +770,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dockerd", help="another engine's dockerd (default: the system's)")
     parser.add_argument("--extra-path", action="append", default=[],
                         help="a directory to put first on dockerd's PATH (repeatable)")
-    parser.add_argument("--engine28", action="store_true",
-                        help="run the 28.x engine unpacked by scripts/get-engine-28.sh")
+    parser.add_argument("--engine", choices=("28", "29"),
+                        help="run the 28.x engine unpacked by scripts/get-engine-28.sh, or Docker 29"
+                             " from its static tarball (tests/harness/engines.py)")
+    parser.add_argument("--engine28", action="store_const", const="28", dest="engine", help="--engine 28")
+    parser.add_argument("--daemon-arg", action="append", default=[],
+                        help="one more dockerd option, e.g. --daemon-arg=--firewall-backend=nftables (repeatable)")
     args = parser.parse_args(argv)
     kwargs = {"dockerd": args.dockerd, "extra_path": args.extra_path}
-    if args.engine28:
-        from tests.harness.engines import engine28
+    if args.engine:
+        from tests.harness.engines import ENGINES
 
-        kwargs = engine28().sandbox_kwargs()
-    sb = Sandbox(name=args.name, base_dir=args.base_dir, icc=args.icc, **kwargs)
+        engine = ENGINES[args.engine]()
+        if args.action == "up":
+            problem = engine.prepare()
+            if problem:
+                print(f"sandbox: {problem}", file=sys.stderr)
+                return 1
+        kwargs = engine.sandbox_kwargs()
+    sb = Sandbox(name=args.name, base_dir=args.base_dir, icc=args.icc, extra_daemon_args=args.daemon_arg, **kwargs)
     if args.action == "up":
         sb.start()
         print(f"sandbox {sb.name} up in {sb.start_seconds:.1f} s")

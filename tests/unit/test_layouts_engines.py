@@ -1,8 +1,8 @@
 """layouts on every engine of design.md's table: detection, 'init' plans, refusals.
 
-Fixtures (tests/fixtures/layouts/): 20.10 and 28.5 are captured from live
-engines; 28.0.0, 29 (iptables) and 29 (nftables) are modelled on moby's
-generated iptables documentation (see each file's header).  The packet
+Fixtures (tests/fixtures/layouts/): 20.10, 28.5 and 29.7 (iptables) are
+captured from live engines; 28.0.0, 29 (iptables) and 29 (nftables) are
+modelled on moby's generated iptables documentation (see each file's header).  The packet
 walker (backends.iptables.walk) checks what a plan means: which new
 connections FORWARD accepts.
 """
@@ -46,6 +46,7 @@ ENGINES = {
     "docker-28.5-icc-false.txt": (layouts.DOCKER_28, ["docker0"], ()),
     "docker-28.5-icc-false-user-networks.txt": (layouts.DOCKER_28, ["docker0", BR_APP, BR_INT], ()),
     "docker-29-iptables-icc-false.txt": (layouts.DOCKER_28, ["docker0", "bridge1", "bridgeint"], ()),
+    "docker-29.7-iptables-icc-false-user-networks.txt": (layouts.DOCKER_28, ["docker0", "bridge1", "bridgeint"], ()),
     "docker-29-nftables.txt": (None, ["docker0"], ("no DOCKER chain", "nftables")),
     "docker-20.10-hostile-bridge-names.txt": (layouts.LEGACY, HOSTILE_BRIDGES, ()),
     "docker-28.5-hostile-bridge-names.txt": (layouts.DOCKER_28, HOSTILE_BRIDGES, ()),
@@ -234,6 +235,8 @@ def _initialised_with_allow(table: Table, bridges: list[str], ctr: str, bridge: 
         ("docker-28.5-icc-false.txt", ["docker0"], "172.17.0.2", "docker0"),
         ("docker-28.5-icc-false-user-networks.txt", ["docker0", BR_APP, BR_INT], "172.18.0.2", BR_APP),
         ("docker-29-iptables-icc-false.txt", ["docker0", "bridge1", "bridgeint"], "192.0.2.2", "bridge1"),
+        ("docker-29.7-iptables-icc-false-user-networks.txt", ["docker0", "bridge1", "bridgeint"], "192.0.2.2", "bridge1"),
+        ("docker-29.7-iptables-icc-false-user-networks.txt", ["docker0", "bridge1", "bridgeint"], "172.17.0.2", "docker0"),
         ("docker-20.10-hostile-bridge-names.txt", HOSTILE_BRIDGES, "172.18.0.2", BR_QUOTE),
         ("docker-28.5-hostile-bridge-names.txt", HOSTILE_BRIDGES, "172.18.0.2", BR_QUOTE),
     ],
@@ -257,7 +260,9 @@ def test_packets_before_and_after(name, bridges, ctr, bridge):
 
 
 @pytest.mark.parametrize(
-    "name", ["docker-28.0.0-icc-false.txt", "docker-28.5-icc-false.txt", "docker-29-iptables-icc-false.txt"]
+    "name",
+    ["docker-28.0.0-icc-false.txt", "docker-28.5-icc-false.txt", "docker-29-iptables-icc-false.txt",
+     "docker-29.7-iptables-icc-false-user-networks.txt"],
 )
 def test_28_icc_false_internal_traffic_meets_the_docker_chain(name):
     """With --icc=false, internal traffic is dropped unless a rule in DOCKER (a link, add-internal) accepts it."""

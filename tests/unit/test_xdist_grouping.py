@@ -12,6 +12,8 @@ from tests.conftest import engine_group
     [
         ("tests/e2e/test_core_e2e.py::test_drop[docker20.10]", "docker20.10"),
         ("tests/e2e/test_core_e2e.py::test_drop[docker28]", "docker28"),
+        ("tests/e2e/test_core_e2e.py::test_drop[docker29]", "docker29"),
+        ("tests/e2e/test_host_nftables_e2e.py::test_x[docker29-iptables]", "docker29"),
         ("tests/e2e/test_x.py::test_y[docker28-tcp]", "docker28"),
         ("tests/e2e/test_x.py::test_y[udp-docker20.10]", "docker20.10"),
         ("tests/e2e/test_x.py::test_y[a-docker28-b]", "docker28"),
@@ -19,6 +21,7 @@ from tests.conftest import engine_group
         ("tests/unit/test_cli.py::test_argument_errors[argv0---source is mandatory]", None),
         ("tests/unit/test_x.py::test_y[notdocker28]", None),
         ("tests/unit/test_x.py::test_y[docker28x]", None),
+        ("tests/unit/test_x.py::test_y[docker29n]", None),
     ],
 )
 def test_engine_group(nodeid, group):
