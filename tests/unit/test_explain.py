@@ -47,6 +47,7 @@ LAYOUTS = {
     "docker-28.5-icc-false.txt": ("172.17.0.2", "docker0", 8080, True, False),
     "docker-28.5-icc-false-user-networks.txt": ("172.17.0.2", "docker0", 8080, True, False),
     "docker-29-iptables-icc-false.txt": ("172.17.0.2", "docker0", 8080, True, False),
+    "docker-29.7-iptables-icc-false-user-networks.txt": ("172.17.0.2", "docker0", 8080, True, False),
     "docker-20.10-hostile-bridge-names.txt": ("172.18.0.2", BR_QUOTE, None, False, True),
     "docker-28.5-hostile-bridge-names.txt": ("172.18.0.2", BR_QUOTE, None, False, True),
 }
