@@ -78,13 +78,16 @@ addresses = st.sampled_from((".", "/", *NAMES)) | external_addresses
 
 # --- ports and protocols -------------------------------------------------------------
 
-ODD_PORTS = ("0", "00080", "65536", "-1", "+80", " 80", "80 ", "0x50", "1e3", "8_0", "٨٠", "８０",
-             "80/tcp", "http", "9" * 40, "1-1024", "80,443", "80:90")
-valid_ports = st.integers(1, 65535).map(str)
+ODD_PORTS = ("0", "-1", "+80", " 80", "80 ", "0x50", "1e3", "8_0", "٨٠", "８０",
+             "80/tcp", "http", "9" * 40, "1-1024", "80,", ",80", "90:80", "80::90", "80, 443", "0:80",
+             ",".join(map(str, range(1, 17))), "1:2,3:4,5:6,7:8,9:10,11:12,13:14,15:16")
+valid_ports = st.integers(1, 65535).map(str) | st.sampled_from(
+    ("80,443", "9100:9200", "80,443,9100:9200", "22:22", "00080", "1:65535")
+)
 ports = mostly(valid_ports, st.sampled_from(ODD_PORTS) | st.integers(-10, 70000).map(str) | hostile_text)
 
-ODD_PROTOCOLS = ("TCP", "Udp", "icmp", "all", "sctp", "6", "tcp ", "", "udplite")
-protocols = mostly(st.sampled_from(("tcp", "udp")), st.sampled_from(ODD_PROTOCOLS) | hostile_text)
+ODD_PROTOCOLS = ("TCP", "Udp", "ICMP", "all", "icmpv6", "6", "tcp ", "", "udplite")
+protocols = mostly(st.sampled_from(("tcp", "udp", "sctp", "icmp")), st.sampled_from(ODD_PROTOCOLS) | hostile_text)
 
 # --- --filter --------------------------------------------------------------------------
 

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 from .backends.iptables.backend import UNMANAGED_IP6TABLES
 from .errors import DockerFwError, EngineError, UsageError
 from .listing import Records
-from .model import BRIDGE_PLACEHOLDER, Kind, RuleSpec
+from .model import BRIDGE_PLACEHOLDER, EgressPolicy, Kind, RuleSpec
 from .resolve import check_kind_addresses, normalise_address, resolve
-from .rulegrammar import AddRequest, allow_addresses, checked_spec, validate
+from .rulegrammar import AddRequest, EgressRequest, allow_addresses, checked_spec, validate
 from .service.core import ServiceCore, backend_note, family_note
 from .service.hostsync import HostsSync, hosts_not_updated, raise_first
 from .service.layout import IPV6_NOT_INITIALISED, LayoutActions
@@ -140,11 +140,13 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
         owners = self._owner_names(containers)
         with self._transaction() as tx:
             hosts_owners = self.store.host_entry_owners(owners)
+            locked = set(self.store.egress(owners))
             counts = {o: self.store.drop_owner(o) for o in owners}
             plan = self._plan(tx, set(owners))
             tx.after_apply(lambda: plan.hosts_failed.extend(self._apply_hosts(hosts_owners)))
         for owner, count in counts.items():
-            self.out(f"{owner}: dropped {count} rule{'s' if count != 1 else ''}")
+            policy = " and its egress policy (allow again)" if owner in locked else ""
+            self.out(f"{owner}: dropped {count} rule{'s' if count != 1 else ''}{policy}")
         if plan.hosts_failed:
             raise hosts_not_updated(plan.hosts_failed)
         return plan
@@ -291,6 +293,31 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
                 self.out(f"forgot {owner}")
             if forgotten:
                 self._plan(tx, set(forgotten))
+
+    def egress(self, request: EgressRequest) -> Plan:
+        """Record a container's egress policy and apply it (deny: its lock, at
+        its current addresses, in one transaction with the rest of its rules)."""
+        from .egress import resolve_lock
+
+        snapshot = self.engine.snapshot()
+        try:
+            container = snapshot.get(request.container)
+            if request.policy is EgressPolicy.DENY and container.state in ("running", "paused"):
+                # Fail now, changing nothing, rather than record a lock that
+                # cannot be placed (a container on no bridge network).
+                why_not = self._inexpressible(resolve_lock(container.name, snapshot, []))
+                if why_not:
+                    raise EngineError(why_not)
+        except DockerFwError as exc:
+            raise request.origin.error(exc) from None
+        owner = container.name
+        with self._transaction() as tx:
+            changed = self.store.set_egress(owner, request.policy)
+            plan = self._plan(tx, {owner})
+        self._report_withdrawn(plan)
+        state = "recorded" if changed else "already recorded"
+        self.out(f"{state}: {request.policy.command(owner)}")
+        return plan
 
     def add_two_ways(self, requests: list[AddRequest], rev_lookup: bool = False) -> Plan:
         """add-internal, plus an /etc/hosts line for CONTAINER in the source container."""

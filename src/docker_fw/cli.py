@@ -30,6 +30,7 @@ from .rulegrammar import (
     add_request,
     add_rule_options,
     allow_request,
+    egress_request,
     given_options,
     parse_from_line,
 )
@@ -51,6 +52,10 @@ Where the rules live (filter table), each chain reached by one jump:
                 Docker's DOCKER chain, so only published ports can open
   add-input     DOCKER-FW-INPUT (jumped to from INPUT): matches are accepted
   add-internal  DOCKER-FW-INTERNAL (jumped to from DOCKER): matches are accepted
+  egress        DOCKER-FW-EGRESS (jumped to from FORWARD, made when first
+                needed): 'add NAME --source=. --dest=ADDR' rules (RETURN) above
+                the locks of 'egress NAME deny' (DROP); the lock for traffic
+                to the host itself ends DOCKER-FW-INPUT
 Every rule carries the comment 'docker-fw:<container>:<hash>'.
 """
 
@@ -173,11 +178,31 @@ def build_parser() -> Parser:
     p.add_argument("container")
     p.add_argument("addresses", nargs="+", metavar="address", help="IPv4 or IPv6 address or subnet")
 
+    p = action(
+        "egress",
+        "set a container's outbound policy: deny (a lock) or allow (the default)",
+        "deny: the container may start no connection outside its own bridge networks "
+        "(external addresses, other Docker networks, the host itself), except: replies "
+        "and the rest of connections already admitted (conntrack), the destinations of "
+        "its 'add CONTAINER --source=. --dest=ADDR ...' rules, what its add-input rules "
+        "admit, and DNS (udp and tcp port 53) to its name servers (its resolv.conf's, "
+        "its --dns, and for Docker's embedded DNS the servers it forwards to). "
+        "allow: Docker's default, nothing locked. Recorded by container name and "
+        "applied at the container's current addresses (replay, start, watch follow it); "
+        "a container that is not running has no lock, so the one that takes its old "
+        "address next is not locked. 'ls' prints it back, 'drop CONTAINER' clears it "
+        "with the container's rules, 'egress CONTAINER allow' alone.",
+    )
+    p.add_argument("container", help="container name or id (may be stopped: applied when it starts)")
+    p.add_argument("policy", choices=("deny", "allow"))
+
     p = action("ls", "print recorded rules as docker-fw commands that re-create them")
     p.add_argument("containers", nargs="*", metavar="container")
     json_option(p)
 
-    p = action("drop", "delete a container's rules from iptables and from the store")
+    p = action(
+        "drop", "delete a container's rules (and its egress policy) from iptables and from the store"
+    )
     p.add_argument("containers", nargs="+", metavar="container")
 
     p = action(
@@ -554,6 +579,13 @@ def _quiet(service) -> Callable[[str], None]:
     service.out = lambda _line: None
     return printer
 
+def _egress(service, _args, request) -> None:
+    service.egress(request)
+
+
+def _checked_egress(args):
+    return egress_request(args.container, args.policy)
+
 
 def _ls(service, args, _) -> None:
     if not _wants_json(args):
@@ -562,7 +594,7 @@ def _ls(service, args, _) -> None:
     from .jsonout import dumps, ls_document
 
     printer = _quiet(service)
-    printer(dumps(ls_document(service.ls_rules(args.containers))))
+    printer(dumps(ls_document(service.ls_rules(args.containers), service.ls_egress(args.containers))))
 
 
 def _drop(service, args, _) -> None:
@@ -691,6 +723,7 @@ COMMANDS: dict[str, Command] = {
     "init": Command(_init),
     **{name: Command(_add, check=_add_requests) for name in ADD_ACTIONS},
     "allow": Command(_allow, check=_checked_allow),
+    "egress": Command(_egress, check=_checked_egress),
     "ls": Command(_ls, store=StoreUse.READ, needs_engine=False),
     "drop": Command(_drop),
     "rename": Command(_rename),

@@ -28,6 +28,16 @@ def dumps(document: dict[str, Any]) -> str:
     return json.dumps(document, ensure_ascii=True, separators=(",", ":"))
 
 
+def ports_value(ports) -> int | str | None:
+    """A rule's ports in JSON: None for any, a number for one port (as before
+    ranges and lists), else the text as typed ('9100:9200', '80,443')."""
+    if not ports:
+        return None
+    if not ports.is_list and ports.ranges[0][0] == ports.ranges[0][1] and ":" not in ports.text:
+        return ports.ranges[0][0]
+    return ports.text
+
+
 def rule_record(spec: RuleSpec, action: str | None = None, origin: str = ORIGIN_STORE) -> dict[str, Any]:
     """One recorded rule: what 'ls' prints as a command, field by field."""
     return {
@@ -36,17 +46,25 @@ def rule_record(spec: RuleSpec, action: str | None = None, origin: str = ORIGIN_
         "source": spec.source.text,
         "dest": spec.dest.text,
         "protocol": spec.proto,
-        "sport": spec.sport or None,
-        "dport": spec.dport or None,
+        "sport": ports_value(spec.sport),
+        "dport": ports_value(spec.dport),
+        "icmp_type": spec.icmp_type or None,
         "filter": list(spec.filter),
         "command": spec.describe(action),
         "origin": origin,
     }
 
 
-def ls_document(rules: list[tuple[RuleSpec, str]]) -> dict[str, Any]:
-    """RULES: (spec, the action 'ls' prints it with)."""
-    return {"rules": [rule_record(spec, action) for spec, action in rules]}
+def ls_document(rules: list[tuple[RuleSpec, str]], egress: dict | None = None) -> dict[str, Any]:
+    """RULES: (spec, the action 'ls' prints it with); EGRESS: container -> its
+    recorded egress policy (model.EgressPolicy)."""
+    return {
+        "rules": [rule_record(spec, action) for spec, action in rules],
+        "egress": [
+            {"container": owner, "policy": policy.value, "command": policy.command(owner)}
+            for owner, policy in (egress or {}).items()
+        ],
+    }
 
 
 # check's lines, by what they start with (actions.Service.check, service/layout.py).

@@ -32,8 +32,11 @@ def owner_names(store: Store, engine: EngineSnapshots, refs: Iterable[str]) -> l
 
 
 def listed(store: Store, engine: EngineSnapshots, containers: list[str]) -> list[str]:
-    """The recorded rules of CONTAINERS (all when none is named), one command line each."""
-    return [spec.describe(action) for spec, action in listed_rules(store, engine, containers)]
+    """The recorded rules and egress policies of CONTAINERS (all when none is
+    named), one command line each: the rules, then the policies."""
+    lines = [spec.describe(action) for spec, action in listed_rules(store, engine, containers)]
+    owners = owner_names(store, engine, containers) if containers else None
+    return lines + [policy.command(owner) for owner, policy in store.egress(owners).items()]
 
 
 def listed_rules(store: Store, engine: EngineSnapshots, containers: list[str]) -> list[tuple[RuleSpec, str]]:
@@ -69,3 +72,8 @@ class Records:
     def ls_rules(self, containers: list[str]) -> list[tuple[RuleSpec, str]]:
         """What 'ls --json' prints: each rule with the action 'ls' prints it with."""
         return listed_rules(self.store, self.engine, containers)
+
+    def ls_egress(self, containers: list[str]) -> dict:
+        """What 'ls --json' prints of egress policies: container -> policy."""
+        owners = owner_names(self.store, self.engine, containers) if containers else None
+        return self.store.egress(owners)

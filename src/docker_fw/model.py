@@ -21,7 +21,30 @@ from .filtergrammar import BRIDGE_PLACEHOLDER, FilterError
 # leading slash as the API prints them.
 CONTAINER_NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
-PROTOCOLS = ("tcp", "udp")
+PROTOCOLS = ("tcp", "udp", "sctp", "icmp")
+# Protocols whose rules may name ports.
+PORT_PROTOCOLS = ("tcp", "udp", "sctp")
+# What one rule's ports may hold: the kernel's multiport match takes at most
+# 15 ports, a range counting two.
+MAX_PORT_SLOTS = 15
+
+# ICMP (IPv4) message types by the names iptables itself takes for
+# --icmp-type; a number 0-255 is taken too.  An allow-list: anything else is
+# refused before iptables sees it.
+ICMP_TYPES = {
+    "any": 255, "echo-reply": 0, "pong": 0, "destination-unreachable": 3,
+    "network-unreachable": 3, "host-unreachable": 3, "protocol-unreachable": 3,
+    "port-unreachable": 3, "fragmentation-needed": 3, "source-route-failed": 3,
+    "network-unknown": 3, "host-unknown": 3, "network-prohibited": 3, "host-prohibited": 3,
+    "TOS-network-unreachable": 3, "TOS-host-unreachable": 3, "communication-prohibited": 3,
+    "host-precedence-violation": 3, "precedence-cutoff": 3, "source-quench": 4,
+    "redirect": 5, "network-redirect": 5, "host-redirect": 5, "TOS-network-redirect": 5,
+    "TOS-host-redirect": 5, "echo-request": 8, "ping": 8, "router-advertisement": 9,
+    "router-solicitation": 10, "time-exceeded": 11, "ttl-exceeded": 11,
+    "ttl-zero-during-transit": 11, "ttl-zero-during-reassembly": 11, "parameter-problem": 12,
+    "ip-header-bad": 12, "required-option-missing": 12, "timestamp-request": 13,
+    "timestamp-reply": 14, "address-mask-request": 17, "address-mask-reply": 18,
+}
 
 class Kind(enum.Enum):
     """The action a rule was recorded with, and which traffic it admits.
@@ -51,6 +74,25 @@ class Kind(enum.Enum):
             if kind.action == action:
                 return kind
         raise UsageError(f"unknown rule action: {action}")
+
+
+class EgressPolicy(enum.Enum):
+    """What a container may start outside its own bridge networks ('docker-fw egress')."""
+
+    ALLOW = "allow"  # anything (Docker's default, and docker-fw's)
+    # Nothing but replies, its 'add --source=.' rules' destinations and DNS.
+    DENY = "deny"
+
+    @classmethod
+    def from_text(cls, text: str) -> "EgressPolicy":
+        for policy in cls:
+            if policy.value == text:
+                return policy
+        raise UsageError(f"egress policy must be allow or deny, not {text[:40]!r}")
+
+    def command(self, owner: str) -> str:
+        """The command that records it again (what 'ls' prints)."""
+        return f"docker-fw egress {shlex.quote(owner)} {self.value}"
 
 
 class AddressKind(enum.Enum):
@@ -173,17 +215,113 @@ def parse_address(text: str) -> AddressSpec:
     return AddressSpec.container(text)
 
 
-def parse_port(text: str | int | None, option: str) -> int:
-    """A port number 1-65535; 0 means 'not given'."""
+@dataclass(frozen=True)
+class Ports:
+    """A rule's source or destination ports, as typed: a port (``80``), a range
+    (``9100:9200``) or a list of both (``80,443,9100:9200``).  Empty: any port.
+
+    Backend-neutral: ``ranges`` is what a backend renders (iptables: --dport
+    for one port or range, multiport for a list); ``text`` is how the command
+    line, the store and 'ls' spell it.
+    """
+
+    ranges: tuple[tuple[int, int], ...] = ()
+    # Whether each item was typed as a range, so that '80:80' prints back as
+    # typed; not part of the value (the same ports either way).
+    ranged: tuple[bool, ...] = field(default=(), compare=False, repr=False)
+
+    def __bool__(self) -> bool:
+        return bool(self.ranges)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def _flags(self) -> tuple[bool, ...]:
+        if len(self.ranged) == len(self.ranges):
+            return self.ranged
+        return tuple(low != high for low, high in self.ranges)
+
+    @property
+    def text(self) -> str:
+        return ",".join(
+            f"{low}:{high}" if ranged else str(low)
+            for (low, high), ranged in zip(self.ranges, self._flags())
+        )
+
+    @property
+    def is_list(self) -> bool:
+        """More than one port or range: the kernel's multiport match is needed."""
+        return len(self.ranges) > 1
+
+    @property
+    def slots(self) -> int:
+        """What multiport counts: a port one, a range two."""
+        return sum(2 if ranged else 1 for ranged in self._flags())
+
+    def __contains__(self, port: int) -> bool:
+        return any(low <= port <= high for low, high in self.ranges)
+
+    @classmethod
+    def of(cls, value: "Ports | int | str | None", option: str = "port") -> "Ports":
+        """VALUE as Ports: an int (0: any), text as typed, or Ports."""
+        if isinstance(value, Ports):
+            return value
+        if value is None or value == 0 or value == "":
+            return cls()
+        if isinstance(value, int):
+            return parse_ports(str(value), option)
+        return parse_ports(value, option)
+
+
+_PORT_ITEM = re.compile(r"([0-9]{1,5})(?::([0-9]{1,5}))?")
+
+
+def parse_ports(text: str | int | None, option: str) -> Ports:
+    """A port, a range LOW:HIGH, or a comma-separated list of them (no spaces);
+    each port 1-65535, LOW <= HIGH, at most MAX_PORT_SLOTS ports (a range counts
+    two).  UsageError otherwise; empty or None: any port."""
     if text is None or text == "":
-        return 0
+        return Ports()
     text = str(text)
-    if not (text.isascii() and text.isdigit()):
-        raise UsageError(f"{option}: not a port number: {text!r}")
-    port = int(text, 10)
-    if not 1 <= port <= 65535:
-        raise UsageError(f"{option}: port out of range 1-65535: {text}")
-    return port
+    if not text.isascii() or len(text) > 200:
+        raise UsageError(f"{option}: not a port number, a range or a list: {text[:40]!r}")
+    ranges, ranged = [], []
+    for item in text.split(","):
+        match = _PORT_ITEM.fullmatch(item)
+        if not match:
+            raise UsageError(
+                f"{option}: not a port number: {text!r} (a port, a range LOW:HIGH or a comma-separated list of them)"
+            )
+        low = int(match.group(1), 10)
+        high = int(match.group(2), 10) if match.group(2) is not None else low
+        for port in (low, high):
+            if not 1 <= port <= 65535:
+                raise UsageError(f"{option}: port out of range 1-65535: {port}")
+        if low > high:
+            raise UsageError(f"{option}: range {item} runs backwards (LOW must not exceed HIGH)")
+        ranges.append((low, high))
+        ranged.append(match.group(2) is not None)
+    ports = Ports(tuple(ranges), tuple(ranged))
+    if ports.slots > MAX_PORT_SLOTS:
+        raise UsageError(
+            f"{option}: {text} names {ports.slots} ports (a range counts two); the kernel's "
+            f"multiport match takes at most {MAX_PORT_SLOTS}: split the rule"
+        )
+    return ports
+
+
+def parse_icmp_type(text: str | None) -> str:
+    """An ICMP type as iptables names it (ICMP_TYPES) or a number 0-255; '' for none."""
+    if text is None or text == "":
+        return ""
+    if text in ICMP_TYPES:
+        return text
+    if text.isascii() and text.isdigit() and len(text) <= 3 and int(text) <= 255:
+        return str(int(text))
+    raise UsageError(
+        f"--icmp-type: {text[:40]!r} is neither a number 0-255 nor one of "
+        + ", ".join(sorted(n for n in ICMP_TYPES if n == n.lower()))
+    )
 
 
 def parse_filter(text: str | None) -> tuple[str, ...]:
@@ -218,13 +356,21 @@ class RuleSpec:
     source: AddressSpec
     dest: AddressSpec
     proto: str = "tcp"
-    sport: int = 0  # 0: any
-    dport: int = 0  # 0: any
+    sport: Ports = Ports()  # empty: any (an int or text is taken too, and made Ports)
+    dport: Ports = Ports()
     filter: tuple[str, ...] = field(default=())
+    icmp_type: str = ""  # --icmp-type as typed (protocol icmp only); '': any
 
     def __post_init__(self) -> None:
         if self.proto not in PROTOCOLS:
             raise UsageError(f"protocol must be one of {', '.join(PROTOCOLS)}: {self.proto!r}")
+        # Frozen: the conversion happens once, here, as the value is made.
+        object.__setattr__(self, "sport", Ports.of(self.sport, "--sport"))
+        object.__setattr__(self, "dport", Ports.of(self.dport, "--dport"))
+        if self.proto not in PORT_PROTOCOLS and (self.sport or self.dport):
+            raise UsageError(f"--protocol={self.proto} has no ports: drop --sport/--dport")
+        if self.icmp_type and self.proto != "icmp":
+            raise UsageError("--icmp-type needs --protocol=icmp")
 
     def validate(self) -> None:
         """The seed's rules for a well-formed flow (checked before any lookup)."""
@@ -237,11 +383,16 @@ class RuleSpec:
             )
         extra = self.checked_filter()
         other = self.dest if self.source.kind is AddressKind.SELF else self.source
+        if self.proto == "icmp" and (other.family == 6 or extra.family == 6):
+            raise UsageError(
+                "--protocol=icmp is IPv4's ICMP; ICMPv6 (ip6tables' own protocol and "
+                "type names) is not supported: use an IPv4 address"
+            )
         if extra.family and other.family and extra.family != other.family:
             raise UsageError(
                 f"the --filter's matches are for IPv{extra.family} only, {other.text} is an IPv{other.family} address"
             )
-        if self.kind in (Kind.INPUT, Kind.INTERNAL) and not self.dport:
+        if self.kind in (Kind.INPUT, Kind.INTERNAL) and not self.dport and self.proto != "icmp":
             raise UsageError(f"--dport is mandatory for {self.kind.action}")
         if self.kind is Kind.ADD:
             other = self.dest if self.source.kind is AddressKind.SELF else self.source
@@ -282,6 +433,8 @@ class RuleSpec:
         if self.dport:
             argv.append(f"--dport={self.dport}")
         argv.append(f"--protocol={self.proto}")
+        if self.icmp_type:
+            argv.append(f"--icmp-type={self.icmp_type}")
         if self.filter:
             argv.append(f"--filter={self.filter_text}")
         return argv

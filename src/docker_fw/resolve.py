@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from .errors import EngineError, UsageError
 from .filtergrammar import FilterError
-from .model import BRIDGE_PLACEHOLDER, AddressKind, AddressSpec, Kind, RuleSpec
+from .model import BRIDGE_PLACEHOLDER, AddressKind, AddressSpec, Kind, Ports, RuleSpec
 
 if TYPE_CHECKING:  # annotations only: 'ls' and '--help' do not load the engine module
     from .engine import Container, Snapshot
@@ -35,11 +35,19 @@ class ResolvedRule:
     source: str  # an address or prefix: '172.17.0.2/32', '2001:db8::/64'
     dest: str
     proto: str
-    sport: int = 0
-    dport: int = 0
+    sport: Ports = Ports()  # empty: any (an int is taken too)
+    dport: Ports = Ports()
     filter: tuple[str, ...] = ()
     family: int = 4  # 4 or 6: the family of both addresses
     bridge: str = ""  # what the filter's @bridge became
+    icmp_type: str = ""  # proto icmp: the type as typed; '': any
+    # From the container to outside Docker ('add --source=. --dest=ADDR', and
+    # the DNS a locked container keeps): what its egress lock lets through.
+    outbound: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sport", Ports.of(self.sport))
+        object.__setattr__(self, "dport", Ports.of(self.dport))
 
 
 def _containers_of(spec: RuleSpec, snapshot: Snapshot) -> list[Container]:
@@ -143,6 +151,8 @@ def resolve(spec: RuleSpec, snapshot: Snapshot) -> list[ResolvedRule]:
     # A filter whose matches only work for one family (-m ttl, an address)
     # counts as a literal side.
     literal = ({side.family for side in (spec.source, spec.dest)} | {extra.family}) - {None}
+    if spec.proto == "icmp":
+        literal |= {4}  # IPv4's ICMP: ip6tables' is another protocol (icmpv6)
     targets: list[tuple[str, int]] = []
     if literal == {6}:
         targets = [(net, 6) for net in sorted(shared) if has_v6(net)]
@@ -174,9 +184,17 @@ def resolve(spec: RuleSpec, snapshot: Snapshot) -> list[ResolvedRule]:
             filter=placed_filter(net),
             family=family,
             bridge=endpoint(containers[0], net).bridge if names_bridge else "",
+            icmp_type=spec.icmp_type,
+            outbound=is_outbound(spec),
         )
         for net, family in targets
     ]
+
+
+def is_outbound(spec: RuleSpec) -> bool:
+    """An 'add' rule with the container as source: traffic it starts towards an
+    external address, which its egress lock ('docker-fw egress NAME deny') lets through."""
+    return spec.kind is Kind.ADD and spec.source.kind is AddressKind.SELF
 
 
 def normalise_address(

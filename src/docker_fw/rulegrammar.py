@@ -28,7 +28,22 @@ from typing import NoReturn
 
 from . import filtergrammar
 from .errors import DockerFwError, UsageError
-from .model import AddressKind, AddressSpec, Kind, RuleSpec, parse_address, parse_filter, parse_port
+from .model import (
+    CONTAINER_NAME_RE,
+    ICMP_TYPES,
+    MAX_PORT_SLOTS,
+    PROTOCOLS,
+    AddressKind,
+    AddressSpec,
+    EgressPolicy,
+    Kind,
+    Ports,
+    RuleSpec,
+    parse_address,
+    parse_filter,
+    parse_icmp_type,
+    parse_ports,
+)
 
 ADD_ACTIONS = ("add", "add-input", "add-internal", "add-two-ways")
 # What a container's label may ask for: the add actions, and allow.
@@ -43,8 +58,13 @@ ADDRESS_HELP = (
 # The rule options, by argparse destination, and how they are spelt in messages.
 OPTION_NAMES = {
     "source": "--source", "sport": "--sport", "dest": "--dest", "dport": "--dport",
-    "protocol": "--protocol", "filter": "--filter",
+    "protocol": "--protocol", "icmp_type": "--icmp-type", "filter": "--filter",
 }
+
+PORTS_HELP = (
+    "a port, a range LOW:HIGH or a comma-separated list of both (80,443,9100:9200); at most "
+    f"{MAX_PORT_SLOTS} ports, a range counting two (the kernel's multiport match)"
+)
 
 
 class OriginKind(enum.Enum):
@@ -138,11 +158,17 @@ class AddRequest:
     container: str
     source: str
     dest: str = "."
-    sport: int = 0
-    dport: int = 0
+    sport: Ports = Ports()
+    dport: Ports = Ports()
     proto: str = "tcp"
     filter: tuple[str, ...] = ()
     origin: Origin = ARGV
+    icmp_type: str = ""
+
+    def __post_init__(self) -> None:
+        # Ports as typed (an int or text is taken too: Ports.of checks it).
+        object.__setattr__(self, "sport", Ports.of(self.sport, "--sport"))
+        object.__setattr__(self, "dport", Ports.of(self.dport, "--dport"))
 
     @property
     def where(self) -> str:
@@ -157,6 +183,25 @@ class AllowRequest:
     container: str
     addresses: tuple[str, ...]
     origin: Origin = ARGV
+
+
+@dataclass(frozen=True)
+class EgressRequest:
+    """'egress CONTAINER deny|allow' (or a label line 'egress deny'), checked."""
+
+    container: str
+    policy: EgressPolicy
+    origin: Origin = ARGV
+
+
+def egress_request(container: str, policy: str, origin: Origin = ARGV) -> EgressRequest:
+    """The validated egress request; RuleError with ORIGIN otherwise."""
+    try:
+        if not CONTAINER_NAME_RE.match(container or ""):
+            raise UsageError(f"not a container name or id: {container[:40]!r}")
+        return EgressRequest(container.lstrip("/"), EgressPolicy.from_text(policy), origin)
+    except UsageError as exc:
+        raise origin.error(exc) from None
 
 
 @dataclass(frozen=True)
@@ -189,11 +234,21 @@ class _LineParser(Parser):
 def add_rule_options(parser: argparse.ArgumentParser) -> None:
     """--source, --sport, --dest, --dport, --protocol and --filter (the command line's and a line's)."""
     parser.add_argument("-s", "--source", help="source: " + ADDRESS_HELP + " (mandatory)")
-    parser.add_argument("--sport", help="source port")
+    parser.add_argument("--sport", help="source port: " + PORTS_HELP)
     parser.add_argument("-d", "--dest", help="destination: " + ADDRESS_HELP + " (default '.')")
-    parser.add_argument("--dport", help="destination port (mandatory for add-input and add-internal)")
     parser.add_argument(
-        "-p", "--protocol", choices=("tcp", "udp"), help="protocol (default tcp)"
+        "--dport", help="destination port: " + PORTS_HELP + " (mandatory for add-input and "
+        "add-internal, except with --protocol=icmp)"
+    )
+    parser.add_argument(
+        "-p", "--protocol", choices=PROTOCOLS,
+        help="protocol (default tcp); icmp is IPv4's ICMP (ICMPv6 is not supported)",
+    )
+    parser.add_argument(
+        "--icmp-type", metavar="TYPE",
+        help="with --protocol=icmp: the ICMP type, a number 0-255 or a name iptables knows ("
+        + ", ".join(n for n in ("echo-request", "echo-reply", "destination-unreachable", "time-exceeded"))
+        + f", ... {len(ICMP_TYPES)} names in all); default any",
     )
     parser.add_argument(
         "--filter",
@@ -242,6 +297,7 @@ def checked_spec(action: str, request: AddRequest) -> RuleSpec:
         spec = RuleSpec(
             owner=owner, kind=kind_of(action), source=side(request.source), dest=side(request.dest),
             proto=request.proto, sport=request.sport, dport=request.dport, filter=request.filter,
+            icmp_type=request.icmp_type,
         )
         validate(action, spec)
     except UsageError as exc:
@@ -279,12 +335,15 @@ def add_request(action: str, container: str | None, options: Mapping[str, str | 
             container=container,
             source=source,
             dest=dest if dest is not None else ".",
-            sport=parse_port(options.get("sport"), "--sport"),
-            dport=parse_port(options.get("dport"), "--dport"),
+            sport=parse_ports(options.get("sport"), "--sport"),
+            dport=parse_ports(options.get("dport"), "--dport"),
             proto=options.get("protocol") or "tcp",
             filter=parse_filter(options.get("filter")),
             origin=origin,
+            icmp_type=parse_icmp_type(options.get("icmp_type")),
         )
+        if request.proto not in PROTOCOLS:
+            raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)}: {request.proto!r}")
     except UsageError as exc:
         raise origin.error(exc) from None
     checked_spec(action, request)

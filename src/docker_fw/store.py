@@ -40,10 +40,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 from .errors import DockerFwError, StoreError
-from .model import AddressSpec, Kind, RuleSpec, parse_address
+from .model import AddressSpec, EgressPolicy, Kind, RuleSpec, parse_address, parse_ports
 
 DEFAULT_STATE_DIR = "/var/lib/docker-fw"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "state.db"
 LOCK_NAME = "lock"
 # A store being created: renamed to DB_NAME once complete.
@@ -54,22 +54,54 @@ SIDE_SUFFIXES = ("-journal", "-wal", "-shm")
 
 RECOVER = "restore it from a backup, or move it away to start afresh (docker-fw then holds no rules: add them again)"
 
-_SCHEMA = f"""
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE rules (
+# Version 2: ports as typed (ranges, lists), ICMP types, egress policies.
+_RULES_TABLE = """
+CREATE TABLE {name} (
     id      INTEGER PRIMARY KEY,
     owner   TEXT NOT NULL,           -- container name
     action  TEXT NOT NULL,           -- add, add-input, add-internal
     source  TEXT NOT NULL,           -- address spec as written: '.', '/', name, CIDR
     dest    TEXT NOT NULL,
     proto   TEXT NOT NULL,
-    sport   INTEGER NOT NULL,        -- 0: any
-    dport   INTEGER NOT NULL,        -- 0: any
+    sport   TEXT NOT NULL,           -- as typed: '80', '9100:9200', '80,443'; '': any
+    dport   TEXT NOT NULL,
+    icmp_type TEXT NOT NULL,         -- --icmp-type as typed; '': any
     filter  TEXT NOT NULL,           -- JSON list of iptables tokens
     created TEXT NOT NULL,
-    UNIQUE (owner, action, source, dest, proto, sport, dport, filter)
+    UNIQUE (owner, action, source, dest, proto, sport, dport, icmp_type, filter)
 );
+"""
+_EGRESS_TABLE = """
+-- docker-fw egress: containers whose outbound traffic is denied (no row: allow)
+CREATE TABLE egress (
+    owner   TEXT PRIMARY KEY,
+    policy  TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+"""
+# A version 1 store (integer ports, no egress) becomes a version 2 one in one
+# transaction, the first time a writer opens it.
+_MIGRATE_1_TO_2 = (
+    _RULES_TABLE.format(name="rules_v2")
+    + """
+INSERT INTO rules_v2 (id, owner, action, source, dest, proto, sport, dport, icmp_type, filter, created)
+    SELECT id, owner, action, source, dest, proto,
+           CASE WHEN sport = 0 THEN '' ELSE CAST(sport AS TEXT) END,
+           CASE WHEN dport = 0 THEN '' ELSE CAST(dport AS TEXT) END,
+           '', filter, created FROM rules;
+DROP TABLE rules;
+ALTER TABLE rules_v2 RENAME TO rules;
 CREATE INDEX rules_owner ON rules (owner);
+"""
+    + _EGRESS_TABLE
+    + "UPDATE meta SET value='2' WHERE key='schema';"
+)
+_SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    + _RULES_TABLE.format(name="rules")
+    + "CREATE INDEX rules_owner ON rules (owner);"
+    + _EGRESS_TABLE
+    + f"""
 -- add-two-ways: container OWNER gets an /etc/hosts line for container NAME
 CREATE TABLE hosts (
     owner   TEXT NOT NULL,
@@ -91,7 +123,8 @@ CREATE TABLE hostconfigs (
 );
 INSERT INTO meta (key, value) VALUES ('schema', '{SCHEMA_VERSION}');
 """
-_TABLES = frozenset({"meta", "rules", "hosts", "gone", "hostconfigs"})
+)
+_TABLES = frozenset({"meta", "rules", "hosts", "gone", "hostconfigs", "egress"})
 
 
 def state_dir() -> str:
@@ -284,7 +317,7 @@ def _create(dir_fd: int, directory: str) -> None:
         raise StoreError(f"cannot create the state store {os.path.join(directory, DB_NAME)}: {reason}") from None
 
 
-def _validate(conn: sqlite3.Connection, path: str) -> None:
+def _validate(conn: sqlite3.Connection, path: str) -> int:
     """Refuse a database that is not a sound docker-fw store of our version.
 
     quick_check reads every page (it finds truncation and damaged pages, not
@@ -300,6 +333,8 @@ def _validate(conn: sqlite3.Connection, path: str) -> None:
     if row is None:
         raise StoreError(f"state store {path} records no schema version (damaged): {RECOVER}")
     version = row[0]
+    if version == "1":
+        return 1  # an older store: migrated by _connect
     if version != str(SCHEMA_VERSION):
         newer = str(version).isdigit() and int(version) > SCHEMA_VERSION
         raise StoreError(
@@ -309,6 +344,24 @@ def _validate(conn: sqlite3.Connection, path: str) -> None:
     missing = sorted(_TABLES - tables)
     if missing:
         raise StoreError(f"state store {path} is damaged (table {missing[0]} is missing): {RECOVER}")
+    return SCHEMA_VERSION
+
+
+def _migrated(conn: sqlite3.Connection, read_only: bool) -> sqlite3.Connection:
+    """A version 1 store as version 2: a writer (holding the lock) migrates the
+    file in one transaction; a reader migrates a copy in memory (it may not
+    write, and the store is small), so 'ls' and 'check' work before any writer ran."""
+    if read_only:
+        copy = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        conn.backup(copy)
+        conn.close()
+        conn = copy
+        conn.row_factory = sqlite3.Row
+        conn.executescript(f"BEGIN; {_MIGRATE_1_TO_2} COMMIT;")
+        conn.execute("BEGIN")
+        return conn
+    conn.executescript(f"BEGIN IMMEDIATE; {_MIGRATE_1_TO_2} COMMIT;")
+    return conn
 
 
 def _uri(path: str, mode: str) -> str:
@@ -328,7 +381,8 @@ def _connect(path: str, read_only: bool, timeout: float) -> sqlite3.Connection:
     try:
         conn.row_factory = sqlite3.Row
         conn.execute("BEGIN" if read_only else "PRAGMA synchronous=FULL")
-        _validate(conn, path)
+        if _validate(conn, path) == 1:
+            conn = _migrated(conn, read_only)
     except BaseException:
         conn.close()
         raise
@@ -369,9 +423,10 @@ def _row_to_spec(row: sqlite3.Row) -> RuleSpec:
         source=parse_address(row["source"]),
         dest=parse_address(row["dest"]),
         proto=row["proto"],
-        sport=row["sport"],
-        dport=row["dport"],
+        sport=parse_ports(row["sport"], "recorded --sport"),
+        dport=parse_ports(row["dport"], "recorded --dport"),
         filter=tuple(json.loads(row["filter"])),
+        icmp_type=row["icmp_type"],
     )
 
 
@@ -382,8 +437,9 @@ def _spec_values(spec: RuleSpec) -> tuple:
         spec.source.text,
         spec.dest.text,
         spec.proto,
-        spec.sport,
-        spec.dport,
+        spec.sport.text,
+        spec.dport.text,
+        spec.icmp_type,
         json.dumps(list(spec.filter)),
     )
 
@@ -452,7 +508,7 @@ class Store:
         """Every container docker-fw holds a record for."""
         rows = self._execute(
             "SELECT owner FROM rules UNION SELECT owner FROM hosts UNION SELECT name FROM hosts "
-            "UNION SELECT owner FROM hostconfigs ORDER BY 1"
+            "UNION SELECT owner FROM hostconfigs UNION SELECT owner FROM egress ORDER BY 1"
         ).rows
         return [r[0] for r in rows]
 
@@ -471,7 +527,7 @@ class Store:
     def contains(self, spec: RuleSpec) -> bool:
         return bool(self._execute(
             "SELECT 1 FROM rules WHERE owner=? AND action=? AND source=? AND dest=? AND "
-            "proto=? AND sport=? AND dport=? AND filter=?",
+            "proto=? AND sport=? AND dport=? AND icmp_type=? AND filter=?",
             _spec_values(spec),
         ).rows)
 
@@ -508,14 +564,38 @@ class Store:
         """Record a rule; False when it was recorded already."""
         return self._execute(
             "INSERT OR IGNORE INTO rules (owner, action, source, dest, proto, sport, dport, "
-            "filter, created) VALUES (?,?,?,?,?,?,?,?, datetime('now'))",
+            "icmp_type, filter, created) VALUES (?,?,?,?,?,?,?,?,?, datetime('now'))",
             _spec_values(spec),
         ).count == 1
 
     def drop_owner(self, owner: str) -> int:
-        """Forget a container's rules, and the hosts lines its add-two-ways rules gave others."""
+        """Forget a container's rules and egress policy, and the hosts lines its
+        add-two-ways rules gave others."""
         self._execute("DELETE FROM hosts WHERE name=?", (owner,))
+        self._execute("DELETE FROM egress WHERE owner=?", (owner,))
         return self._execute("DELETE FROM rules WHERE owner=?", (owner,)).count
+
+    # -- egress policies ---------------------------------------------------------
+
+    def egress(self, owners: Iterable[str] | None = None) -> dict[str, EgressPolicy]:
+        """owner -> its recorded policy; a container without one has the default (allow)."""
+        rows = self._execute("SELECT owner, policy FROM egress ORDER BY owner").rows
+        wanted = None if owners is None else set(owners)
+        return {
+            row["owner"]: self._decoded(EgressPolicy.from_text, row["policy"], f"egress policy of {row['owner']}")
+            for row in rows
+            if wanted is None or row["owner"] in wanted
+        }
+
+    def set_egress(self, owner: str, policy: EgressPolicy) -> bool:
+        """Record OWNER's policy (allow: the default, so no row); False when it was so already."""
+        if policy is EgressPolicy.ALLOW:
+            return self._execute("DELETE FROM egress WHERE owner=?", (owner,)).count == 1
+        return self._execute(
+            "INSERT INTO egress (owner, policy, created) VALUES (?, ?, datetime('now')) "
+            "ON CONFLICT(owner) DO UPDATE SET policy=excluded.policy WHERE policy != excluded.policy",
+            (owner, policy.value),
+        ).count == 1
 
     def rename(self, old: str, new: str) -> int:
         """Re-key everything recorded for container OLD to NEW (after 'docker rename'):
@@ -528,6 +608,7 @@ class Store:
         self._execute("UPDATE hosts SET owner=? WHERE owner=?", (new, old))
         self._execute("UPDATE hosts SET name=? WHERE name=?", (new, old))
         self._execute("UPDATE hostconfigs SET owner=? WHERE owner=?", (new, old))
+        self._execute("UPDATE egress SET owner=? WHERE owner=?", (new, old))
         self._execute("DELETE FROM gone WHERE owner=?", (old,))
         return moved
 
@@ -589,6 +670,7 @@ class Store:
         self._execute("DELETE FROM rules WHERE owner=?", (owner,))
         self._execute("DELETE FROM hosts WHERE owner=? OR name=?", (owner, owner))
         self._execute("DELETE FROM hostconfigs WHERE owner=?", (owner,))
+        self._execute("DELETE FROM egress WHERE owner=?", (owner,))
         self._execute("DELETE FROM gone WHERE owner=?", (owner,))
 
     # -- saved host configuration (save-hostconfig, start) -----------------

@@ -71,8 +71,20 @@ def run(argv: list[str]) -> Run:
         (["add", "web", "--source", "1.2.3.4", "--dport", "http"], "--dport: not a port number"),
         (["add", "web", "--source", "1.2.3.4", "--dport", "70000"], "--dport: port out of range"),
         (["add", "web", "--source", "1.2.3.4", "--sport", "0"], "--sport: port out of range"),
-        (["add", "web", "--source", "1.2.3.4", "--protocol", "icmp"], "invalid choice: 'icmp'"),
-        (["add", "web", "--source", "1.2.3.4", "-p", "sctp"], "invalid choice: 'sctp'"),
+        (["add", "web", "--source", "1.2.3.4", "--protocol", "gre"], "invalid choice: 'gre'"),
+        (["add", "web", "--source", "1.2.3.4", "-p", "icmpv6"], "invalid choice: 'icmpv6'"),
+        (["add", "web", "--source", "1.2.3.4", "--dport", "90:80"], "--dport: range 90:80 runs backwards"),
+        (["add", "web", "--source", "1.2.3.4", "--dport", ",".join(map(str, range(1, 17)))],
+         "multiport match takes at most 15"),
+        (["add", "web", "--source", "1.2.3.4", "--dport", "1:2,3:4,5:6,7:8,9:10,11:12,13:14,15:16"],
+         "names 16 ports (a range counts two)"),
+        (["add", "web", "--source", "1.2.3.4", "-p", "icmp", "--dport", "80"], "--protocol=icmp has no ports"),
+        (["add", "web", "--source", "1.2.3.4", "--icmp-type", "echo-request"], "--icmp-type needs --protocol=icmp"),
+        (["add", "web", "--source", "1.2.3.4", "-p", "icmp", "--icmp-type", "bogus"], "--icmp-type: 'bogus' is neither"),
+        (["add", "web", "--source", "1.2.3.4", "-p", "icmp", "--icmp-type", "256"], "--icmp-type: '256' is neither"),
+        (["add", "web", "--source", "2001:db8::1", "-p", "icmp"], "ICMPv6 (ip6tables' own protocol"),
+        (["egress", "web", "block"], "invalid choice: 'block'"),
+        (["egress", "web"], "required: policy"),
         (["add", "web", "--source", "1.2.3.4", "--filter", "-j ACCEPT"], "may only hold match conditions"),
         (["add", "web", "--source", ""], "empty address"),
         (["add-input", "web", "--source", ".", "--bogus"], "unrecognized arguments: --bogus"),
@@ -120,7 +132,7 @@ def test_from_cannot_be_combined_with_a_container(env, tmp_path):
     [
         ("web --source 1.2.3.4 --dport eighty", "--dport: not a port number"),
         ("web --dport 80", "--source is mandatory"),
-        ("web --source 1.2.3.4 --protocol icmp", "invalid choice"),
+        ("web --source 1.2.3.4 --protocol gre", "invalid choice"),
         ("web --source '1.2.3.4", "closing quotation"),
         ("add-internal web --source db --dport 80", "this line is for add-internal, not add"),
         ("web --source 1.2.3.4 --filter '-j ACCEPT'", "may only hold match conditions"),
@@ -240,11 +252,11 @@ def test_read_from_skips_comments_and_blank_lines_and_takes_ls_lines(tmp_path):
         "docker-fw add web2 --source=. --dest=192.0.2.9 --protocol=tcp --filter='-m string --string '\"'\"'a b'\"'\"' --algo bm'\n"
     )
     requests = cli.read_from(str(path), "add")
-    assert [(r.container, r.source, r.dest, r.sport, r.dport, r.proto, r.filter) for r in requests] == [
-        ("web", "203.0.113.0/24", ".", 0, 80, "tcp", ()),
-        ("web", "198.51.100.7", ".", 0, 443, "tcp", ("!", "-i", "docker0", "-o", "docker0")),
-        ("db", "192.0.2.0/24", ".", 1024, 5432, "udp", ()),
-        ("web2", ".", "192.0.2.9", 0, 0, "tcp", ("-m", "string", "--string", "a b", "--algo", "bm")),
+    assert [(r.container, r.source, r.dest, r.sport.text, r.dport.text, r.proto, r.filter) for r in requests] == [
+        ("web", "203.0.113.0/24", ".", "", "80", "tcp", ()),
+        ("web", "198.51.100.7", ".", "", "443", "tcp", ("!", "-i", "docker0", "-o", "docker0")),
+        ("db", "192.0.2.0/24", ".", "1024", "5432", "udp", ()),
+        ("web2", ".", "192.0.2.9", "", "", "tcp", ("-m", "string", "--string", "a b", "--algo", "bm")),
     ]
     assert [r.where for r in requests] == [f"{path} line {n}" for n in (4, 5, 7, 8)]
 
@@ -260,7 +272,7 @@ def test_read_from_refuses_a_line_for_another_action(tmp_path):
 def test_read_from_stdin():
     stdin = io.StringIO("# from a pipe\nweb --source db --dport 5432\n")
     requests = cli.read_from("-", "add-internal", stdin=stdin)
-    assert [(r.container, r.source, r.dport, r.where) for r in requests] == [("web", "db", 5432, "stdin line 2")]
+    assert [(r.container, r.source, r.dport.text, r.where) for r in requests] == [("web", "db", "5432", "stdin line 2")]
 
 
 def test_read_from_stdin_error_names_stdin():
@@ -306,7 +318,7 @@ def test_read_from_refuses_control_characters_with_the_line_number(tmp_path, tex
 def test_read_from_takes_tabs_as_whitespace(tmp_path):
     path = tmp_path / "rules.txt"
     path.write_text("web\t--source 203.0.113.1\t--dport 80\n")
-    assert [(r.container, r.source, r.dport) for r in cli.read_from(str(path), "add")] == [("web", "203.0.113.1", 80)]
+    assert [(r.container, r.source, r.dport.text) for r in cli.read_from(str(path), "add")] == [("web", "203.0.113.1", "80")]
 
 
 def test_from_dev_zero_is_refused_before_reading(env):

@@ -15,7 +15,8 @@ from docker_fw.model import (
     RuleSpec,
     parse_address,
     parse_filter,
-    parse_port,
+    parse_icmp_type,
+    parse_ports,
 )
 
 # --- parse_address ------------------------------------------------------------
@@ -144,36 +145,100 @@ def test_address_spec_text_parses_back_to_the_same_spec():
         assert AddressSpec.from_text(spec.text) == spec
 
 
-# --- parse_port -----------------------------------------------------------------
+# --- parse_ports: a port, a range, a list -------------------------------------------
 
 
-@pytest.mark.parametrize("text, port", [("1", 1), ("80", 80), ("65535", 65535), (443, 443)])
-def test_valid_ports(text, port):
-    assert parse_port(text, "--dport") == port
+@pytest.mark.parametrize("text, ranges", [
+    ("1", ((1, 1),)), ("80", ((80, 80),)), ("65535", ((65535, 65535),)), (443, ((443, 443),)),
+    ("9100:9200", ((9100, 9200),)), ("80,443", ((80, 80), (443, 443))),
+    ("443,80,9100:9200", ((443, 443), (80, 80), (9100, 9200))), ("1:65535", ((1, 65535),)),
+    (",".join(map(str, range(1, 16))), tuple((p, p) for p in range(1, 16))),
+])
+def test_valid_ports(text, ranges):
+    ports = parse_ports(text, "--dport")
+    assert ports.ranges == ranges
+    assert ports.text == str(text)  # printed back as typed
+
+
+def test_a_range_of_one_port_prints_back_as_typed():
+    assert parse_ports("22:22", "--dport").text == "22:22"
+    assert parse_ports("22:22", "--dport") == parse_ports("22", "--dport")  # the same ports
 
 
 @pytest.mark.parametrize("text", [None, ""])
-def test_missing_port_is_zero(text):
-    assert parse_port(text, "--dport") == 0
+def test_missing_port_is_any(text):
+    assert not parse_ports(text, "--dport")
+    assert parse_ports(text, "--dport").text == ""
 
 
-@pytest.mark.parametrize("text", ["0", "65536", "99999", "70000"])
+@pytest.mark.parametrize("text", ["0", "65536", "99999", "70000", "80,0", "0:80", "80:65536"])
 def test_port_out_of_range(text):
     with pytest.raises(UsageError, match="--sport: port out of range"):
-        parse_port(text, "--sport")
+        parse_ports(text, "--sport")
 
 
-@pytest.mark.parametrize("text", ["http", "80a", "8.0", "0x50", "80-90", "-1", " 80", "80 "])
+@pytest.mark.parametrize("text", ["http", "80a", "8.0", "0x50", "80-90", "-1", " 80", "80 ", "80,", ",80",
+                                  "80,,443", "80::90", "80:90:100", "80, 443", "80;443"])
 def test_port_not_a_number(text):
     with pytest.raises(UsageError, match="--dport: not a port number"):
-        parse_port(text, "--dport")
+        parse_ports(text, "--dport")
 
 
-@pytest.mark.parametrize("text", ["8_0", "+80", "\u0668\u0660"])
+@pytest.mark.parametrize("text", ["8_0", "+80", "\u0668\u0660", "８０"])
 def test_port_must_be_ascii_digits(text):
     # int() takes these; iptables does not.
     with pytest.raises(UsageError, match="--dport: not a port number"):
-        parse_port(text, "--dport")
+        parse_ports(text, "--dport")
+
+
+def test_a_range_must_not_run_backwards():
+    with pytest.raises(UsageError, match="range 90:80 runs backwards"):
+        parse_ports("90:80", "--dport")
+
+
+@pytest.mark.parametrize("text, slots", [
+    (",".join(map(str, range(1, 17))), 16),
+    ("1:2,3:4,5:6,7:8,9:10,11:12,13:14,15:16", 16),
+    ("1:2,3:4,5:6,7:8,9:10,11:12,13:14,15,16", 16),
+])
+def test_at_most_what_multiport_takes(text, slots):
+    with pytest.raises(UsageError, match=f"names {slots} ports \\(a range counts two\\).* at most 15"):
+        parse_ports(text, "--dport")
+
+
+def test_fifteen_slots_are_taken():
+    assert parse_ports("1:2,3:4,5:6,7:8,9:10,11:12,13:14,15", "--dport").slots == 15
+
+
+# --- ICMP ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, stored", [("echo-request", "echo-request"), ("8", "8"), ("0", "0"),
+                                          ("255", "255"), ("008", "8"), ("time-exceeded", "time-exceeded")])
+def test_icmp_types(text, stored):
+    assert parse_icmp_type(text) == stored
+
+
+@pytest.mark.parametrize("text", ["256", "-1", "echo", "8/0", "ECHO-REQUEST", "echo-request ", "1e2", "0x8",
+                                  "neighbour-solicitation"])
+def test_bad_icmp_types(text):
+    with pytest.raises(UsageError, match="--icmp-type: .* is neither a number 0-255 nor one of"):
+        parse_icmp_type(text)
+
+
+def test_icmp_has_no_ports_and_a_type_needs_icmp():
+    with pytest.raises(UsageError, match="--protocol=icmp has no ports"):
+        spec(proto="icmp", dport=80)
+    with pytest.raises(UsageError, match="--icmp-type needs --protocol=icmp"):
+        spec(icmp_type="echo-request")
+    assert spec(proto="icmp", dport=0, icmp_type="echo-request").icmp_type == "echo-request"
+
+
+def test_icmp_is_refused_for_ipv6_addresses():
+    rule = RuleSpec("web", Kind.ADD, parse_address("2001:db8::1"), AddressSpec.self_(), proto="icmp")
+    with pytest.raises(UsageError, match="ICMPv6"):
+        rule.validate()
+
 
 
 # --- parse_filter ---------------------------------------------------------------
@@ -317,7 +382,7 @@ def test_add_refuses_container_or_host_on_the_other_side(source, dest):
 
 def test_unknown_protocol_is_refused():
     with pytest.raises(UsageError, match="protocol"):
-        spec(proto="icmp")
+        spec(proto="gre")
 
 
 def test_kind_from_action():
@@ -383,8 +448,8 @@ def test_describe_parses_back_through_the_cli(rule):
     assert args.container == rule.owner
     assert parse_address(args.source) == rule.source
     assert parse_address(args.dest) == rule.dest
-    assert parse_port(args.sport, "--sport") == rule.sport
-    assert parse_port(args.dport, "--dport") == rule.dport
+    assert parse_ports(args.sport, "--sport") == rule.sport
+    assert parse_ports(args.dport, "--dport") == rule.dport
     assert (args.protocol or "tcp") == rule.proto
     assert parse_filter(args.filter) == rule.filter
     # and through the same function the CLI turns arguments into a request with

@@ -260,6 +260,18 @@ GOLDEN = {
         filter=parse_filter("-m string --string 'GET /a b' --algo bm"),
     ),
     "add-input-gateway": rule(kind=Kind.INPUT, source=".", dest="/", dport=53, proto="udp"),
+    # richer matches (issue #12): ranges with the protocol's own match, lists with multiport
+    "add-dport-range": rule(dport="9100:9200"),
+    "add-dport-list": rule(dport="80,443"),
+    "add-mixed-list-and-sport-range": rule(dport="443,80,9100:9200", sport="1024:65535", proto="udp"),
+    "add-sport-list-dport-port": rule(sport="53,5353", dport=80),
+    "add-internal-sctp-range": rule(kind=Kind.INTERNAL, source="db", dport="3868:3870", proto="sctp"),
+    "add-icmp-echo-request": rule(proto="icmp", icmp_type="echo-request"),
+    "add-icmp-any-type": rule(source="198.51.100.0/24", proto="icmp"),
+    "add-input-icmp-number": rule(kind=Kind.INPUT, source=".", dest="/", proto="icmp", icmp_type="8"),
+    # the container as source, an external destination: past its egress lock
+    "add-outbound-dport-list": rule(source=".", dest="198.51.100.0/24", dport="80,443"),
+    "add-outbound-icmp": rule(source=".", dest="198.51.100.9", proto="icmp", icmp_type="echo-request"),
 }
 
 
@@ -267,6 +279,19 @@ def golden_text(spec: RuleSpec) -> str:
     lines = [f"# {spec.describe()}"]
     lines += [rule_line("-A", r.chain, r.argv()) for r in resolve_iptables(spec, SNAP)]
     return "\n".join(lines) + "\n"
+
+
+def test_a_single_port_renders_as_it_always_did():
+    # The tag's hash covers the matches: a rule already live must keep its hash.
+    (rendered,) = resolve_iptables(rule(owner="cache", dport=80), SNAP)
+
+    assert rendered.matches == ("-s", "203.0.113.0/24", "-d", "172.17.0.4/32", "-p", "tcp", "-m", "tcp", "--dport", "80")
+
+
+def test_icmp_rules_are_ipv4_only():
+    # IPv4's ICMP: a rule naming only containers is not rendered for ip6tables.
+    resolved = resolve(rule(kind=Kind.INTERNAL, source="db", proto="icmp"), SNAP)
+    assert {r.family for r in resolved} == {4}
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))

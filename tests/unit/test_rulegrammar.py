@@ -147,7 +147,7 @@ def test_a_from_line_of_every_action(action, line, expected):
     [
         ("web --source '1.2.3.4", "No closing quotation"),
         ("web --dport 80", "--source is mandatory"),
-        ("web --source 1.2.3.4 --protocol icmp", "argument -p/--protocol: invalid choice: 'icmp'"),
+        ("web --source 1.2.3.4 --protocol gre", "argument -p/--protocol: invalid choice: 'gre'"),
         ("add-internal web --source db --dport 80", "this line is for add-internal, not add"),
         ("web --source 1.2.3.4 --rev-lookup", "unrecognized arguments: --rev-lookup"),
         ("docker-fw", "the following arguments are required: container"),

@@ -268,7 +268,7 @@ def _truncated(db):
 
 
 def _newer_schema(db):
-    sql(db, "UPDATE meta SET value='2' WHERE key='schema'")
+    sql(db, "UPDATE meta SET value='3' WHERE key='schema'")
 
 
 def _unknown_schema(db):
@@ -292,7 +292,7 @@ DAMAGE = [
     (_empty, "is empty (damaged)"),
     (_garbage, "is damaged (file is not a database)"),
     (_truncated, "is damaged"),
-    (_newer_schema, "has schema version '2', this docker-fw knows 1: it was written by a newer docker-fw"),
+    (_newer_schema, "has schema version '3', this docker-fw knows 2: it was written by a newer docker-fw"),
     (_unknown_schema, "has schema version 'banana'"),
     (_no_schema_row, "records no schema version"),
     (_another_database, "is not a docker-fw store"),
@@ -341,7 +341,7 @@ def test_store_is_created_whole_and_a_half_made_one_is_replaced(state):
         assert store.rules() == []
     assert sorted(os.listdir(state)) == ["lock", "state.db"]
     with contextlib.closing(sqlite3.connect(state / "state.db")) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchall() == [("1",)]
+        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchall() == [("2",)]
 
 
 # --- the directory and its files ---------------------------------------------------------

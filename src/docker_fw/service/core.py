@@ -35,6 +35,21 @@ def backend_note(backend: FirewallBackend) -> str:
     return f" ({backend.label})" if backend.label else ""
 
 
+# Where Docker's embedded DNS finds its upstream servers when neither the
+# daemon nor the container names any: the host's resolv.conf, or
+# systemd-resolved's list behind its 127.0.0.53 stub.
+HOST_RESOLV_CONFS = ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf")
+
+
+def _host_file(path: str, limit: int = 64 * 1024) -> bytes:
+    """The host's own (root's) file, bounded; b'' when there is none."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(limit)
+    except OSError:
+        return b""
+
+
 class EngineFacts(Protocol):
     """What 'init', 'check' and the rule actions ask of the engine."""
 
@@ -115,6 +130,58 @@ class ServiceCore:
                         return why_not
         return None
 
+    def _egress_desired(self, scope: set[str] | None, plan: Plan) -> list:
+        """The locks (and DNS) of the locked containers in SCOPE (None: all).
+
+        A container that is not running gets none (its old address may be
+        handed to the next container that starts), reported as withdrawn."""
+        from ..egress import EgressSpec, resolve_lock
+        from ..model import EgressPolicy
+
+        policies = self.store.egress(sorted(scope) if scope is not None else None)
+        locked = [owner for owner, policy in policies.items() if policy is EgressPolicy.DENY]
+        if not locked:
+            return []
+        snapshot = self.engine.snapshot()
+        desired: list = []
+        for owner in locked:
+            try:
+                placed = resolve_lock(owner, snapshot, self._nameservers(snapshot.running(owner).id))
+            except EngineError as exc:
+                plan.withdrawn.append((EgressSpec(owner, EgressPolicy.DENY), str(exc)))
+                continue
+            why_not = self._inexpressible(placed)  # a bridge name no backend can match
+            if why_not:
+                plan.withdrawn.append((EgressSpec(owner, EgressPolicy.DENY), why_not))
+            else:
+                desired.extend(placed)
+        return desired
+
+    def _nameservers(self, container_id: str) -> list[str]:
+        """The name servers a locked container keeps (egress.nameservers): read
+        from its resolv.conf (ResolvConfPath, bounded, no link followed) and its
+        --dns; the host's resolv.conf stands in for the embedded DNS's upstream
+        servers where the engine notes none.  A file that cannot be read is no
+        server (fail closed)."""
+        from .. import hosts
+        from ..egress import nameservers
+
+        details = self.engine.inspect(container_id)
+        dns = [d for d in ((details.get("HostConfig") or {}).get("Dns") or []) if isinstance(d, str)][:8]
+
+        def read(path) -> bytes:
+            try:
+                return hosts.read_bounded(path, hosts.MAX_BYTES) if isinstance(path, str) and path else b""
+            except hosts.HostsFileError as exc:
+                self.warn(f"egress: {hosts.shown(path)}: {exc}: no name server kept from it")
+                return b""
+
+        own = read(details.get("ResolvConfPath"))
+        fallback = b""
+        if b"127.0.0.11" in own:
+            fallback = b"\n".join(_host_file(path) for path in HOST_RESOLV_CONFS)
+        return nameservers(own, dns, fallback)
+
     def _transaction(self, record: bool = True) -> contextlib.AbstractContextManager[Transaction]:
         """A transaction over every backend, and over the store unless RECORD is False."""
         return transaction(self.backends, self.store if record else None)
@@ -123,7 +190,7 @@ class ServiceCore:
         """Each backend's changes for the recorded rules of SCOPE (None: every owner), added to TX."""
         plan = Plan()
         specs = self.store.rules(sorted(scope) if scope is not None else None)
-        desired = self._desired(specs, plan)
+        desired = self._desired(specs, plan) + self._egress_desired(scope, plan)
         for backend in tx.backends:
             live = tx.live(backend)
             if live is None:

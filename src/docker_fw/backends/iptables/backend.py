@@ -12,7 +12,8 @@ from ...filtergrammar import BRIDGE_PLACEHOLDER
 from .process import Table, bridge_name_problem
 from .reconcile import Change, ensure_chains, plan_rules, rule_line
 from ...resolve import ResolvedRule
-from .rules import COMMENT_PREFIX, OWN_CHAINS, render
+from ...egress import ResolvedLock
+from .rules import CHAIN_EGRESS, COMMENT_PREFIX, OWN_CHAINS, render_all
 
 if TYPE_CHECKING:  # annotations only: 'ls' and '--help' do not load the engine module
     from ...engine import Network
@@ -63,9 +64,10 @@ class IptablesBackend:
     def plan(self, live: Table, desired: list[ResolvedRule], scope: set[str] | None) -> list[Change]:
         mine = [r for r in desired if r.family == self.family and (scope is None or r.owner in scope)]
         changes: list[Change] = []
+        rendered = render_all([r for r in desired if r.family == self.family])
         if self.required or mine or any(chain in live.chains for chain in OWN_CHAINS):
-            changes.extend(self.ensure(live))
-        rendered = [render(r) for r in desired if r.family == self.family]
+            egress = any(r.chain == CHAIN_EGRESS for r in rendered)
+            changes.extend(ensure_chains(live, family=self.family, egress=egress))
         changes.extend(plan_rules(live, rendered, scope, family=self.family))
         return changes
 
@@ -80,11 +82,14 @@ class IptablesBackend:
         if rule.bridge:
             problem = bridge_name_problem(rule.bridge)
             if problem:
-                return f"the bridge {ascii(rule.bridge)}: {problem}: the filter's {BRIDGE_PLACEHOLDER} cannot be placed"
-        if rule.filter:  # the rest (addresses, ports, the owner's name) is written plainly
-            rendered = render(rule)
+                what = "no egress lock" if isinstance(rule, ResolvedLock) else f"the filter's {BRIDGE_PLACEHOLDER}"
+                return f"the bridge {ascii(rule.bridge)}: {problem}: {what} cannot be placed"
+        # the rest (addresses, ports, the owner's name) is written plainly; a
+        # lock has no filter
+        if getattr(rule, "filter", ()):
             try:
-                rule_line("-A", rendered.chain, rendered.argv())
+                for rendered in render_all([rule]):
+                    rule_line("-A", rendered.chain, rendered.argv())
             except FirewallError as exc:
                 return str(exc)
         return None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ...errors import FirewallError
 from .process import SavedRule, Table, split_restore
-from .rules import CHAIN_INTERNAL, OWN_CHAINS, PLACEMENTS, IptablesRule, parse_comment
+from .rules import CHAIN_INTERNAL, EGRESS_PLACEMENT, ORDERED_CHAINS, OWN_CHAINS, PLACEMENTS, IptablesRule, parse_comment
 
 # Written as they are; anything else is quoted.  fullmatch, not '$': '$'
 # also matches before a final newline, which would end the restore line.
@@ -82,7 +82,7 @@ REPLIES_RULE = (
 )
 
 
-def ensure_chains(table: Table, family: int = 4) -> list[Change]:
+def ensure_chains(table: Table, family: int = 4, egress: bool = False) -> list[Change]:
     """Create our chains and the jumps to them where missing.
 
     The jumps go first in their parent chain: from FORWARD before Docker's
@@ -90,7 +90,12 @@ def ensure_chains(table: Table, family: int = 4) -> list[Change]:
     before Docker's own rules (whose order does not matter: they accept).
     """
     changes = []
-    for place in PLACEMENTS.values():
+    placements = list(PLACEMENTS.values())
+    if egress or EGRESS_PLACEMENT.chain in table.chains:
+        # Made when the first egress lock or outbound rule needs it; its jump
+        # goes first in FORWARD (inserted last), before Docker's accepts.
+        placements.append(EGRESS_PLACEMENT)
+    for place in placements:
         if place.parent not in table.chains:
             raise FirewallError(
                 f"chain {place.parent} not found in the filter table: is the Docker "
@@ -163,8 +168,26 @@ def plan_rules(
     for key, rules in actual.items():
         extra = rules if key not in wanted else rules[1:]
         stale.extend((key[0], r) for r in extra)
+    # In ORDERED_CHAINS our locks (DROP) come after every other rule of ours:
+    # a rule found below a lock (placed by hand, or by an older order) is
+    # moved, i.e. deleted and inserted again.
+    misplaced = set()
+    for chain in ORDERED_CHAINS:
+        lock_positions = [rules[0].position for key, rules in actual.items()
+                          if key in wanted and wanted[key].last and rules[0].chain == chain]
+        if lock_positions:
+            first_lock = min(lock_positions)
+            misplaced |= {key for key, rules in actual.items() if key in wanted and not wanted[key].last
+                          and rules[0].chain == chain and rules[0].position > first_lock}
+    stale.extend((key[0], actual[key][0]) for key in misplaced)
     changes = delete_changes(stale, family)
+    locked_chains = {rule.chain for rule in table.rules if rule.chain in ORDERED_CHAINS and rule.target() == "DROP"}
+    locked_chains |= {rule.chain for rule in wanted.values() if rule.last}
     for key, rule in wanted.items():
-        if key not in actual:
-            changes.append(Change(rule_line("-A", rule.chain, rule.argv()), rule.owner, family=family))
+        if key not in actual or key in misplaced:
+            if rule.chain in locked_chains and not rule.last:
+                line = rule_line("-I", rule.chain, ["1", *rule.argv()])  # above the locks
+            else:
+                line = rule_line("-A", rule.chain, rule.argv())
+            changes.append(Change(line, rule.owner, family=family))
     return changes

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...model import Kind
+from ...model import Kind, Ports
 from ...resolve import ResolvedRule
+from ...egress import ResolvedLock
 
 # hashlib loads OpenSSL (libcrypto, with its providers) to offer every digest:
 # about 5 ms of each run here.  CPython's own SHA-256 gives the same digest.
@@ -25,7 +26,15 @@ COMMENT_PREFIX = "docker-fw:"
 CHAIN_FORWARD = "DOCKER-FW-FORWARD"  # 'add': jumped to from FORWARD
 CHAIN_INPUT = "DOCKER-FW-INPUT"  # 'add-input': jumped to from INPUT
 CHAIN_INTERNAL = "DOCKER-FW-INTERNAL"  # 'add-internal': jumped to from DOCKER
-OWN_CHAINS = (CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL)
+RULE_CHAINS = (CHAIN_FORWARD, CHAIN_INPUT, CHAIN_INTERNAL)
+# Egress ('docker-fw egress NAME deny'): FORWARD jumps here first.  It holds
+# the destinations locked containers may still reach (RETURN: Docker's own
+# rules then decide, as for any container) above the locks themselves (DROP
+# of new traffic from a locked container's address).  Traffic to the host
+# itself is locked in CHAIN_INPUT the same way, below the add-input rules.
+# Made when first needed (ensure_chains).
+CHAIN_EGRESS = "DOCKER-FW-EGRESS"
+OWN_CHAINS = (*RULE_CHAINS, CHAIN_EGRESS)
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,15 @@ PLACEMENTS = {
     Kind.INPUT: Placement(CHAIN_INPUT, "INPUT", "ACCEPT"),
     Kind.INTERNAL: Placement(CHAIN_INTERNAL, "DOCKER", "ACCEPT"),
 }
+# Outbound rules (the container as source, an external destination) and
+# locks: in CHAIN_EGRESS, reached from FORWARD.
+EGRESS_PLACEMENT = Placement(CHAIN_EGRESS, "FORWARD", "RETURN")
+# Chains where docker-fw's DROP rules (locks) must come after every other rule
+# of ours: those are inserted first, the locks appended.
+ORDERED_CHAINS = (CHAIN_EGRESS, CHAIN_INPUT)
+# Replies and continuations of connections already admitted are never locked:
+# connections others opened to the container, and the ones it may open.
+NOT_ADMITTED = ("-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED")
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,9 @@ class IptablesRule:
     # 4: iptables, 6: ip6tables.  Not hashed: the addresses in the matches
     # already tell the families apart.
     family: int = 4
+    # A lock (DROP): it must come after the chain's other rules of ours
+    # (ORDERED_CHAINS); not hashed (the target is).
+    last: bool = False
 
     @property
     def digest(self) -> str:
@@ -93,16 +114,61 @@ def parse_comment(comment: str) -> tuple[str, str] | None:
     return owner, digest
 
 
+def _port_matches(proto: str, sport: Ports, dport: Ports) -> list[str]:
+    """The kernel's own port matches: one port or one range with the protocol's
+    match (--dport 80, --dport 9100:9200), a list with multiport (--dports 80,443).
+
+    The protocol's match comes first, always, as docker-fw has always written
+    it: the tags of rules already live stay the same."""
+    matches = ["-m", proto]
+    for option, ports in (("--sport", sport), ("--dport", dport)):
+        if ports and not ports.is_list:
+            matches += [option, ports.text]
+    for option, ports in (("--sports", sport), ("--dports", dport)):
+        if ports.is_list:
+            matches += ["-m", "multiport", option, ports.text]
+    return matches
+
+
 def render(rule: ResolvedRule) -> IptablesRule:
     """The iptables rule for a resolved one: its kind's chain and target, and its matches.
 
     The matches (and so the hash in the tag) are what docker-fw has always
-    written, so rules already live are recognised.
+    written, so rules already live are recognised.  An outbound rule (the
+    container as source, an external destination) lets traffic past the
+    container's egress lock: it lives in CHAIN_EGRESS and returns, so that
+    Docker's own rules decide the rest, as for a container without a lock.
     """
-    matches = ["-s", rule.source, "-d", rule.dest, *rule.filter, "-p", rule.proto, "-m", rule.proto]
-    if rule.sport:
-        matches += ["--sport", str(rule.sport)]
-    if rule.dport:
-        matches += ["--dport", str(rule.dport)]
-    placement = PLACEMENTS[rule.kind]
+    matches = ["-s", rule.source, "-d", rule.dest, *rule.filter, "-p", rule.proto]
+    if rule.proto == "icmp":
+        if rule.icmp_type:
+            matches += ["-m", "icmp", "--icmp-type", rule.icmp_type]
+    else:
+        matches += _port_matches(rule.proto, rule.sport, rule.dport)
+    placement = EGRESS_PLACEMENT if rule.outbound else PLACEMENTS[rule.kind]
     return IptablesRule(rule.owner, placement.chain, tuple(matches), placement.target, rule.family)
+
+
+def render_lock(lock: ResolvedLock) -> list[IptablesRule]:
+    """A locked container's two DROP rules for one of its networks: in FORWARD,
+    new traffic from its address entering from its bridge and leaving by any
+    other interface (the outside, other Docker networks); in INPUT, new traffic
+    from it to the host itself.  Traffic within its own network (-o the same
+    bridge) is left to Docker, to add-internal rules and to --icc."""
+    source = ("-s", lock.source, "-i", lock.bridge)
+    return [
+        IptablesRule(lock.owner, CHAIN_EGRESS, (*source, "!", "-o", lock.bridge, *NOT_ADMITTED),
+                     "DROP", lock.family, last=True),
+        IptablesRule(lock.owner, CHAIN_INPUT, (*source, *NOT_ADMITTED), "DROP", lock.family, last=True),
+    ]
+
+
+def render_all(desired: "list[ResolvedRule | ResolvedLock]") -> list[IptablesRule]:
+    """Every iptables rule of the desired rules and locks."""
+    rendered: list[IptablesRule] = []
+    for item in desired:
+        if isinstance(item, ResolvedLock):
+            rendered.extend(render_lock(item))
+        else:
+            rendered.append(render(item))
+    return rendered
