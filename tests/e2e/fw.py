@@ -96,6 +96,41 @@ class Fw:
             proc.wait()
 
     @contextlib.contextmanager
+    def ext_server(self, ports):
+        """TCP servers in the external namespace on PORTS, on every one of its
+        addresses (198.51.100.2, .3, .4), each answering 'ext'."""
+        code = (
+            "import socket, sys, threading\n"
+            "def serve(port):\n"
+            "    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            "    s.bind(('0.0.0.0', port)); s.listen(16)\n"
+            "    while True:\n"
+            "        c, _ = s.accept(); c.sendall(b'ext\\n'); c.close()\n"
+            "for p in sys.argv[1:]:\n"
+            "    threading.Thread(target=serve, args=(int(p),), daemon=True).start()\n"
+            "threading.Event().wait()\n"
+        )
+        proc = subprocess.Popen(
+            ["nsenter", f"--net={self.sandbox.ext_netns_path}", sys.executable, "-c", code, *map(str, ports)]
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                listening = self.sandbox.ext_run(["ss", "-Hltn"], check=False).stdout
+                if all(f":{port} " in listening for port in ports):
+                    break
+                time.sleep(0.05)
+            yield
+        finally:
+            proc.kill()
+            proc.wait()
+
+    def container_pings(self, name: str, ip: str) -> bool:
+        """Whether container NAME gets an answer to one ICMP echo request to IP."""
+        result = self.sandbox.docker("exec", name, "ping", "-c", "1", "-W", "2", ip, check=False)
+        return result.returncode == 0
+
+    @contextlib.contextmanager
     def input_policy_drop(self):
         self.sandbox.engine_run(["iptables", "-P", "INPUT", "DROP"])
         try:
