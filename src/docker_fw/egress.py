@@ -135,7 +135,9 @@ def resolve_lock(owner: str, snapshot: Snapshot, servers: list[str]) -> list[Res
     container is not running (nothing to lock: its rules are withdrawn too)
     or is on no bridge network.  Whether a backend can match each bridge's
     name is the backend's to say (FirewallBackend.expressible)."""
-    container = snapshot.running(owner)
+    container = snapshot.get(owner)
+    if container.state not in ("running", "paused"):
+        container = snapshot.running(owner)  # the engine's words: stopped, no address
     bridged = [e for e in container.endpoints if (e.ip or e.ip6) and e.bridge]
     if not bridged:
         raise EngineError(

@@ -35,8 +35,7 @@ from docker_fw.backends.iptables.backend import Runner
 from docker_fw.engine import Container, Endpoint, Network, PortBinding, PortInUseError, Snapshot
 from docker_fw.errors import EngineError
 from docker_fw.backends.iptables.process import SavedRule, Table, parse_save
-from docker_fw.backends.iptables.rules import OWN_CHAINS
-from docker_fw.backends.iptables.rules import parse_comment
+from docker_fw.backends.iptables.rules import OWN_CHAINS, parse_comment
 from docker_fw.service.core import EngineFacts, EngineView
 
 NETWORKS: dict[str, Network] = {BRIDGE_NET.name: BRIDGE_NET, APP_NET.name: APP_NET}
@@ -73,6 +72,8 @@ class FakeContainer:
     exposed: tuple[str, ...] = ()  # Config.ExposedPorts ('80/tcp')
     hosts_path: str = ""
     ports: dict = field(default_factory=dict)  # NetworkSettings.Ports while it runs
+    resolv_conf_path: str = ""  # ResolvConfPath
+    dns: list[str] = field(default_factory=list)  # HostConfig.Dns (--dns)
 
     @property
     def running(self) -> bool:
@@ -216,7 +217,9 @@ class FakeEngine(EngineView):
                     "NetworkMode": c.network_mode,
                     "PortBindings": c.port_bindings,
                     "PublishAllPorts": c.publish_all,
+                    "Dns": list(c.dns),
                 },
+                "ResolvConfPath": c.resolv_conf_path,
                 "NetworkSettings": {
                     "Ports": c.ports if c.running else {},
                     "Networks": {net: {"IPAddress": ip if c.running else ""} for net, ip in c.ips.items()},

@@ -16,6 +16,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, replace
 
+from ...model import ICMP_TYPES
 from .process import SavedRule, Table, parse_save, split_restore
 
 
@@ -43,6 +44,9 @@ class Packet:
     sport: int = 0
     local_dst: bool = False
     dnat: bool = False
+    icmp_type: int = 8  # proto icmp: the message's type (8: echo request)
+    # ESTABLISHED: a packet of a connection already admitted (a reply, or what follows)
+    established: bool = False
 
 
 # Targets that do not decide anything: the walk goes on to the next rule.
@@ -60,14 +64,24 @@ def _interface(name: str, pattern: str) -> bool:
 
 
 def _port(value: str, port: int) -> bool:
-    low, sep, high = value.partition(":")
-    if not sep:
-        return int(value) == port
-    return int(low or 0) <= port <= int(high or 65535)
+    """A port, a range LOW:HIGH, or multiport's comma-separated list of both."""
+    for item in value.split(","):
+        low, sep, high = item.partition(":")
+        if (int(item) == port) if not sep else (int(low or 0) <= port <= int(high or 65535)):
+            return True
+    return False
+
+
+def _icmp_type(value: str, p: Packet) -> bool:
+    """--icmp-type NAME|NUMBER ('any' and 255: every type)."""
+    wanted = int(value) if value.isdigit() else ICMP_TYPES.get(value, -1)
+    return p.proto == "icmp" and wanted in (p.icmp_type, 255)
 
 
 def _conntrack_state(value: str, p: Packet) -> bool:
     """A new connection's first packet: NEW (and DNAT when translated), never ESTABLISHED."""
+    if p.established:
+        return bool({"ESTABLISHED"} & set(value.split(",")))
     states = {"NEW"} | ({"DNAT"} if p.dnat else set())
     return bool(states & set(value.split(",")))
 
@@ -90,8 +104,10 @@ def matches(args: tuple[str, ...], p: Packet) -> bool:
             ok = ipaddress.ip_address(p.src if word == "-s" else p.dst) in ipaddress.ip_network(value, strict=False)
         elif word == "-p":
             ok = value == p.proto
-        elif word in ("--dport", "--sport", "--destination-port", "--source-port"):
-            ok = _port(value, p.dport if word in ("--dport", "--destination-port") else p.sport)
+        elif word in ("--dport", "--sport", "--destination-port", "--source-port", "--dports", "--sports"):
+            ok = _port(value, p.dport if word in ("--dport", "--destination-port", "--dports") else p.sport)
+        elif word == "--icmp-type":
+            ok = _icmp_type(value, p)
         elif word in ("--ctstate", "--state"):
             ok = _conntrack_state(value, p)
         elif word == "--dst-type":
@@ -242,6 +258,11 @@ def translate(nat: Table, p: Packet) -> tuple[Packet, Walk]:
         address, port = to
         return replace(p, dst=address, dport=port or p.dport, local_dst=False, dnat=True), result
     return p, result
+
+
+def input_(table: Table, p: Packet) -> str:
+    """What INPUT does with a packet to the host itself (P.oif is ''): ACCEPT or DROP."""
+    return verdict(table, "INPUT", p) or table.chains["INPUT"]
 
 
 # iptables-save quotes --comment and --log-prefix (bare when only
