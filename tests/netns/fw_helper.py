@@ -18,7 +18,8 @@ rules of family 6 only are planned).
 
 Every answer has "ok"; a docker-fw error gives ok=false with "type", "error"
 and "exit_code".  "restores" counts the iptables-restore runs.  A desired
-rule is {"owner", "chain", "matches", "target"} (a backends.iptables.rules.IptablesRule).
+rule is {"owner", "chain", "matches", "target"[, "family", "last"]} (a
+backends.iptables.rules.IptablesRule).
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "src"))
 from docker_fw.backends.iptables import layouts, reconcile  # noqa: E402
 from docker_fw.errors import DockerFwError  # noqa: E402
 from docker_fw.backends.iptables.process import Iptables  # noqa: E402
-from docker_fw.backends.iptables.rules import IptablesRule  # noqa: E402
+from docker_fw.backends.iptables.rules import CHAIN_EGRESS, IptablesRule  # noqa: E402
 
 
 def _desired(items: list[dict]) -> list[IptablesRule]:
     return [
-        IptablesRule(d["owner"], d["chain"], tuple(d["matches"]), d["target"], d.get("family", 4))
+        IptablesRule(d["owner"], d["chain"], tuple(d["matches"]), d["target"], d.get("family", 4), d.get("last", False))
         for d in items
     ]
 
@@ -63,8 +64,10 @@ def handle(request: dict, fw: Iptables) -> dict:
     if op in ("plan", "sync"):
         scope = request.get("scope")
         table = fw.save()
-        changes = reconcile.ensure_chains(table, fw.family) + reconcile.plan_rules(
-            table, _desired(request["desired"]), None if scope is None else set(scope), fw.family
+        desired = _desired(request["desired"])
+        egress = any(r.chain == CHAIN_EGRESS for r in desired)
+        changes = reconcile.ensure_chains(table, fw.family, egress=egress) + reconcile.plan_rules(
+            table, desired, None if scope is None else set(scope), fw.family
         )
         lines = [c.line for c in changes]
         if op == "sync":

@@ -30,8 +30,7 @@ from hypothesis import strategies as st
 from docker_fw.engine import Container, Endpoint, Network, Snapshot
 from docker_fw.errors import UsageError, one_line
 from docker_fw.model import Kind, RuleSpec, parse_address, parse_filter
-from docker_fw.backends.iptables.rules import OWN_CHAINS
-from docker_fw.backends.iptables.rules import render
+from docker_fw.backends.iptables.rules import CHAIN_EGRESS, OWN_CHAINS, render
 from docker_fw.resolve import resolve
 from tests.fuzz_strategies import filters
 
@@ -71,6 +70,9 @@ def prepared(netns):
     """The namespace with docker-fw's chains and jumps in place (no rules yet),
     and that table's iptables-save text, to go back to before every example."""
     answer = netns.helper("sync", desired=[], scope=None)
+    assert answer["ok"], answer
+    # the egress chain too: outbound rules (the container as source) live there
+    answer = netns.helper("restore", lines=[f":{CHAIN_EGRESS} - [0:0]", f"-I FORWARD 1 -j {CHAIN_EGRESS}"])
     assert answer["ok"], answer
     return netns, netns.run(["iptables-save", "-t", "filter"]).stdout
 
