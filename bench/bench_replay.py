@@ -4,6 +4,8 @@ W1: 200 busybox containers, N recorded rules (500, 2,000, 8,000), every
 container moved to a new address, then one ``docker-fw replay`` of all of
 them.  Printed beside it: the floor, one ``iptables-restore --noflush`` of the
 same final rules timed in the same run, and the ratio.
+W1 with egress deny: the same, every container also locked ('egress NAME
+deny': its lock and its DNS rules move with it), this checkout's code only.
 W2: ``docker-fw add --from`` of a 1,000-line file (fresh store, rules absent).
 With ``--baseline DIR`` (another checkout's src/) each workload is also run
 with that code, right after this checkout's, in the same sandbox.
@@ -26,7 +28,7 @@ from bench.common import BASELINE_HELP, require_root, timed, variants
 from tests.e2e.fw import Fw
 from tests.harness.sandbox import Sandbox
 
-CHAINS = ("DOCKER-FW-FORWARD", "DOCKER-FW-INPUT", "DOCKER-FW-INTERNAL")
+CHAINS = ("DOCKER-FW-FORWARD", "DOCKER-FW-INPUT", "DOCKER-FW-INTERNAL", "DOCKER-FW-EGRESS")
 
 
 def external_sources():
@@ -64,7 +66,8 @@ class Bench:
 
     def floor(self, lines: list[str]) -> float:
         """One iptables-restore --noflush of the same rules into emptied chains."""
-        flush = "*filter\n" + "".join(f"-F {c}\n" for c in CHAINS) + "COMMIT\n"
+        present = self.sb.engine_run(["iptables-save", "-t", "filter"]).stdout.splitlines()
+        flush = "*filter\n" + "".join(f"-F {c}\n" for c in CHAINS if f":{c} - [0:0]" in present) + "COMMIT\n"
         self.sb.engine_run(["iptables-restore", "--noflush"], input=flush)
         payload = "*filter\n" + "\n".join(lines) + "\nCOMMIT\n"
         t0 = time.perf_counter()
@@ -99,6 +102,7 @@ def main() -> None:
     parser.add_argument("--from-lines", type=int, default=1000)
     parser.add_argument("--name", default="dfw-bench", help="sandbox name (default dfw-bench)")
     parser.add_argument("--baseline", metavar="DIR", help=BASELINE_HELP)
+    parser.add_argument("--no-egress", action="store_true", help="skip W1 with egress deny on every container")
     args = parser.parse_args()
     require_root()
     codes = variants(args.baseline)
@@ -134,6 +138,23 @@ def main() -> None:
                 print(f"{count:>7} {elapsed:>9.3f}s {floor:>7.3f}s {elapsed / floor:>6.1f} "
                       f"{elapsed / count * 1000:>12.3f}s{label}")
                 bench.fw("drop", *names, env=env)
+            if args.no_egress:
+                continue
+            # the same with every container locked (this checkout only: a
+            # baseline may not know 'egress')
+            bench.state_dir = os.path.join(tmp, f"state-{count}-egress")
+            sb.docker("stop", "-t", "0", "bench-shift")
+            bench.fw("add", "--from", "-", input="\n".join(rule_lines(names, count)) + "\n")
+            for name in names:
+                bench.fw("egress", name, "deny")
+            move_all(sb, names)
+            elapsed = bench.fw("replay")
+            lines = bench.our_rule_lines()
+            floor = bench.floor(lines)
+            print(f"{count:>7} {elapsed:>9.3f}s {floor:>7.3f}s {elapsed / floor:>6.1f} "
+                  f"{elapsed / count * 1000:>12.3f}s (egress deny on all {len(names)}: "
+                  f"{len(bench.owned(lines))} rules in all, locks and DNS included)")
+            bench.fw("drop", *names)
 
         print(f"\nW2: add --from of a {args.from_lines}-line file")
         for label, env in codes:
