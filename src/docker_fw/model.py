@@ -85,10 +85,10 @@ class EgressPolicy(enum.Enum):
 
     @classmethod
     def from_text(cls, text: str) -> "EgressPolicy":
-        for policy in cls:
-            if policy.value == text:
-                return policy
-        raise UsageError(f"egress policy must be allow or deny, not {text[:40]!r}")
+        try:
+            return cls(text)
+        except ValueError:
+            raise UsageError(f"egress policy must be allow or deny, not {str(text)[:40]!r}") from None
 
     def command(self, owner: str) -> str:
         """The command that records it again (what 'ls' prints)."""

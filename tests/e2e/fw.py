@@ -80,20 +80,8 @@ class Fw:
             "while True:\n"
             "    c, _ = s.accept(); c.sendall(b'host\\n'); c.close()\n"
         )
-        proc = subprocess.Popen(
-            ["nsenter", f"--net={self.sandbox.netns_path}", sys.executable, "-c", code]
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                probe = self.sandbox.engine_run(["ss", "-Hltn", f"sport = :{port}"], check=False)
-                if str(port) in probe.stdout:
-                    break
-                time.sleep(0.05)
+        with self._serving(self.sandbox.netns_path, self.sandbox.engine_run, code, [port]):
             yield
-        finally:
-            proc.kill()
-            proc.wait()
 
     @contextlib.contextmanager
     def ext_server(self, ports):
@@ -110,13 +98,19 @@ class Fw:
             "    threading.Thread(target=serve, args=(int(p),), daemon=True).start()\n"
             "threading.Event().wait()\n"
         )
-        proc = subprocess.Popen(
-            ["nsenter", f"--net={self.sandbox.ext_netns_path}", sys.executable, "-c", code, *map(str, ports)]
-        )
+        with self._serving(self.sandbox.ext_netns_path, self.sandbox.ext_run, code, ports):
+            yield
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _serving(netns_path: str, run, code: str, ports):
+        """Python CODE (given PORTS as arguments) in the namespace at NETNS_PATH,
+        until every port listens (at most 10 s; RUN runs ss there), then until the block ends."""
+        proc = subprocess.Popen(["nsenter", f"--net={netns_path}", sys.executable, "-c", code, *map(str, ports)])
         try:
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
-                listening = self.sandbox.ext_run(["ss", "-Hltn"], check=False).stdout
+                listening = run(["ss", "-Hltn"], check=False).stdout
                 if all(f":{port} " in listening for port in ports):
                     break
                 time.sleep(0.05)

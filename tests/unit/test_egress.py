@@ -21,7 +21,9 @@ from docker_fw.errors import EngineError, UsageError
 from docker_fw.model import CHAIN_INPUT, EgressPolicy
 from docker_fw.rulegrammar import AddRequest, EgressRequest, egress_request
 from docker_fw.store import Store
-from fakes import FakeEngine, FakeFirewall
+from fakes import FakeFirewall
+from test_service import World as ServiceWorld
+from test_service import store  # noqa: F401 (fixture)
 
 LOCKED_IP = "172.17.0.2"
 FREE_IP = "172.17.0.3"
@@ -81,24 +83,9 @@ def test_an_egress_request_is_checked_without_the_engine():
 # --- the service: flows through the walker -------------------------------------------------
 
 
-@pytest.fixture
-def store(tmp_path):
-    with Store.open(directory=str(tmp_path / "state")) as opened:
-        yield opened
-
-
-class World:
-    def __init__(self, tmp_path, store):
-        self.tmp = tmp_path
-        self.engine = FakeEngine(tmp_path / "engine")
-        self.firewall = FakeFirewall()
-        self.store = store
-        self.out: list[str] = []
-        self.warnings: list[str] = []
-
-    def run(self) -> Service:
-        self.engine.forget()
-        return Service(self.engine, self.firewall, self.store, out=self.out.append, warn=self.warnings.append)
+class World(ServiceWorld):
+    """test_service's world (fake engine and firewall, a real store), with
+    containers that have a resolv.conf, and packets to walk."""
 
     def container(self, name: str, ip: str, dns: tuple[str, ...] = ()):
         conf = self.tmp / f"{name}.resolv.conf"
@@ -120,6 +107,7 @@ class World:
 @pytest.fixture
 def world(tmp_path, store) -> World:
     w = World(tmp_path, store)
+    w.tmp = tmp_path
     w.container("locked", LOCKED_IP)
     w.container("free", FREE_IP)
     w.run().init()
