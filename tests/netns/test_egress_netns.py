@@ -12,9 +12,9 @@ import pytest
 from test_iptables_netns import snapshot, spec
 from test_legacy_netns import legacy  # noqa: F401 (fixture)
 from docker_fw.backends.iptables.reconcile import rule_line
-from docker_fw.backends.iptables.rules import CHAIN_EGRESS, IptablesRule, render_all
+from docker_fw.backends.iptables.rules import CHAIN_EGRESS, CHAIN_INPUT, IptablesRule, render_all
 from docker_fw.egress import resolve_lock
-from docker_fw.model import CHAIN_INPUT, Kind, parse_ports
+from docker_fw.model import Kind, parse_ports
 from docker_fw.resolve import resolve
 
 pytestmark = pytest.mark.netns

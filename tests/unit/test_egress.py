@@ -14,11 +14,11 @@ import pytest
 
 from docker_fw.actions import Service
 from docker_fw.backends.iptables.reconcile import plan_rules
-from docker_fw.backends.iptables.rules import CHAIN_EGRESS, render_all
+from docker_fw.backends.iptables.rules import CHAIN_EGRESS, CHAIN_INPUT, render_all
 from docker_fw.backends.iptables.walk import Packet, apply_lines, forward, input_
 from docker_fw.egress import MAX_NAMESERVERS, ResolvedLock, nameservers
 from docker_fw.errors import EngineError, UsageError
-from docker_fw.model import CHAIN_INPUT, EgressPolicy
+from docker_fw.model import EgressPolicy
 from docker_fw.rulegrammar import AddRequest, EgressRequest, egress_request
 from docker_fw.store import Store
 from fakes import FakeFirewall

@@ -153,6 +153,7 @@ class ServiceCore:
             why_not = self._inexpressible(placed)  # a bridge name no backend can match
             if why_not:
                 plan.withdrawn.append((EgressSpec(owner, EgressPolicy.DENY), why_not))
+                plan.refused.append((EgressSpec(owner, EgressPolicy.DENY), why_not))  # drift for 'check'
             else:
                 desired.extend(placed)
         return desired
