@@ -196,7 +196,7 @@ def build_parser() -> Parser:
     p.add_argument("container", help="container name or id (may be stopped: applied when it starts)")
     p.add_argument("policy", choices=("deny", "allow"))
 
-    p = action("ls", "print recorded rules as docker-fw commands that re-create them")
+    p = action("ls", "print recorded rules and egress policies as docker-fw commands that re-create them")
     p.add_argument("containers", nargs="*", metavar="container")
     json_option(p)
 
