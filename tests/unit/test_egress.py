@@ -338,3 +338,20 @@ def test_a_migrated_store_takes_ranges_and_policies(v1_store):
     with Store.open(directory=str(v1_store), read_only=True) as store:
         assert store.egress() == {"web": EgressPolicy.DENY}
         assert store.owners() == ["web"]
+
+
+def test_a_dual_stack_container_is_locked_in_both_families_with_its_servers_of_each():
+    from docker_fw.engine import Container, Endpoint, Snapshot
+    from docker_fw.egress import resolve_lock
+    from docker_fw.resolve import ResolvedRule
+
+    endpoint = Endpoint("v6net", "br-0123456789ab", "172.20.0.2", "172.20.0.1", gateway6="2001:db8:1::1",
+                        ip6="2001:db8:1::2")
+    snap = Snapshot(containers=[Container("a" * 64, "web", "running", (endpoint,))], networks=[])
+    placed = resolve_lock("web", snap, ["192.0.2.53", "2001:db8::53"])
+    locks = [p for p in placed if isinstance(p, ResolvedLock)]
+    assert [(lock.source, lock.family) for lock in locks] == [("172.20.0.2/32", 4), ("2001:db8:1::2/128", 6)]
+    dns = [p for p in placed if isinstance(p, ResolvedRule)]
+    assert {(r.family, r.dest) for r in dns} == {(4, "192.0.2.53/32"), (6, "2001:db8::53/128")}
+    assert len(dns) == 8  # udp and tcp, outbound and to the host, per family
+    assert all(r.dport.text == "53" for r in dns)
