@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING
 from .backends import Explainer
 from .errors import DockerFwError, EngineError, FirewallError, UsageError
 from .flow import OUTSIDE, Flow, Verdict
-from .model import PROTOCOLS, AddressKind, AddressSpec, Kind, RuleSpec, parse_address, parse_port
+from .model import AddressKind, AddressSpec, Kind, RuleSpec, parse_address, parse_port
+
+# What explain walks: a new connection to a port (rules may also name sctp and icmp).
+EXPLAINED_PROTOCOLS = ("tcp", "udp")
 from .resolve import resolve
 
 if TYPE_CHECKING:
@@ -108,8 +111,8 @@ def checked_question(source: str | None, dest: str | None, dport: str | None, pr
                 raise UsageError(f"{option} {spec.text}: a connection has one address, not a subnet")
         sides.append(spec)
     proto = proto or "tcp"
-    if proto not in PROTOCOLS:
-        raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)}: {proto!r}")
+    if proto not in EXPLAINED_PROTOCOLS:
+        raise UsageError(f"--protocol must be one of {', '.join(EXPLAINED_PROTOCOLS)}: {proto!r}")
     port = parse_port(dport, "--dport")
     if not port:
         raise UsageError("--dport is mandatory: a new connection goes to one port")

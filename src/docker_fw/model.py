@@ -310,6 +310,16 @@ def parse_ports(text: str | int | None, option: str) -> Ports:
     return ports
 
 
+def parse_port(text: str | int | None, option: str) -> int:
+    """One port number 1-65535 (explain's --dport); 0 means 'not given'."""
+    ports = parse_ports(text, option)
+    if not ports:
+        return 0
+    if ports.is_list or ports.ranges[0][0] != ports.ranges[0][1] or ":" in ports.text:
+        raise UsageError(f"{option}: one port number here, not a range or a list: {ports.text}")
+    return ports.ranges[0][0]
+
+
 def parse_icmp_type(text: str | None) -> str:
     """An ICMP type as iptables names it (ICMP_TYPES) or a number 0-255; '' for none."""
     if text is None or text == "":

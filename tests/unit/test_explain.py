@@ -441,7 +441,7 @@ def test_ls_json(run):
     assert [r["command"] for r in rules] == run("ls")[1]
     assert rules[0] == {
         "action": "add", "container": "web", "source": CLIENT, "dest": ".", "protocol": "tcp",
-        "sport": None, "dport": 80, "filter": ["!", "-i", "@bridge", "-o", "@bridge"],
+        "sport": None, "dport": 80, "icmp_type": None, "filter": ["!", "-i", "@bridge", "-o", "@bridge"],
         "command": run("ls")[1][0], "origin": "store",
     }
     assert rules[1]["action"] == "add-internal" and rules[1]["source"] == "cli"
