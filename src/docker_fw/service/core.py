@@ -50,6 +50,19 @@ def _host_file(path: str, limit: int = 64 * 1024) -> bytes:
         return b""
 
 
+class _HostResolvConf:
+    """The host's resolv.conf files (HOST_RESOLV_CONFS), read on first use and
+    kept for one plan: they stand in for every locked container's embedded DNS."""
+
+    def __init__(self) -> None:
+        self._text: bytes | None = None
+
+    def text(self) -> bytes:
+        if self._text is None:
+            self._text = b"\n".join(_host_file(path) for path in HOST_RESOLV_CONFS)
+        return self._text
+
+
 class EngineFacts(Protocol):
     """What 'init', 'check' and the rule actions ask of the engine."""
 
@@ -143,10 +156,11 @@ class ServiceCore:
         if not locked:
             return []
         snapshot = self.engine.snapshot()
+        host_servers = _HostResolvConf()  # read at most once per plan, not once per locked container
         desired: list = []
         for owner in locked:
             try:
-                placed = resolve_lock(owner, snapshot, self._nameservers(snapshot.running(owner).id))
+                placed = resolve_lock(owner, snapshot, self._nameservers(snapshot.running(owner).id, host_servers))
             except EngineError as exc:
                 plan.withdrawn.append((EgressSpec(owner, EgressPolicy.DENY), str(exc)))
                 continue
@@ -158,7 +172,7 @@ class ServiceCore:
                 desired.extend(placed)
         return desired
 
-    def _nameservers(self, container_id: str) -> list[str]:
+    def _nameservers(self, container_id: str, host_servers: "_HostResolvConf") -> list[str]:
         """The name servers a locked container keeps (egress.nameservers): read
         from its resolv.conf (ResolvConfPath, bounded, no link followed) and its
         --dns; the host's resolv.conf stands in for the embedded DNS's upstream
@@ -180,7 +194,7 @@ class ServiceCore:
         own = read(details.get("ResolvConfPath"))
         fallback = b""
         if b"127.0.0.11" in own:
-            fallback = b"\n".join(_host_file(path) for path in HOST_RESOLV_CONFS)
+            fallback = host_servers.text()
         return nameservers(own, dns, fallback)
 
     def _transaction(self, record: bool = True) -> contextlib.AbstractContextManager[Transaction]:
