@@ -89,6 +89,10 @@ ports = mostly(valid_ports, st.sampled_from(ODD_PORTS) | st.integers(-10, 70000)
 ODD_PROTOCOLS = ("TCP", "Udp", "ICMP", "all", "icmpv6", "6", "tcp ", "", "udplite")
 protocols = mostly(st.sampled_from(("tcp", "udp", "sctp", "icmp")), st.sampled_from(ODD_PROTOCOLS) | hostile_text)
 
+ODD_ICMP_TYPES = ("ping", "256", "-1", "8/0", "Echo-Request", "echo-request ", "", "0x8", "echo-request,echo-reply")
+icmp_types = mostly(st.sampled_from(("echo-request", "8", "echo-reply", "0", "destination-unreachable", "255")),
+                    st.sampled_from(ODD_ICMP_TYPES) | hostile_text)
+
 # --- --filter --------------------------------------------------------------------------
 
 # Match conditions the allow-list grammar is meant to accept ...
@@ -150,7 +154,12 @@ def valid_rules(draw, action: str) -> dict[str, str]:
         rule["dport"] = draw(valid_ports)
     if draw(st.integers(0, 3)) == 0:
         rule["sport"] = draw(valid_ports)
-    if draw(st.booleans()):
+    if draw(st.integers(0, 3)) == 0:  # ICMP: no ports, maybe a type
+        rule.pop("dport", None), rule.pop("sport", None)
+        rule["protocol"] = "icmp"
+        if draw(st.booleans()):
+            rule["icmp_type"] = draw(icmp_types)
+    elif draw(st.booleans()):
         rule["protocol"] = draw(st.sampled_from(("tcp", "udp")))
     if draw(st.booleans()):
         rule["filter"] = draw(good_filters)
@@ -159,7 +168,7 @@ def valid_rules(draw, action: str) -> dict[str, str]:
 
 FIELDS = {
     "container": container_names, "source": addresses, "dest": addresses, "sport": ports,
-    "dport": ports, "protocol": protocols, "filter": filters,
+    "dport": ports, "protocol": protocols, "icmp_type": icmp_types, "filter": filters,
 }
 
 
@@ -179,7 +188,8 @@ def rules(draw, action: str, changes=st.sampled_from((0, 0, 1, 1, 2, 3))) -> dic
 # option -> its spellings: argparse takes '--source X', '--source=X' and '-s X'.
 SPELLINGS = {
     "source": ("--source", "-s"), "dest": ("--dest", "-d"), "sport": ("--sport",),
-    "dport": ("--dport",), "protocol": ("--protocol", "-p"), "filter": ("--filter",),
+    "dport": ("--dport",), "protocol": ("--protocol", "-p"), "icmp_type": ("--icmp-type",),
+    "filter": ("--filter",),
 }
 EXTRA_ARGS = ("--rev-lookup", "-v", "--bogus", "extra", "--from", "--dport", "-s")
 
