@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 from .backends.iptables.backend import UNMANAGED_IP6TABLES
 from .errors import DockerFwError, EngineError, UsageError
 from .listing import Records
-from .model import BRIDGE_PLACEHOLDER, Kind, RuleSpec
+from .model import Kind, RuleSpec
 from .resolve import check_kind_addresses, normalise_address, resolve
-from .rulegrammar import AddRequest, allow_addresses, checked_spec, validate
+from .rulegrammar import AddRequest, allow_addresses, allow_requests, checked_spec, validate
 from .service.core import ServiceCore, backend_note, family_note
 from .service.hostsync import HostsSync, hosts_not_updated, raise_first
 from .service.layout import IPV6_NOT_INITIALISED, LayoutActions
@@ -112,23 +112,11 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
         endpoint = owner.published_endpoint  # the bridge Docker DNATs published ports to
         if endpoint is None or not endpoint.bridge:
             raise EngineError(f"container {owner.name} is on no bridge network that publishes ports")
-        # Recorded as @bridge, not the bridge's name today: re-creating the
-        # network (docker compose down/up) gives it another bridge.
-        bridge = BRIDGE_PLACEHOLDER
-        specs = []
-        for address in allow_addresses(addresses):
-            requests = [
-                AddRequest(
-                    container=owner.name,
-                    source=address.text,
-                    dest=".",
-                    dport=port,
-                    proto=proto,
-                    filter=("!", "-i", bridge, "-o", bridge),
-                )
-                for port, proto in ports
-            ]
-            specs.extend(self.spec_from_request(Kind.ADD, r, False) for r in requests)
+        specs = [
+            self.spec_from_request(Kind.ADD, request, False)
+            for address in allow_addresses(addresses)
+            for request in allow_requests(owner.name, ports, address)
+        ]
         return self.record(specs)
 
     def ls(self, containers: list[str]) -> list[str]:

@@ -26,12 +26,13 @@ from .rulegrammar import (
     Origin,
     Parser,
     ParserError,
-    RuleError,
     add_request,
     add_rule_options,
     allow_request,
+    checked_lines,
     given_options,
     parse_from_line,
+    unprintable,
 )
 
 # The rest is imported where it is needed, once the command line is checked:
@@ -367,40 +368,13 @@ def _read_input(path: str, stdin=None) -> bytes:
         raise UsageError(f"--from {path}: {exc.strerror}") from None
 
 
-def _unprintable(line: str) -> str | None:
-    """The first character of LINE that is neither printable nor a tab, else None."""
-    return next((ch for ch in line if not (ch.isprintable() or ch == "\t")), None)
-
-
 def input_lines(path: str, stdin=None) -> list[str]:
-    """The lines of a --from input: bounded, strict UTF-8, split on '\\n' only.
-
-    Not str.splitlines(), which also splits on \\x0b, \\x0c, \\x1c-\\x1e, \\x85
-    and U+2028/U+2029: those are refused with the number of their line instead,
-    as is every other character that is not printable (NUL, CR, terminal
-    escapes); a tab is whitespace.
-    """
+    """The lines of a --from input: bounded, strict UTF-8, split on '\\n' only
+    (rulegrammar.checked_lines)."""
     data = _read_input(path, stdin)
     if len(data) > FROM_MAX_BYTES:
         raise UsageError(f"--from {path}: larger than {FROM_MAX_BYTES // (1024 * 1024)} MiB (the limit)")
-    chunks = data.split(b"\n")
-    if not chunks[-1]:
-        chunks.pop()  # what follows the newline that ends the last line
-    if len(chunks) > FROM_MAX_LINES:
-        raise UsageError(f"--from {path}: more than {FROM_MAX_LINES:,} lines (the limit)")
-    lines = []
-    for number, chunk in enumerate(chunks, 1):
-        try:
-            line = chunk.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise RuleError(
-                f"not UTF-8 text (byte 0x{chunk[exc.start]:02x} at offset {exc.start})", Origin.of_input(path, number)
-            ) from None
-        bad = _unprintable(line)
-        if bad is not None:
-            raise RuleError(f"holds a control or unprintable character (U+{ord(bad):04X})", Origin.of_input(path, number))
-        lines.append(line)
-    return lines
+    return checked_lines(data, FROM_MAX_LINES, f"--from {path}", lambda number: Origin.of_input(path, number))
 
 
 def read_from(path: str, action: str, stdin=None) -> list[AddRequest]:
@@ -482,7 +456,7 @@ def _check_argv(argv: list[str]) -> None:
             arg.encode("utf-8")
         except UnicodeEncodeError:
             raise UsageError(f"argument {number} is not UTF-8 text: '{arg}'") from None
-        bad = _unprintable(arg)
+        bad = unprintable(arg)
         if bad is not None:
             raise UsageError(f"argument {number} holds a control or unprintable character (U+{ord(bad):04X}): '{arg}'")
 
