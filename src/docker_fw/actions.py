@@ -15,6 +15,7 @@ from .backends.iptables.backend import UNMANAGED_IP6TABLES
 from .errors import DockerFwError, EngineError, UsageError
 from .listing import Records
 from .model import Kind, RuleSpec
+from .labels import RULES_LABEL
 from .resolve import check_kind_addresses, normalise_address, resolve
 from .rulegrammar import AddRequest, allow_addresses, allow_requests, checked_spec, validate
 from .service.core import ServiceCore, backend_note, family_note
@@ -120,12 +121,20 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
         return self.record(specs)
 
     def ls(self, containers: list[str]) -> list[str]:
-        return Records(self.engine, self.store, self.out).ls(containers)
+        return Records(self.engine, self.store, self.out, self.warn).ls(containers)
 
     def drop(self, containers: list[str]) -> Plan:
         if not containers:
             raise UsageError("drop: name at least one container")
         owners = self._owner_names(containers)
+        labelled = self.label_rules()
+        from_label = [o for o in owners if o in labelled.owners or o in dict(labelled.refused)]
+        for owner in from_label:
+            if not self.store.rules([owner]):
+                raise UsageError(
+                    f"{owner}'s rules come from its {RULES_LABEL} label: change the label and re-create "
+                    "the container ('docker compose up -d') to drop them"
+                )
         with self._transaction() as tx:
             hosts_owners = self.store.host_entry_owners(owners)
             counts = {o: self.store.drop_owner(o) for o in owners}
@@ -133,6 +142,8 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
             tx.after_apply(lambda: plan.hosts_failed.extend(self._apply_hosts(hosts_owners)))
         for owner, count in counts.items():
             self.out(f"{owner}: dropped {count} rule{'s' if count != 1 else ''}")
+        for owner in from_label:
+            self.warn(f"{owner}: the rules of its {RULES_LABEL} label are kept: change the label to drop them")
         if plan.hosts_failed:
             raise hosts_not_updated(plan.hosts_failed)
         return plan
@@ -158,7 +169,7 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
             raise UsageError(f"rename: no container is named {new}")
         with self._transaction() as tx:
             moved = self.store.rename(old, new)
-            scope = {old, new} | self.store.referrers([new])
+            scope = self._scope_of({old, new})
             plan = self._plan(tx, scope)
             tx.after_apply(lambda: self._apply_hosts(self.store.host_entry_owners([new])))
         self.out(f"{old} -> {new}: {moved} rule{'s' if moved != 1 else ''} renamed")
@@ -192,7 +203,7 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
 
     def sync(self, owners: set[str] | None, dry_run: bool = False) -> Plan:
         """Replay the rules and hosts entries of these containers and of those naming them."""
-        scope = None if owners is None else owners | self.store.referrers(owners)
+        scope = None if owners is None else self._scope_of(owners)
         hosts_owners = self.store.host_entry_owners(owners) if owners is not None else set(self.store.host_entries())
         if dry_run:
             plan = self._plan(Transaction(self.backends), scope)  # planned, never applied
@@ -223,6 +234,7 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
                 problems.append(f"stale ({change.why}): {change.note or change.line}{family_note(change)}")
             else:
                 problems.append(f"missing ({change.why}): {change.line}{family_note(change)}")
+        problems.extend(f"label refused: {message}" for message in plan.label_errors)
         for backend, live in in_use:
             note = backend_note(backend)
             problems.extend(line + note for line in backend.foreign_rules(live))
@@ -237,6 +249,8 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
                 refused.append(line)
         for note in plan.unmanaged:
             self.out(note)
+        for note in plan.no_effect:
+            self.out(f"warning: {note}")
         for line in problems:
             self.out(line)
         if not problems and not refused:

@@ -480,8 +480,8 @@ class Command:
     the engine, nor iptables, nor the store (what it returns is given to
     HANDLER as PREPARED); HANDLER(service, args, prepared) runs the action and
     gives the exit code (None: 0).  NEEDS_ENGINE is False for a command that
-    asks the engine only for what the store does not know ('ls' of recorded
-    containers never asks it).
+    runs without the engine ('ls': the rules of containers' labels are left
+    out, with a warning).
     """
 
     handler: Callable[[Any, argparse.Namespace, Any], int | None]
@@ -707,7 +707,8 @@ def run(argv: list[str], out=None, err=None, backends=real_backends) -> int:
             if not command.needs_engine:
                 from .listing import Records
 
-                return command.handler(Records(engine, store, out=out), args, prepared) or EXIT_OK
+                return command.handler(Records(engine, store, out=out, warn=lambda s: err(f"docker-fw: warning: {s}")),
+                                       args, prepared) or EXIT_OK
             from .actions import Service
 
             service = Service(

@@ -27,6 +27,7 @@ from typing import Any
 
 from .deadline import seconds_from_env
 from .errors import EngineError, PortInUseError  # noqa: F401 (PortInUseError: re-exported)
+from .labels import READ_LABELS
 
 
 @dataclass(frozen=True)
@@ -96,13 +97,6 @@ class PortBinding:
     host_port: int
 
 
-# The labels docker-fw reads (labels.py); a container's others are not kept.
-RULES_LABEL = "docker-fw.rules"
-COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
-COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
-READ_LABELS = (RULES_LABEL, COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL)
-
-
 @dataclass(frozen=True)
 class Container:
     id: str
@@ -112,7 +106,7 @@ class Container:
     # published ports are DNATed to.
     endpoints: tuple[Endpoint, ...] = ()
     ports: tuple[PortBinding, ...] = ()
-    # (key, value) of the READ_LABELS it carries: values as the engine has
+    # (key, value) of the labels docker-fw reads (labels.READ_LABELS) it carries: values as the engine has
     # them, hostile input (labels.py bounds and checks them).
     labels: tuple[tuple[str, str], ...] = ()
 
