@@ -295,11 +295,11 @@ def parse_container(summary: dict[str, Any], networks: dict[str, Network]) -> Co
         state=summary.get("State", ""),
         endpoints=tuple(sorted(endpoints, key=gateway_order)),
         ports=tuple(ports),
-        labels=_read_labels(summary.get("Labels")),
+        labels=kept_labels(summary.get("Labels")),
     )
 
 
-def _read_labels(labels: Any) -> tuple[tuple[str, str], ...]:
+def kept_labels(labels: Any) -> tuple[tuple[str, str], ...]:
     """The labels docker-fw reads, of those a container carries (text values only)."""
     if not isinstance(labels, dict):
         return ()
