@@ -309,3 +309,24 @@ def test_a_store_rule_and_a_label_rule_of_one_container_live_side_by_side(world)
 def test_fakes_networks_have_icc_off():
     # the service tests above rely on internal rules being what lets traffic in
     assert not any(n.icc for n in NETWORKS.values())
+
+
+
+def test_add_two_ways_in_a_label_is_its_rule_without_hosts_lines(world):
+    """A label cannot keep another container's hosts file in step once the label
+    is gone: it asks for the rule only (on user-defined networks, Compose's,
+    Docker's DNS gives the name)."""
+    engine, firewall, run, out, warnings = world
+    web = engine.add("web", "running", ips={"bridge": "172.17.0.2"},
+                     labels={RULES_LABEL: "add-two-ways --source=cache --dport=80\n"})
+    engine.add("cache", "running", ips={"bridge": "172.17.0.4"})
+    before = engine.hosts_text("cache")
+    run().init()
+    run().replay([])
+    inside = Packet("172.17.0.4", "172.17.0.2", 80, "docker0", "docker0")
+    assert forward(firewall.table, inside) == "ACCEPT"
+    assert engine.hosts_text("cache") == before
+    assert run().check() == []
+    web.labels = {}  # the label changed (a re-created container): the rule goes
+    run().replay([])
+    assert forward(firewall.table, inside) == "DROP"
