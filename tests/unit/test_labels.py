@@ -8,6 +8,7 @@ import dataclasses
 import ipaddress
 
 import pytest
+from hypothesis import given
 
 from docker_fw import labels
 from docker_fw.actions import Service
@@ -19,6 +20,7 @@ from docker_fw.model import AddressSpec, Kind, RuleSpec
 from docker_fw.rulegrammar import Origin, RuleError, checked_spec, parse_from_line
 from docker_fw.store import Store
 from fakes import NETWORKS, FakeEngine, FakeFirewall
+from tests.fuzz_strategies import label_values
 
 EVERY_ACTION = """\
 # web's rules, one per line
@@ -330,3 +332,36 @@ def test_add_two_ways_in_a_label_is_its_rule_without_hosts_lines(world):
     web.labels = {}  # the label changed (a re-created container): the rule goes
     run().replay([])
     assert forward(firewall.table, inside) == "DROP"
+
+
+# --- hostile labels (hypothesis; profile 'ci' derandomised) ------------------------------
+
+FUZZ_WEB_PORTS = [PortBinding(80, "tcp", "0.0.0.0", 8080)]
+
+
+@given(value=label_values())
+def test_any_label_is_applied_whole_or_refused_and_never_stops_the_others(value):
+    snap = Snapshot(
+        containers=[
+            ctr("web", "172.20.0.6", rules=value, ports=FUZZ_WEB_PORTS),
+            ctr("db", "172.20.0.2", rules="add-internal --source=app --dport=5432"),
+            ctr("app", "172.20.0.3"),
+        ],
+        networks=[NET],
+    )
+    found = read_labels(snap)  # never raises, whatever web's label holds
+    assert sources(found, "db") == ["app"]  # db's rule, whatever web's label did
+    refused = dict(found.refused)
+    try:
+        expected = parse_label("web", value)
+    except UsageError:
+        expected = None
+    if "web" in refused:
+        assert found.of("web") == []  # nothing of a refused label
+        assert refused["web"].startswith("container web: ") and "\n" not in refused["web"]
+    else:
+        assert expected is not None
+        assert {r.origin for r in found.of("web")} == {line.request.origin for line in expected}
+        for rule in found.of("web"):
+            assert rule.spec.owner == "web"
+            rule.spec.validate()
