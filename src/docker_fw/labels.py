@@ -164,8 +164,9 @@ def read_labels(snapshot: Snapshot) -> LabelRules:
             continue
         try:
             mine = _container_rules(container, value, snapshot)
-        except DockerFwError as exc:
-            refused.append((container.name, f"container {container.name}: {exc}; none of its label's rules applied"))
+        except Exception as exc:  # noqa: BLE001 - hostile input: whatever it sets off, it fails closed
+            reason = str(exc) if isinstance(exc, DockerFwError) else f"cannot be read ({type(exc).__name__}: {exc})"
+            refused.append((container.name, f"container {container.name}: {reason}; none of its label's rules applied"))
             continue
         if mine:
             owners.add(container.name)

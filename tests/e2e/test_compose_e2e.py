@@ -172,3 +172,13 @@ def test_an_internal_allow_on_an_icc_network_is_said_to_change_nothing(sandbox, 
     assert checked.returncode == 0 and "warning: has no effect" in checked.stdout
     # what the warning says: with icc on, Docker lets a container no rule names in
     assert reaches(sandbox, "shop-intruder-1", "db", 5432)
+
+
+def test_no_such_warning_where_icc_is_off(sandbox, fw):
+    """The sandbox's engine runs with --icc=false: its default bridge says so."""
+    sandbox.run_server("db", ports=(5432,))
+    sandbox.run_server("app", ports=(8000,))
+    fw.ok("init")
+    added = fw.ok("add-internal", "db", "--source=app", "--dport=5432")
+    assert "has no effect" not in added.stderr
+    assert fw.container_connects("app", sandbox.container_ip("db"), 5432)

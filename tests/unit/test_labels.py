@@ -365,3 +365,19 @@ def test_any_label_is_applied_whole_or_refused_and_never_stops_the_others(value)
         for rule in found.of("web"):
             assert rule.spec.owner == "web"
             rule.spec.validate()
+
+
+def test_a_label_that_sets_off_a_bug_fails_closed_for_its_container_only(monkeypatch):
+    real = labels._container_rules
+
+    def buggy(owner, value, snapshot):
+        if owner.name == "shop-db-1":
+            raise TypeError("unexpected")
+        return real(owner, value, snapshot)
+
+    monkeypatch.setattr(labels, "_container_rules", buggy)
+    snap = shop(ctr("tool", "172.20.0.9", rules="add --source=198.51.100.2 --dport=80"))
+    found = read_labels(snap)
+    assert found.of("shop-db-1") == [] and len(found.of("tool")) == 1
+    assert dict(found.refused)["shop-db-1"] == (
+        "container shop-db-1: cannot be read (TypeError: unexpected); none of its label's rules applied")
