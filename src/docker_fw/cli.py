@@ -174,11 +174,13 @@ def build_parser() -> Parser:
     p.add_argument("container")
     p.add_argument("addresses", nargs="+", metavar="address", help="IPv4 or IPv6 address or subnet")
 
-    p = action("ls", "print recorded rules as docker-fw commands that re-create them")
+    p = action("ls", "print recorded rules as docker-fw commands that re-create them, then "
+               "the rules of containers' docker-fw.rules labels as comments")
     p.add_argument("containers", nargs="*", metavar="container")
     json_option(p)
 
-    p = action("drop", "delete a container's rules from iptables and from the store")
+    p = action("drop", "delete a container's rules from iptables and from the store "
+               "(not those of its docker-fw.rules label: change the label)")
     p.add_argument("containers", nargs="+", metavar="container")
 
     p = action(
