@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from .backends.iptables.backend import UNMANAGED_IP6TABLES
 from .errors import DockerFwError, EngineError, UsageError
+from .labels import RULES_LABEL
 from .listing import Records
 from .model import Kind, RuleSpec
-from .labels import RULES_LABEL
-from .resolve import check_kind_addresses, normalise_address, resolve
+from .resolve import allow_ports, check_kind_addresses, normalise_address, resolve
 from .rulegrammar import AddRequest, allow_addresses, allow_requests, checked_spec, validate
 from .service.core import ServiceCore, backend_note, family_note
 from .service.hostsync import HostsSync, hosts_not_updated, raise_first
@@ -104,12 +104,7 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
         """An 'add' rule from each address to each port the container publishes."""
         snapshot = self.engine.snapshot()
         owner = snapshot.running(container)
-        ports = sorted({(p.private_port, p.proto) for p in owner.ports})
-        if not ports:
-            raise UsageError(f"container {owner.name} publishes no ports: nothing to allow")
-        unsupported = sorted({proto for _, proto in ports} - {"tcp", "udp"})
-        if unsupported:
-            raise UsageError(f"container {owner.name} publishes {unsupported[0]} ports, which docker-fw does not handle")
+        ports = allow_ports(owner)
         endpoint = owner.published_endpoint  # the bridge Docker DNATs published ports to
         if endpoint is None or not endpoint.bridge:
             raise EngineError(f"container {owner.name} is on no bridge network that publishes ports")

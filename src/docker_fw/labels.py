@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from .errors import DockerFwError, UsageError
 from .model import AddressKind, AddressSpec, Kind, RuleSpec
-from .resolve import check_kind_addresses, normalise_address
+from .resolve import allow_ports, check_kind_addresses, normalise_address
 from .rulegrammar import (
     AllowRequest, LabelRule, Origin, allow_addresses, allow_requests, checked_lines,
     checked_spec, parse_label_line, validate,
@@ -188,12 +188,7 @@ def _container_rules(owner: Container, value: str, snapshot: Snapshot) -> list[L
 def _line_rules(owner: Container, line: LabelRule, snapshot: Snapshot) -> list[LabelledRule]:
     request = line.request
     if isinstance(request, AllowRequest):
-        ports = sorted({(p.private_port, p.proto) for p in owner.ports})
-        if not ports:
-            raise UsageError(f"allow: container {owner.name} publishes no ports")
-        unsupported = sorted({proto for _, proto in ports} - {"tcp", "udp"})
-        if unsupported:
-            raise UsageError(f"allow: container {owner.name} publishes {unsupported[0]} ports, which docker-fw does not handle")
+        ports = allow_ports(owner)
         specs = [
             checked_spec("add", add)
             for address in allow_addresses(request.addresses)

@@ -17,7 +17,7 @@ from docker_fw.engine import Container, Endpoint, Network, PortBinding, Snapshot
 from docker_fw.errors import UsageError
 from docker_fw.labels import MAX_LABEL_BYTES, MAX_LABEL_LINES, RULES_LABEL, icc_note, parse_label, read_labels
 from docker_fw.model import AddressSpec, Kind, RuleSpec
-from docker_fw.rulegrammar import Origin, RuleError, checked_spec, parse_from_line
+from docker_fw.rulegrammar import AddRequest, Origin, RuleError, checked_spec, parse_from_line
 from docker_fw.store import Store
 from fakes import NETWORKS, FakeEngine, FakeFirewall
 from tests.fuzz_strategies import label_values
@@ -253,11 +253,16 @@ def to(ip: str, src: str, port: int) -> Packet:
     return Packet(src, ip, port, "eth0", "docker0")
 
 
+def web_allowing(engine: FakeEngine, client: str):
+    """web at 172.17.0.2 publishing port 80, its label allowing CLIENT."""
+    return engine.add("web", "running", ips={"bridge": "172.17.0.2"},
+                      port_bindings={"80/tcp": [{"HostIp": "", "HostPort": "8080"}]},
+                      labels={RULES_LABEL: f"allow {client}\n"})
+
+
 def test_label_rules_are_applied_listed_checked_and_not_droppable(world):
     engine, firewall, run, out, warnings = world
-    engine.add("web", "running", ips={"bridge": "172.17.0.2"},
-               port_bindings={"80/tcp": [{"HostIp": "", "HostPort": "8080"}]},
-               labels={RULES_LABEL: "allow 198.51.100.2\n"})
+    web_allowing(engine, "198.51.100.2")
     run().init()
     assert forward(firewall.table, to("172.17.0.2", "198.51.100.2", 80)) == "DROP"  # only a replay applies it
     run().replay([])
@@ -275,9 +280,7 @@ def test_label_rules_are_applied_listed_checked_and_not_droppable(world):
 
 def test_a_label_turned_bad_closes_its_container_and_check_says_why(world):
     engine, firewall, run, out, warnings = world
-    web = engine.add("web", "running", ips={"bridge": "172.17.0.2"},
-                     port_bindings={"80/tcp": [{"HostIp": "", "HostPort": "8080"}]},
-                     labels={RULES_LABEL: "allow 198.51.100.2\n"})
+    web = web_allowing(engine, "198.51.100.2")
     run().init()
     run().replay([])
     web.labels = {RULES_LABEL: "allow 198.51.100.2\nallow 198.51.100.3 --everyone\n"}
@@ -290,12 +293,8 @@ def test_a_label_turned_bad_closes_its_container_and_check_says_why(world):
 
 def test_a_store_rule_and_a_label_rule_of_one_container_live_side_by_side(world):
     engine, firewall, run, out, warnings = world
-    engine.add("web", "running", ips={"bridge": "172.17.0.2"},
-               port_bindings={"80/tcp": [{"HostIp": "", "HostPort": "8080"}]},
-               labels={RULES_LABEL: "allow 198.51.100.2\n"})
+    web_allowing(engine, "198.51.100.2")
     run().init()
-    from docker_fw.rulegrammar import AddRequest
-
     run().add(Kind.ADD, [AddRequest("web", "198.51.100.3", dport=80)])  # also replays web's label
     assert forward(firewall.table, to("172.17.0.2", "198.51.100.2", 80)) == "ACCEPT"
     run().drop(["web"])  # drops the recorded one, keeps the label's, says so
