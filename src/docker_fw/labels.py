@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING
 
 from .errors import DockerFwError, UsageError
 from .model import AddressKind, AddressSpec, Kind, RuleSpec
-from .resolve import allow_ports, check_kind_addresses, normalise_address
 from .rulegrammar import (
     AllowRequest, LabelRule, Origin, allow_addresses, allow_requests, checked_lines,
     checked_spec, parse_label_line, validate,
@@ -186,6 +185,8 @@ def _container_rules(owner: Container, value: str, snapshot: Snapshot) -> list[L
 
 
 def _line_rules(owner: Container, line: LabelRule, snapshot: Snapshot) -> list[LabelledRule]:
+    from .resolve import allow_ports  # not at import: 'ls' reads labels without the resolver
+
     request = line.request
     if isinstance(request, AllowRequest):
         ports = allow_ports(owner)
@@ -242,6 +243,8 @@ def _check_addresses(spec: RuleSpec, owner: Container, snapshot: Snapshot) -> No
     """The command line's checks of literal addresses against the engine: a
     Docker network's own address goes stale at the next restart (a label has no
     --rev-lookup), and 'add' is for external addresses."""
+    from .resolve import check_kind_addresses, normalise_address
+
     for side in (spec.source, spec.dest):
         if side.kind is AddressKind.NETWORK:
             normalise_address(side, owner, snapshot, rev_lookup=False)

@@ -612,9 +612,10 @@ def test_from_line_errors_that_need_the_engine_name_their_line(tmp_path, monkeyp
     assert err[-1].startswith(f"docker-fw add: {rules} line 2")  # ls printed nothing
 
 
-def test_ls_loads_neither_the_service_layer_nor_a_firewall_backend_nor_the_engine(tmp_path):
+def test_ls_loads_neither_the_service_layer_nor_a_firewall_backend(tmp_path):
     """Command.needs_engine False: run() gives 'ls' a listing.Records, so a whole
-    'docker-fw ls' process never imports what it would not use."""
+    'docker-fw ls' process never imports what it would not use; it asks the
+    engine (engine.py, over the socket) for the rules of containers' labels only."""
 
     code = (
         "import sys\n"
@@ -626,4 +627,4 @@ def test_ls_loads_neither_the_service_layer_nor_a_firewall_backend_nor_the_engin
     env = {**os.environ, "DOCKER_FW_STATE_DIR": str(tmp_path / "state")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == ""
+    assert done.stdout.strip() == "docker_fw.engine"
