@@ -243,3 +243,29 @@ def from_files(draw) -> tuple[str, bytes]:
     ending = draw(mostly(st.just("\n"), st.sampled_from(("\r\n", "\n\n", "\x0b", "\u2028", "\x85"))))
     text = ending.join(lines) + draw(st.sampled_from(("", ending)))
     return action, text.encode("utf-8", "surrogatepass")
+
+
+@st.composite
+def label_lines(draw) -> str:
+    """One line of a docker-fw.rules label: action first, no container (or not)."""
+    kind = draw(st.integers(0, 19))
+    if kind == 0:
+        return draw(st.sampled_from(("", "   ", "# a comment", "  # indented", "#", "\t", "# \u2028 x")))
+    if kind == 1:
+        return draw(hostile_text)
+    action = draw(mostly(st.sampled_from((*ADD_ACTIONS, "allow")), st.sampled_from(("docker-fw", "drop", "web"))))
+    if action == "allow":
+        words = [action, *draw(st.lists(external_addresses, min_size=0, max_size=3))]
+    else:
+        rule = draw(rules(action, changes=st.sampled_from((0, 0, 0, 0, 1, 2)))) if action in ADD_ACTIONS else {}
+        rule.pop("container", None)
+        words = [action, *draw(rule_words(rule))]
+    return " ".join(words) if kind == 2 else shlex.join(words)
+
+
+@st.composite
+def label_values(draw) -> str:
+    """A label's whole value, as the engine hands it over (any text)."""
+    lines = draw(st.lists(label_lines(), min_size=0, max_size=4))
+    ending = draw(mostly(st.just("\n"), st.sampled_from(("\r\n", "\n\n", "\x0b", "\u2028", "\x85"))))
+    return ending.join(lines) + draw(st.sampled_from(("", ending)))

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 from .backends.iptables.backend import UNMANAGED_IP6TABLES
 from .errors import DockerFwError, EngineError, UsageError
+from .labels import RULES_LABEL
 from .listing import Records
-from .model import BRIDGE_PLACEHOLDER, EgressPolicy, Kind, RuleSpec
-from .resolve import check_kind_addresses, normalise_address, resolve
-from .rulegrammar import AddRequest, EgressRequest, allow_addresses, checked_spec, validate
+from .model import EgressPolicy, Kind, RuleSpec
+from .resolve import allow_ports, check_kind_addresses, normalise_address, resolve
+from .rulegrammar import AddRequest, EgressRequest, allow_addresses, allow_requests, checked_spec, validate
 from .service.core import ServiceCore, backend_note, family_note
 from .service.hostsync import HostsSync, hosts_not_updated, raise_first
 from .service.layout import IPV6_NOT_INITIALISED, LayoutActions
@@ -103,41 +104,32 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
         """An 'add' rule from each address to each port the container publishes."""
         snapshot = self.engine.snapshot()
         owner = snapshot.running(container)
-        ports = sorted({(p.private_port, p.proto) for p in owner.ports})
-        if not ports:
-            raise UsageError(f"container {owner.name} publishes no ports: nothing to allow")
-        unsupported = sorted({proto for _, proto in ports} - {"tcp", "udp"})
-        if unsupported:
-            raise UsageError(f"container {owner.name} publishes {unsupported[0]} ports, which docker-fw does not handle")
+        ports = allow_ports(owner)
         endpoint = owner.published_endpoint  # the bridge Docker DNATs published ports to
         if endpoint is None or not endpoint.bridge:
             raise EngineError(f"container {owner.name} is on no bridge network that publishes ports")
-        # Recorded as @bridge, not the bridge's name today: re-creating the
-        # network (docker compose down/up) gives it another bridge.
-        bridge = BRIDGE_PLACEHOLDER
-        specs = []
-        for address in allow_addresses(addresses):
-            requests = [
-                AddRequest(
-                    container=owner.name,
-                    source=address.text,
-                    dest=".",
-                    dport=port,
-                    proto=proto,
-                    filter=("!", "-i", bridge, "-o", bridge),
-                )
-                for port, proto in ports
-            ]
-            specs.extend(self.spec_from_request(Kind.ADD, r, False) for r in requests)
+        specs = [
+            self.spec_from_request(Kind.ADD, request, False)
+            for address in allow_addresses(addresses)
+            for request in allow_requests(owner.name, ports, address)
+        ]
         return self.record(specs)
 
     def ls(self, containers: list[str]) -> list[str]:
-        return Records(self.engine, self.store, self.out).ls(containers)
+        return Records(self.engine, self.store, self.out, self.warn).ls(containers)
 
     def drop(self, containers: list[str]) -> Plan:
         if not containers:
             raise UsageError("drop: name at least one container")
         owners = self._owner_names(containers)
+        labelled = self.label_rules()
+        from_label = [o for o in owners if o in labelled.owners or o in dict(labelled.refused)]
+        for owner in from_label:
+            if not self.store.rules([owner]):
+                raise UsageError(
+                    f"{owner}'s rules come from its {RULES_LABEL} label: change the label and re-create "
+                    "the container ('docker compose up -d') to drop them"
+                )
         with self._transaction() as tx:
             hosts_owners = self.store.host_entry_owners(owners)
             locked = set(self.store.egress(owners))
@@ -147,6 +139,8 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
         for owner, count in counts.items():
             policy = " and its egress policy (allow again)" if owner in locked else ""
             self.out(f"{owner}: dropped {count} rule{'s' if count != 1 else ''}{policy}")
+        for owner in from_label:
+            self.warn(f"{owner}: the rules of its {RULES_LABEL} label are kept: change the label to drop them")
         if plan.hosts_failed:
             raise hosts_not_updated(plan.hosts_failed)
         return plan
@@ -172,7 +166,7 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
             raise UsageError(f"rename: no container is named {new}")
         with self._transaction() as tx:
             moved = self.store.rename(old, new)
-            scope = {old, new} | self.store.referrers([new])
+            scope = self._scope_of({old, new})
             plan = self._plan(tx, scope)
             tx.after_apply(lambda: self._apply_hosts(self.store.host_entry_owners([new])))
         self.out(f"{old} -> {new}: {moved} rule{'s' if moved != 1 else ''} renamed")
@@ -206,7 +200,7 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
 
     def sync(self, owners: set[str] | None, dry_run: bool = False) -> Plan:
         """Replay the rules and hosts entries of these containers and of those naming them."""
-        scope = None if owners is None else owners | self.store.referrers(owners)
+        scope = None if owners is None else self._scope_of(owners)
         hosts_owners = self.store.host_entry_owners(owners) if owners is not None else set(self.store.host_entries())
         if dry_run:
             plan = self._plan(Transaction(self.backends), scope)  # planned, never applied
@@ -237,6 +231,7 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
                 problems.append(f"stale ({change.why}): {change.note or change.line}{family_note(change)}")
             else:
                 problems.append(f"missing ({change.why}): {change.line}{family_note(change)}")
+        problems.extend(f"label refused: {message}" for message in plan.label_errors)
         for backend, live in in_use:
             note = backend_note(backend)
             problems.extend(line + note for line in backend.foreign_rules(live))
@@ -251,6 +246,8 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
                 refused.append(line)
         for note in plan.unmanaged:
             self.out(note)
+        for note in plan.no_effect:
+            self.out(f"warning: {note}")
         for line in problems:
             self.out(line)
         if not problems and not refused:

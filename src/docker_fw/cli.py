@@ -26,13 +26,14 @@ from .rulegrammar import (
     Origin,
     Parser,
     ParserError,
-    RuleError,
     add_request,
     add_rule_options,
     allow_request,
+    checked_lines,
     egress_request,
     given_options,
     parse_from_line,
+    unprintable,
 )
 
 # The rest is imported where it is needed, once the command line is checked:
@@ -196,12 +197,14 @@ def build_parser() -> Parser:
     p.add_argument("container", help="container name or id (may be stopped: applied when it starts)")
     p.add_argument("policy", choices=("deny", "allow"))
 
-    p = action("ls", "print recorded rules and egress policies as docker-fw commands that re-create them")
+    p = action("ls", "print recorded rules and egress policies as docker-fw commands that re-create "
+               "them, then the rules of containers' docker-fw.rules labels as comments")
     p.add_argument("containers", nargs="*", metavar="container")
     json_option(p)
 
     p = action(
-        "drop", "delete a container's rules (and its egress policy) from iptables and from the store"
+        "drop", "delete a container's rules (and its egress policy) from iptables and from the store "
+        "(not those of its docker-fw.rules label: change the label)"
     )
     p.add_argument("containers", nargs="+", metavar="container")
 
@@ -392,40 +395,13 @@ def _read_input(path: str, stdin=None) -> bytes:
         raise UsageError(f"--from {path}: {exc.strerror}") from None
 
 
-def _unprintable(line: str) -> str | None:
-    """The first character of LINE that is neither printable nor a tab, else None."""
-    return next((ch for ch in line if not (ch.isprintable() or ch == "\t")), None)
-
-
 def input_lines(path: str, stdin=None) -> list[str]:
-    """The lines of a --from input: bounded, strict UTF-8, split on '\\n' only.
-
-    Not str.splitlines(), which also splits on \\x0b, \\x0c, \\x1c-\\x1e, \\x85
-    and U+2028/U+2029: those are refused with the number of their line instead,
-    as is every other character that is not printable (NUL, CR, terminal
-    escapes); a tab is whitespace.
-    """
+    """The lines of a --from input: bounded, strict UTF-8, split on '\\n' only
+    (rulegrammar.checked_lines)."""
     data = _read_input(path, stdin)
     if len(data) > FROM_MAX_BYTES:
         raise UsageError(f"--from {path}: larger than {FROM_MAX_BYTES // (1024 * 1024)} MiB (the limit)")
-    chunks = data.split(b"\n")
-    if not chunks[-1]:
-        chunks.pop()  # what follows the newline that ends the last line
-    if len(chunks) > FROM_MAX_LINES:
-        raise UsageError(f"--from {path}: more than {FROM_MAX_LINES:,} lines (the limit)")
-    lines = []
-    for number, chunk in enumerate(chunks, 1):
-        try:
-            line = chunk.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise RuleError(
-                f"not UTF-8 text (byte 0x{chunk[exc.start]:02x} at offset {exc.start})", Origin.of_input(path, number)
-            ) from None
-        bad = _unprintable(line)
-        if bad is not None:
-            raise RuleError(f"holds a control or unprintable character (U+{ord(bad):04X})", Origin.of_input(path, number))
-        lines.append(line)
-    return lines
+    return checked_lines(data, FROM_MAX_LINES, f"--from {path}", lambda number: Origin.of_input(path, number))
 
 
 def read_from(path: str, action: str, stdin=None) -> list[AddRequest]:
@@ -507,7 +483,7 @@ def _check_argv(argv: list[str]) -> None:
             arg.encode("utf-8")
         except UnicodeEncodeError:
             raise UsageError(f"argument {number} is not UTF-8 text: '{arg}'") from None
-        bad = _unprintable(arg)
+        bad = unprintable(arg)
         if bad is not None:
             raise UsageError(f"argument {number} holds a control or unprintable character (U+{ord(bad):04X}): '{arg}'")
 
@@ -531,8 +507,8 @@ class Command:
     the engine, nor iptables, nor the store (what it returns is given to
     HANDLER as PREPARED); HANDLER(service, args, prepared) runs the action and
     gives the exit code (None: 0).  NEEDS_ENGINE is False for a command that
-    asks the engine only for what the store does not know ('ls' of recorded
-    containers never asks it).
+    runs without the engine ('ls': the rules of containers' labels are left
+    out, with a warning).
     """
 
     handler: Callable[[Any, argparse.Namespace, Any], int | None]
@@ -766,7 +742,8 @@ def run(argv: list[str], out=None, err=None, backends=real_backends) -> int:
             if not command.needs_engine:
                 from .listing import Records
 
-                return command.handler(Records(engine, store, out=out), args, prepared) or EXIT_OK
+                return command.handler(Records(engine, store, out=out, warn=lambda s: err(f"docker-fw: warning: {s}")),
+                                       args, prepared) or EXIT_OK
             from .actions import Service
 
             service = Service(

@@ -27,6 +27,7 @@ from typing import Any
 
 from .deadline import seconds_from_env
 from .errors import EngineError, PortInUseError  # noqa: F401 (PortInUseError: re-exported)
+from .labels import READ_LABELS
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,10 @@ class Network:
     internal: bool = False
     subnets6: tuple[ipaddress.IPv6Network, ...] = ()  # a dual-stack network's IPv6 subnets
     gateway6: str = ""  # its IPv6 gateway ('' when none)
+    # Inter-container communication: a bridge network lets its containers
+    # reach each other unless its enable_icc option is "false" (the default
+    # bridge: dockerd --icc=false), whatever docker-fw's internal rules say.
+    icc: bool = True
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,12 @@ class Container:
     # published ports are DNATed to.
     endpoints: tuple[Endpoint, ...] = ()
     ports: tuple[PortBinding, ...] = ()
+    # (key, value) of the labels docker-fw reads (labels.READ_LABELS) it carries: values as the engine has
+    # them, hostile input (labels.py bounds and checks them).
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def label(self, key: str) -> str | None:
+        return next((value for k, value in self.labels if k == key), None)
 
     @property
     def has_address(self) -> bool:
@@ -237,6 +248,7 @@ def parse_network(net: dict[str, Any]) -> Network:
         internal=bool(net.get("Internal")),
         subnets6=tuple(subnets6),
         gateway6=gateway6,
+        icc=(net.get("Options") or {}).get("com.docker.network.bridge.enable_icc") != "false",
     )
 
 
@@ -283,7 +295,15 @@ def parse_container(summary: dict[str, Any], networks: dict[str, Network]) -> Co
         state=summary.get("State", ""),
         endpoints=tuple(sorted(endpoints, key=gateway_order)),
         ports=tuple(ports),
+        labels=kept_labels(summary.get("Labels")),
     )
+
+
+def kept_labels(labels: Any) -> tuple[tuple[str, str], ...]:
+    """The labels docker-fw reads, of those a container carries (text values only)."""
+    if not isinstance(labels, dict):
+        return ()
+    return tuple((key, labels[key]) for key in READ_LABELS if isinstance(labels.get(key), str))
 
 
 def with_gateways(networks: list[Network], containers: list[Container]) -> list[Network]:

@@ -1,6 +1,7 @@
 """'ls': the record printed as the commands that re-create it.
 
-Needs the store only (and the engine for a name the store does not know), so
+Needs the store (and the engine: for a name the store does not know, and for
+the rules of containers' docker-fw.rules labels; without it, those are left out with a warning), so
 cli.run() runs it without the service layer, the firewall backends or the
 engine's module (Command.needs_engine False): they are what an 'ls' would
 otherwise spend most of its time loading.
@@ -57,17 +58,38 @@ def listed_rules(store: Store, engine: EngineSnapshots, containers: list[str]) -
     return [(spec, action(spec)) for spec in store.rules(owners)]
 
 
+def _say_nothing(_: str) -> None:
+    pass
+
+
 class Records:
     """What a command that needs no firewall runs with, in place of actions.Service."""
 
-    def __init__(self, engine: EngineSnapshots, store: Store, out: Callable[[str], None] = print):
-        self.engine, self.store, self.out = engine, store, out
+    def __init__(self, engine: EngineSnapshots, store: Store, out: Callable[[str], None] = print,
+                 warn: Callable[[str], None] = _say_nothing):
+        self.engine, self.store, self.out, self.warn = engine, store, out, warn
 
     def ls(self, containers: list[str]) -> list[str]:
-        lines = listed(self.store, self.engine, containers)
+        lines = listed(self.store, self.engine, containers) + self.label_lines(containers)
         for line in lines:
             self.out(line)
         return lines
+
+    def label_lines(self, containers: list[str]) -> list[str]:
+        """'ls' of containers' docker-fw.rules labels: comments (the label re-creates
+        them, not the line) naming the label's line.  Without an engine: none, said."""
+        from .errors import EngineError
+        from .labels import RULES_LABEL, read_labels
+
+        try:
+            labelled = read_labels(self.engine.snapshot())
+        except EngineError as exc:
+            self.warn(f"rules of containers' {RULES_LABEL} labels not listed: {exc}")
+            return []
+        scope = set(owner_names(self.store, self.engine, containers)) if containers else None
+        for message in labelled.errors(scope):
+            self.warn(message)
+        return [rule.describe() for rule in labelled.rules if scope is None or rule.spec.owner in scope]
 
     def ls_rules(self, containers: list[str]) -> list[tuple[RuleSpec, str]]:
         """What 'ls --json' prints: each rule with the action 'ls' prints it with."""

@@ -241,3 +241,15 @@ def check_kind_addresses(spec: RuleSpec, snapshot: Snapshot) -> None:
             "trying to add an external firewall rule for internal Docker traffic "
             f"({other.text}); use add-internal"
         )
+
+
+def allow_ports(container: Container) -> list[tuple[int, str]]:
+    """The (port, protocol) pairs CONTAINER publishes, for 'allow' (the command's
+    or a label's); UsageError when there are none, or some docker-fw does not handle."""
+    ports = sorted({(p.private_port, p.proto) for p in container.ports})
+    if not ports:
+        raise UsageError(f"container {container.name} publishes no ports: nothing to allow")
+    unsupported = sorted({proto for _, proto in ports} - {"tcp", "udp"})
+    if unsupported:
+        raise UsageError(f"container {container.name} publishes {unsupported[0]} ports, which docker-fw does not handle")
+    return ports

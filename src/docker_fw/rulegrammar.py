@@ -22,13 +22,14 @@ import argparse
 import enum
 import functools
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NoReturn
 
 from . import filtergrammar
 from .errors import DockerFwError, UsageError
 from .model import (
+    BRIDGE_PLACEHOLDER,
     CONTAINER_NAME_RE,
     ICMP_TYPES,
     MAX_PORT_SLOTS,
@@ -314,6 +315,58 @@ def allow_addresses(texts: tuple[str, ...] | list[str]) -> list[AddressSpec]:
             raise UsageError(f"allow takes IPv4 addresses or subnets (or IPv6 ones), not {text!r}")
         specs.append(spec)
     return specs
+
+
+def allow_requests(container: str, ports: list[tuple[int, str]], address: AddressSpec, origin: Origin = ARGV) -> list[AddRequest]:
+    """allow's rules for one ADDRESS: an 'add' rule to each published (PORT,
+    PROTOCOL) of CONTAINER, for traffic from outside the bridge only.  The
+    filter says @bridge, not the bridge's name today: re-creating the network
+    (docker compose down/up) gives it another bridge."""
+    bridge = BRIDGE_PLACEHOLDER
+    return [
+        AddRequest(
+            container=container, source=address.text, dest=".", dport=port, proto=proto,
+            filter=("!", "-i", bridge, "-o", bridge), origin=origin,
+        )
+        for port, proto in ports
+    ]
+
+
+# -- lines: --from inputs and labels ---------------------------------------------------
+
+
+def unprintable(line: str) -> str | None:
+    """The first character of LINE that is neither printable nor a tab, else None."""
+    return next((ch for ch in line if not (ch.isprintable() or ch == "\t")), None)
+
+
+def checked_lines(data: bytes, max_lines: int, what: str, origin_of: Callable[[int], Origin]) -> list[str]:
+    """The lines of a --from input or a label (WHAT names it): at most MAX_LINES,
+    strict UTF-8, split on '\\n' only.
+
+    Not str.splitlines(), which also splits on \\x0b, \\x0c, \\x1c-\\x1e, \\x85
+    and U+2028/U+2029: those are refused with the origin of their line
+    (ORIGIN_OF(number)) instead, as is every other character that is not
+    printable (NUL, CR, terminal escapes); a tab is whitespace.
+    """
+    chunks = data.split(b"\n")
+    if not chunks[-1]:
+        chunks.pop()  # what follows the newline that ends the last line
+    if len(chunks) > max_lines:
+        raise UsageError(f"{what}: more than {max_lines:,} lines (the limit)")
+    lines = []
+    for number, chunk in enumerate(chunks, 1):
+        try:
+            line = chunk.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RuleError(
+                f"not UTF-8 text (byte 0x{chunk[exc.start]:02x} at offset {exc.start})", origin_of(number)
+            ) from None
+        bad = unprintable(line)
+        if bad is not None:
+            raise RuleError(f"holds a control or unprintable character (U+{ord(bad):04X})", origin_of(number))
+        lines.append(line)
+    return lines
 
 
 # -- requests: from command-line options, from a line ---------------------------------

@@ -40,6 +40,10 @@ class Plan:
     hosts_failed: list[tuple[str, str]] = field(default_factory=list)
     # Why rules of a backend that is not in use were left out (one note each).
     unmanaged: list[str] = field(default_factory=list)
+    # Containers' docker-fw.rules labels refused (none of their rules applied), one line each.
+    label_errors: list[str] = field(default_factory=list)
+    # Rules that were applied but change nothing (an internal allow on an icc network).
+    no_effect: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.changes or self.hosts)

@@ -26,6 +26,7 @@ BRIDGE_NET = Network(
     bridge="docker0",
     subnets=(ipaddress.IPv4Network("172.17.0.0/16"),),
     gateway="172.17.0.1",
+    icc=False,  # an engine run with --icc=false, as the e2e sandbox's: internal rules matter
 )
 APP_NET = Network(
     id="0123456789ab" + "c" * 52,
@@ -34,6 +35,7 @@ APP_NET = Network(
     bridge="br-0123456789ab",
     subnets=(ipaddress.IPv4Network("172.18.0.0/16"),),
     gateway="172.18.0.1",
+    icc=False,  # made with -o com.docker.network.bridge.enable_icc=false
 )
 HOST_NET = Network(id="e" * 64, name="host", driver="host", bridge="", subnets=(), gateway="")
 

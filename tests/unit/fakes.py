@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from dfw_samples import APP_NET, BRIDGE_NET, apply_lines, layout_2010_icc_false
 from docker_fw.backends.iptables.backend import Runner
-from docker_fw.engine import Container, Endpoint, Network, PortBinding, PortInUseError, Snapshot
+from docker_fw.engine import Container, Endpoint, Network, PortBinding, PortInUseError, Snapshot, kept_labels
 from docker_fw.errors import EngineError
 from docker_fw.backends.iptables.process import SavedRule, Table, parse_save
 from docker_fw.backends.iptables.rules import OWN_CHAINS, parse_comment
@@ -74,6 +74,7 @@ class FakeContainer:
     ports: dict = field(default_factory=dict)  # NetworkSettings.Ports while it runs
     resolv_conf_path: str = ""  # ResolvConfPath
     dns: list[str] = field(default_factory=list)  # HostConfig.Dns (--dns)
+    labels: dict = field(default_factory=dict)  # Config.Labels
 
     @property
     def running(self) -> bool:
@@ -196,7 +197,8 @@ class FakeEngine(EngineView):
                 for key, bindings in sorted(c.ports.items())
                 for b in bindings or []
             )
-        return Container(id=c.id, name=c.name, state=c.state, endpoints=endpoints, ports=ports)
+        return Container(id=c.id, name=c.name, state=c.state, endpoints=endpoints, ports=ports,
+                         labels=kept_labels(c.labels))
 
     def inspect(self, ref: str) -> dict:
         with self._lock:

@@ -559,11 +559,12 @@ def test_the_commands_that_open_the_store_read_only(argv, reads_only):
     assert cli.COMMANDS[args.action].reads_only(args) is reads_only
 
 
-class _NoEngine:
-    """Stands for engine.Engine where a command must not ask the engine at all."""
+class _AwayEngine:
+    """Stands for engine.Engine when the engine cannot be reached: every call
+    fails as engine.Engine's do (EngineError)."""
 
     def __getattr__(self, name):
-        raise AssertionError(f"the engine was asked ({name})")
+        raise EngineError(f"cannot reach the engine (asked for {name})")
 
 
 def test_a_command_that_needs_no_engine_runs_without_one(tmp_path, monkeypatch):
@@ -579,8 +580,13 @@ def test_a_command_that_needs_no_engine_runs_without_one(tmp_path, monkeypatch):
     no_engine = [name for name, command in cli.COMMANDS.items() if not command.needs_engine]
     assert no_engine == ["ls"]
     out.clear()
-    assert cli.run(["ls", "web"], out=out.append, backends=lambda verbose: (_NoEngine(), firewall, None)) == 0
+    err: list[str] = []
+    assert cli.run(["ls", "web"], out=out.append, err=err.append,
+                   backends=lambda verbose: (_AwayEngine(), firewall, None)) == 0
     assert out == ["docker-fw add web --source=203.0.113.1 --dest=. --protocol=tcp"]
+    # the labels' rules are the engine's: said to be left out, not silently missing
+    assert err == ["docker-fw: warning: rules of containers' docker-fw.rules labels not listed: "
+                   "cannot reach the engine (asked for snapshot)"]
 
 
 def test_a_from_file_named_like_the_program_still_gets_the_action_in_front(env, tmp_path, monkeypatch):
@@ -618,9 +624,10 @@ def test_from_line_errors_that_need_the_engine_name_their_line(tmp_path, monkeyp
     assert err[-1].startswith(f"docker-fw add: {rules} line 2")  # ls printed nothing
 
 
-def test_ls_loads_neither_the_service_layer_nor_a_firewall_backend_nor_the_engine(tmp_path):
+def test_ls_loads_neither_the_service_layer_nor_a_firewall_backend(tmp_path):
     """Command.needs_engine False: run() gives 'ls' a listing.Records, so a whole
-    'docker-fw ls' process never imports what it would not use."""
+    'docker-fw ls' process never imports what it would not use; it asks the
+    engine (engine.py, over the socket) for the rules of containers' labels only."""
 
     code = (
         "import sys\n"
@@ -632,4 +639,4 @@ def test_ls_loads_neither_the_service_layer_nor_a_firewall_backend_nor_the_engin
     env = {**os.environ, "DOCKER_FW_STATE_DIR": str(tmp_path / "state")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == ""
+    assert done.stdout.strip() == "docker_fw.engine"

@@ -113,3 +113,27 @@ def test_addresses(snap):
     assert snap.is_docker_address(ipaddress.IPv4Network("172.18.4.0/24"))
     assert not snap.is_docker_address(ipaddress.IPv4Network("172.16.0.0/12"))
     assert not snap.is_docker_address(ipaddress.IPv4Network("203.0.113.1/32"))
+
+
+def test_the_labels_docker_fw_reads_and_no_others():
+    labels = {
+        "docker-fw.rules": "allow 198.51.100.2\n", "com.docker.compose.project": "shop",
+        "com.docker.compose.service": "web", "com.docker.compose.container-number": "1", "other": "x" * 1000,
+    }
+    raw = {**summary("a" * 64, ["/shop-web-1"], "running", {}), "Labels": labels}
+    container = parse_container(raw, {})
+    assert dict(container.labels) == {k: v for k, v in labels.items() if k.startswith(("docker-fw.", "com.docker.compose.p", "com.docker.compose.s"))}
+    assert container.label("docker-fw.rules") == "allow 198.51.100.2\n"
+    assert container.label("other") is None
+    # whatever an engine sends there that is not text is not a label
+    for odd in (None, [], "rules", {"docker-fw.rules": 7}):
+        assert parse_container({**raw, "Labels": odd}, {}).labels == ()
+
+
+@pytest.mark.parametrize(
+    "options, icc",
+    [({}, True), ({"com.docker.network.bridge.enable_icc": "true"}, True),
+     ({"com.docker.network.bridge.enable_icc": "false"}, False), (None, True)],
+)
+def test_a_networks_icc_comes_from_its_enable_icc_option(options, icc):
+    assert parse_network({**NETWORKS[1], "Options": options}).icc is icc

@@ -12,6 +12,7 @@ from ..backends.iptables.backend import IptablesBackend, Runner
 from ..errors import EngineError
 from ..filtergrammar import FilterError
 from ..listing import owner_names
+from ..labels import LabelRules, icc_note, read_labels
 from ..model import RuleSpec
 from ..resolve import ResolvedRule, resolve
 from ..store import Store
@@ -131,6 +132,9 @@ class ServiceCore:
                 plan.refused.append((spec, why_not))
             else:
                 desired.extend(rules)
+                note = icc_note(spec, snapshot)
+                if note is not None:
+                    plan.no_effect.append(note)
         return desired
 
     def _inexpressible(self, rules: Iterable[ResolvedRule]) -> str | None:
@@ -196,6 +200,18 @@ class ServiceCore:
         if b"127.0.0.11" in own:
             fallback = host_servers.text()
         return nameservers(own, dns, fallback)
+    def label_rules(self) -> LabelRules:
+        """The rules of the running containers' docker-fw.rules labels, read from
+        the engine's snapshot (once per snapshot: labels.read_labels)."""
+        snapshot = self.engine.snapshot()
+        cached = getattr(self, "_labels_of", None)
+        if cached is None or cached[0] is not snapshot:
+            cached = self._labels_of = (snapshot, read_labels(snapshot))
+        return cached[1]
+
+    def _scope_of(self, owners: set[str]) -> set[str]:
+        """OWNERS and the containers whose rules name them (recorded or labelled)."""
+        return owners | self.store.referrers(owners) | self.label_rules().referrers(owners, self.engine.snapshot())
 
     def _transaction(self, record: bool = True) -> contextlib.AbstractContextManager[Transaction]:
         """A transaction over every backend, and over the store unless RECORD is False."""
@@ -205,6 +221,9 @@ class ServiceCore:
         """Each backend's changes for the recorded rules of SCOPE (None: every owner), added to TX."""
         plan = Plan()
         specs = self.store.rules(sorted(scope) if scope is not None else None)
+        labelled = self.label_rules()
+        specs = [*specs, *labelled.specs(scope)]
+        plan.label_errors.extend(labelled.errors(scope))
         desired = self._desired(specs, plan) + self._egress_desired(scope, plan)
         for backend in tx.backends:
             live = tx.live(backend)
@@ -221,6 +240,10 @@ class ServiceCore:
         for spec, reason in plan.withdrawn:
             self.warn(f"not applied ({reason}): {spec.describe()}")
         for note in plan.unmanaged:
+            self.warn(note)
+        for message in plan.label_errors:
+            self.warn(message)
+        for note in plan.no_effect:
             self.warn(note)
 
     def _owner_names(self, refs: Iterable[str]) -> list[str]:
