@@ -292,6 +292,18 @@ def build_parser() -> Parser:
     json_option(p)
 
     p = action(
+        "graph",
+        "draw every flow the recorded rules allow, at today's addresses",
+        "Print every allowed flow: external address or subnet -> container:port, "
+        "container -> container:port, container -> host:port, from the record and the "
+        "engine's live addresses. A rule that cannot be applied now (a stopped container) "
+        "is shown as withdrawn. Formats: text (default, for a terminal), json (stable keys, "
+        "see the README), dot (Graphviz: 'docker-fw graph --format dot | dot -Tsvg'), "
+        "mermaid, html (one self-contained page). Changes nothing.",
+    )
+    p.add_argument("--format", default="text", choices=GRAPH_FORMATS, help="output format (default text)")
+
+    p = action(
         "gc",
         "forget the records of containers that no longer exist",
         "Forget the rules, hosts entries and saved host configuration of containers "
@@ -335,6 +347,8 @@ def _request(args: argparse.Namespace, action: str | None = None) -> AddRequest:
     """The validated request the command line's container and rule options make."""
     return add_request(action or getattr(args, "action", None) or "add", args.container, vars(args))
 
+
+GRAPH_FORMATS = ("text", "json", "dot", "mermaid", "html")  # graph.FORMATS, without importing it for --help
 
 # --from input is read bounded: a typo such as '--from /dev/zero' (or an endless
 # pipe) is refused, not read until memory runs out.  The bounds leave room for
@@ -608,6 +622,12 @@ def _explain(service, args, question) -> int:
     return found.exit_code
 
 
+def _graph(service, args, _) -> None:
+    from .graph import show
+
+    show(service, args.format)
+
+
 def _gc(service, args, _) -> None:
     service.gc(args.days, dry_run=args.dry_run)
 
@@ -699,6 +719,7 @@ COMMANDS: dict[str, Command] = {
     "check": Command(_check, store=StoreUse.READ),
     "explain": Command(_explain, check=_checked_explain, store=StoreUse.READ),
     "gc": Command(_gc, check=_checked_days),
+    "graph": Command(_graph, store=StoreUse.READ),
     "replay": Command(_replay, check=_checked_replay, store=StoreUse.READ_ON_DRY_RUN),
     "import-legacy": Command(_import_legacy, check=_checked_docker_root, store=StoreUse.READ_ON_DRY_RUN),
     "watch": Command(_watch, check=_checked_interval, store=StoreUse.NONE),
