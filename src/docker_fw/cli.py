@@ -15,7 +15,7 @@ import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from . import __version__
 from .errors import EXIT_OK, EXIT_PENDING_CHANGES, DockerFwError, UsageError, one_line
@@ -129,6 +129,14 @@ def build_parser() -> Parser:
     )
     scope.add_argument("--all-networks", action="store_true",
                        help="every bridge network again (the default), forgetting --network")
+    logging = p.add_mutually_exclusive_group()
+    logging.add_argument(
+        "--log-blocked", dest="log_blocked", action="store_const", const=True, default=None,
+        help="log new connections the whitelist drops (NFLOG group 42, rate-limited, for ulogd2; "
+        "see 'docker-fw log'): recorded, so later runs and 'watch' keep it",
+    )
+    logging.add_argument("--no-log-blocked", dest="log_blocked", action="store_const", const=False,
+                         help="stop logging blocked connections (recorded)")
 
     descriptions = {
         "add": "Allow traffic between an external address and a container, through "
@@ -302,6 +310,20 @@ def build_parser() -> Parser:
         "mermaid, html (one self-contained page). Changes nothing.",
     )
     p.add_argument("--format", default="text", choices=GRAPH_FORMATS, help="output format (default text)")
+
+    p = action(
+        "log",
+        "print the connections the whitelist blocked (after 'init --log-blocked')",
+        "Print the new connections the whitelist dropped, as ulogd2 wrote them down "
+        "(the file DOCKER_FW_BLOCKED_LOG, default /var/log/ulog/docker-fw-blocked.json; "
+        "its last 4 MiB), one per line: 'TIME blocked SRC -> CONTAINER:PORT/PROTO', with "
+        "the names of the containers holding those addresses now. Needs 'docker-fw init "
+        "--log-blocked' and ulogd2 running with contrib/docker-fw-ulogd.conf in the "
+        "engine's network namespace. Logging is rate-limited per source address and in "
+        "all, so a flood shows as a few lines.",
+    )
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new ones until SIGINT or SIGTERM")
+    p.add_argument("--json", action="store_true", help="one JSON object per line (keys: see the README)")
 
     p = action(
         "gc",
@@ -501,6 +523,13 @@ def _check_argv(argv: list[str]) -> None:
             raise UsageError(f"argument {number} holds a control or unprintable character (U+{ord(bad):04X}): '{arg}'")
 
 
+class Output(NamedTuple):
+    """What a command that opens no store itself (StoreUse.NONE) prints with."""
+
+    out: Callable[[str], None]
+    warn: Callable[[str], None]
+
+
 class StoreUse(enum.Enum):
     """How a command opens the state store."""
 
@@ -509,7 +538,7 @@ class StoreUse(enum.Enum):
     # lock, nothing created), so it works on a read-only state directory.
     READ = "read"
     READ_ON_DRY_RUN = "read with --dry-run"  # not 'gc --dry-run': it marks containers gone, then rolls back
-    NONE = "none"  # run() opens none: the command runs on its own (watch)
+    NONE = "none"  # run() opens none: the command runs on its own (watch, log), given an Output
 
 
 @dataclass(frozen=True)
@@ -542,7 +571,7 @@ def _pending(changes) -> int:
 
 
 def _init(service, args, _) -> None:
-    service.init(args.networks, all_networks=args.all_networks)
+    service.init(args.networks, all_networks=args.all_networks, log_blocked=args.log_blocked)
 
 
 def _add(service, args, requests) -> None:
@@ -626,6 +655,12 @@ def _graph(service, args, _) -> None:
     from .graph import show
 
     show(service, args.format)
+
+
+def _log(output, args, _) -> int:
+    from .blocklog import run_log
+
+    return run_log(args.follow, args.json, output.out, output.warn)
 
 
 def _gc(service, args, _) -> None:
@@ -720,6 +755,7 @@ COMMANDS: dict[str, Command] = {
     "explain": Command(_explain, check=_checked_explain, store=StoreUse.READ),
     "gc": Command(_gc, check=_checked_days),
     "graph": Command(_graph, store=StoreUse.READ),
+    "log": Command(_log, store=StoreUse.NONE),
     "replay": Command(_replay, check=_checked_replay, store=StoreUse.READ_ON_DRY_RUN),
     "import-legacy": Command(_import_legacy, check=_checked_docker_root, store=StoreUse.READ_ON_DRY_RUN),
     "watch": Command(_watch, check=_checked_interval, store=StoreUse.NONE),
@@ -745,7 +781,7 @@ def run(argv: list[str], out=None, err=None, backends=real_backends) -> int:
         # iptables or the store is touched.
         prepared = command.check(args)
         if command.store is StoreUse.NONE:
-            return command.handler(None, args, prepared) or EXIT_OK
+            return command.handler(Output(out, lambda s: err(f"docker-fw: warning: {s}")), args, prepared) or EXIT_OK
         from .store import Store
 
         verbose = (lambda line: out(f"docker-fw: {line}")) if args.verbose else None

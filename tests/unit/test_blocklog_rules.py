@@ -1,0 +1,79 @@
+"""'init --log-blocked': the NFLOG jumps end FORWARD, are recorded, kept and removed.
+
+On the in-memory kernel (backends.iptables.walk) over Docker 20.10's layout;
+tests/netns and tests/e2e prove the rules with the real iptables and packets.
+"""
+
+from __future__ import annotations
+
+from docker_fw.backends.iptables.logrules import CHAIN_LOG, log_comment, log_jump, plan_log
+from docker_fw.backends.iptables.walk import Packet, forward
+from test_service import FIXED_80, World, store, world  # noqa: F401 (fixtures)
+
+
+BRIDGES = ("docker0", "br-0123456789ab")  # the fake engine's two bridge networks
+
+
+def logs_last(world: World) -> bool:
+    """Whether FORWARD ends with exactly one logging jump per bridge."""
+    rules = world.firewall.table.chain_rules("FORWARD")
+    jumps = [r.args for r in rules if r.target() == CHAIN_LOG]
+    tail = [r.args for r in rules[-len(BRIDGES):]]
+    return sorted(jumps) == sorted(tail) == sorted(log_jump(b) for b in BRIDGES)
+
+
+def test_log_blocked_is_recorded_and_ends_forward(world):
+    world.engine.add("web", "running", ips={"bridge": "172.17.0.2"}, port_bindings=FIXED_80)
+    world.run().init(log_blocked=True)
+    assert world.store.log_blocked()
+    assert logs_last(world)
+    [rule] = world.firewall.table.chain_rules(CHAIN_LOG)
+    assert rule.comment == log_comment(4) and rule.target() == "NFLOG"
+    # logging decides nothing: the whitelist still drops, and admits what it allows
+    assert forward(world.firewall.table, Packet("198.51.100.3", "172.17.0.2", 80, "eth0", "docker0")) == "DROP"
+    # a later init (and watch's) keeps it, changing nothing
+    assert not world.run().init()
+    assert world.run().check() == []
+    # --no-log-blocked takes the jumps and the rule away, and is recorded
+    world.run().init(log_blocked=False)
+    assert not world.store.log_blocked()
+    assert not any(r.target() == CHAIN_LOG for r in world.firewall.table.chain_rules("FORWARD"))
+    assert world.firewall.table.chain_rules(CHAIN_LOG) == []
+    assert not world.run().init()
+
+
+def test_check_reports_a_log_jump_that_is_gone(world):
+    world.engine.add("web", "running", ips={"bridge": "172.17.0.2"}, port_bindings=FIXED_80)
+    world.run().init(log_blocked=True)
+    table = world.firewall.table
+    position = next(r.position for r in table.chain_rules("FORWARD") if r.target() == CHAIN_LOG)
+    world.firewall.restore("filter", [f"-D FORWARD {position}"])
+    problems = world.run().check()
+    assert any("blocked-connection log not in place" in p for p in problems), problems
+    world.run().init()  # the recorded setting: put back
+    assert logs_last(world)
+
+
+def test_a_rule_below_the_jumps_moves_them_back_to_the_end(world):
+    world.engine.add("web", "running", ips={"bridge": "172.17.0.2"}, port_bindings=FIXED_80)
+    world.run().init(log_blocked=True)
+    world.firewall.restore("filter", ["-A FORWARD -o docker0 -p udp -j ACCEPT"])
+    changes = plan_log(world.firewall.table, list(BRIDGES), True)
+    jumps = [f"FORWARD -o {b} -j DOCKER-FW-LOG" for b in BRIDGES]
+    assert [c.line for c in changes] == [f"-D {j}" for j in jumps] + [f"-A {j}" for j in jumps]
+    assert not logs_last(world)
+    world.run().init()
+    assert logs_last(world)
+
+
+def test_an_out_of_date_log_rule_is_replaced():
+    from docker_fw.backends.iptables.process import parse_save
+
+    table = parse_save(
+        "*filter\n:FORWARD DROP [0:0]\n:DOCKER-FW-LOG - [0:0]\n"
+        "-A FORWARD -o docker0 -j DOCKER-FW-LOG\n"
+        '-A DOCKER-FW-LOG -m comment --comment "docker-fw-log:000000000000" -j NFLOG --nflog-group 42\nCOMMIT\n'
+    )
+    lines = [c.line for c in plan_log(table, ["docker0"], True)]
+    assert lines[0] == "-D DOCKER-FW-LOG 1" and lines[1].startswith("-A DOCKER-FW-LOG -m conntrack --ctstate NEW")
+    assert len(lines) == 2  # the jump is in place
