@@ -415,7 +415,7 @@ code { font-size: 0.9em; }
 
 _ROW, _LINE, _BOX_W, _GAP = 26, 15, 230, 260
 _BOLD = ' font-weight="bold"'
-_EDGE_SPACING = 16  # pixels between two edges meeting one box
+_EDGE_SPACING = 22  # pixels between two edges meeting one box
 
 
 def _esc(text: str) -> str:
@@ -434,6 +434,10 @@ def _svg(graph: Graph) -> str:
     for n, flow in enumerate(graph.flows):
         outgoing.setdefault(flow.source.key, []).append(n)
         incoming.setdefault(flow.dest.key, []).append(n)
+    # Edges meet a box in the order of the boxes at their other ends: fewer crossings.
+    for ends, other in ((outgoing, "dest"), (incoming, "source")):
+        for key in ends:
+            ends[key].sort(key=lambda n: order[getattr(graph.flows[n], other).key])
     boxes: dict[tuple[str, tuple[str, str]], tuple[float, float, float]] = {}
     parts: list[str] = []
 
