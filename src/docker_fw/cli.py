@@ -264,6 +264,9 @@ def build_parser() -> Parser:
     p.add_argument("--interval", type=float, default=10.0, metavar="SECONDS",
                    help="full reconcile every SECONDS, 0.1 to 86400 (default 10)")
     p.add_argument("--json", action="store_true", help="log JSON lines instead of text")
+    p.add_argument("--metrics", metavar="ADDR:PORT",
+                   help="serve Prometheus metrics on http://ADDR:PORT/metrics (off by default): an IPv4 "
+                   "address or [IPv6] one, e.g. 127.0.0.1:9101; see the README for what is measured")
     p.add_argument("--no-init", dest="init", action="store_false",
                    help="never run 'init': leave Docker's FORWARD chain as it is (for hosts "
                    "where something else reshapes it); docker-fw's own chains are still kept")
@@ -685,10 +688,10 @@ def _replay(service, args, _) -> int | None:
     return _pending(plan) if args.dry_run else None
 
 
-def _watch(_service, args, _) -> int:
+def _watch(_output, args, metrics) -> int:
     from .watch import run_watch
 
-    return run_watch(interval=args.interval, as_json=args.json, init=args.init)
+    return run_watch(interval=args.interval, as_json=args.json, init=args.init, metrics=metrics)
 
 
 # The checks: CHECK(args) -> what the handler is given as PREPARED.
@@ -742,6 +745,16 @@ def _checked_interval(args) -> None:
     _checked_number("--interval", args.interval, INTERVAL_RANGE, "seconds")
 
 
+def _checked_watch(args) -> tuple[str, int] | None:
+    """--interval in range; --metrics ADDR:PORT as (address, port), None without it."""
+    _checked_interval(args)
+    if args.metrics is None:
+        return None
+    from .metrics import parse_listen  # no prometheus_client import: that waits for the server
+
+    return parse_listen(args.metrics)
+
+
 COMMANDS: dict[str, Command] = {
     "init": Command(_init),
     **{name: Command(_add, check=_add_requests) for name in ADD_ACTIONS},
@@ -758,7 +771,7 @@ COMMANDS: dict[str, Command] = {
     "log": Command(_log, store=StoreUse.NONE),
     "replay": Command(_replay, check=_checked_replay, store=StoreUse.READ_ON_DRY_RUN),
     "import-legacy": Command(_import_legacy, check=_checked_docker_root, store=StoreUse.READ_ON_DRY_RUN),
-    "watch": Command(_watch, check=_checked_interval, store=StoreUse.NONE),
+    "watch": Command(_watch, check=_checked_watch, store=StoreUse.NONE),
 }
 
 
