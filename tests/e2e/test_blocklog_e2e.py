@@ -98,10 +98,28 @@ def test_blocked_connections_are_logged_with_the_containers_name(sandbox, fw, we
     assert f"-A FORWARD -o docker0 -j {CHAIN_LOG}" in fw.rules_text()
 
 
+def test_blocked_connections_between_containers_are_logged(sandbox, fw, web, ulogd):
+    """icc disabled (the sandbox's engines): what no add-internal rule accepts meets
+    Docker's drop, and the log names both containers."""
+    sandbox.run_server("app", ports=(81,))
+    sandbox.run_server("db", ports=(5432,))
+    fw.ok("init", "--log-blocked")
+    fw.ok("add-internal", "db", "--source=app", "--dport=5432")
+    assert fw.container_connects("app", sandbox.container_ip("db"), 5432)
+    assert not fw.container_connects("app", sandbox.container_ip("web"), 80)
+    entries = wait_for(lambda: [e for e in log_entries(fw, ulogd) if e["src_container"] == "app"])
+    assert entries, ulogd.json_path.read_text() if ulogd.json_path.exists() else "no log file"
+    assert {(e["container"], e["dport"]) for e in entries} == {("web", 80)}  # not the flow that was allowed
+    text = fw.ok("log", env={"DOCKER_FW_BLOCKED_LOG": str(ulogd.json_path)}).stdout
+    assert re.search(r"Z blocked app -> web:80/tcp$", text, re.M), text
+
+
 def log_jump_packets(sandbox) -> int:
-    """Packets FORWARD sent to the logging chain (iptables' own counter)."""
+    """Packets from outside that FORWARD sent to the logging chain (iptables' own counter)."""
     out = sandbox.engine_run(["iptables", "-L", "FORWARD", "-v", "-n", "-x"]).stdout
-    return sum(int(line.split()[0]) for line in out.splitlines() if CHAIN_LOG in line)
+    # columns: pkts bytes target prot opt in out source destination
+    return sum(int(words[0]) for words in map(str.split, out.splitlines())
+               if len(words) > 6 and words[2] == CHAIN_LOG and words[5] == "*")
 
 
 def test_a_flood_is_rate_limited(sandbox, fw, web, ulogd):

@@ -83,12 +83,12 @@ class LayoutActions(ServiceCore):
             except FirewallError:
                 if backend.required:
                     raise
-            changes.extend(self._plan_log(backend, live, bridges))
+            changes.extend(self._plan_log(backend, live, bridges, changes))
             tx.add(backend, changes)
             plan.extend(changes)
         return plan
 
-    def _plan_log(self, backend, live, bridges: list[str]) -> list[Change]:
+    def _plan_log(self, backend, live, bridges: list[str], before: list[Change] = ()) -> list[Change]:
         """What makes BACKEND log (or stop logging) the connections its whitelist drops,
         as 'init --log-blocked' recorded; a backend that cannot log is warned about."""
         enabled = self.store.log_blocked()
@@ -97,7 +97,7 @@ class LayoutActions(ServiceCore):
             if enabled:
                 self.warn(f"{backend.label or 'this firewall backend'} cannot log blocked connections")
             return []
-        return planner(live, bridges if enabled else [], enabled)
+        return planner(live, bridges if enabled else [], enabled, before)
 
     def init(self, networks: list[str] | None = None, all_networks: bool = False,
              log_blocked: bool | None = None) -> Plan:
@@ -150,9 +150,10 @@ class LayoutActions(ServiceCore):
             try:
                 if not selected:
                     raise UsageError(self._no_selected_network())
-                for change in backend.plan_init(live, bridges, engine_backend, existing):
+                init_changes = backend.plan_init(live, bridges, engine_backend, existing)
+                for change in init_changes:
                     problems.append(f"not initialised ({change.why}): would {change.verb} {change.line}{note}")
-                for change in self._plan_log(backend, live, bridges):
+                for change in self._plan_log(backend, live, bridges, init_changes):
                     problems.append(f"blocked-connection log not in place: would {change.verb} {change.line}{note}")
             except DockerFwError as exc:
                 problems.append(f"layout{note}: {exc}")

@@ -120,9 +120,10 @@ class IptablesBackend:
         changes = layouts.plan_init(live, bridges, engine_backend, existing)
         return [dataclasses.replace(c, family=self.family) for c in changes]
 
-    def plan_log(self, live: Table, bridges: list[str], enabled: bool) -> list[Change]:
-        """'init --log-blocked': NFLOG for new connections the whitelist drops (logrules.py)."""
-        return logrules.plan_log(live, bridges, enabled, self.family)
+    def plan_log(self, live: Table, bridges: list[str], enabled: bool, before: list[Change] = ()) -> list[Change]:
+        """'init --log-blocked': NFLOG for new connections the whitelist drops (logrules.py);
+        BEFORE: the changes the same batch makes first."""
+        return logrules.plan_log(live, bridges, enabled, self.family, [c.line for c in before])
 
     def ensure(self, live: Table) -> list[Change]:
         return ensure_chains(live, family=self.family)
