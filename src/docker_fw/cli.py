@@ -51,6 +51,9 @@ Where the rules live (filter table), each chain reached by one jump:
                 Docker's DOCKER chain, so only published ports can open
   add-input     DOCKER-FW-INPUT (jumped to from INPUT): matches are accepted
   add-internal  DOCKER-FW-INTERNAL (jumped to from DOCKER): matches are accepted
+  init --log-blocked  DOCKER-FW-LOG (jumped to at the end of FORWARD and just
+                before Docker's icc drop): new connections there are logged
+                (NFLOG group 42, rate-limited; 'docker-fw log' prints them)
 Every rule carries the comment 'docker-fw:<container>:<hash>'.
 """
 
