@@ -118,3 +118,28 @@ def test_on_each_engines_layout_the_jumps_sit_before_the_drops(fixture, chain):
     off = [c.line for c in plan_log(after, bridges, False)]
     cleared = apply_lines(after, off)
     assert not any(r.target() == CHAIN_LOG for r in cleared.rules) and cleared.chain_rules(CHAIN_LOG) == []
+
+
+def test_a_backend_that_cannot_log_is_warned_about_not_failed(world):
+    """A FirewallBackend without plan_log (the optional BlockLogger protocol)."""
+    from docker_fw.backends import BlockLogger
+    from docker_fw.backends.iptables.backend import IptablesBackend
+
+    class NoLogging:
+        def __init__(self, inner):
+            self._inner = inner
+
+        def __getattr__(self, name):
+            if name == "plan_log":
+                raise AttributeError(name)
+            return getattr(self._inner, name)
+
+    world.engine.add("web", "running", ips={"bridge": "172.17.0.2"}, port_bindings=FIXED_80)
+    service = world.run()
+    service.backends = [NoLogging(IptablesBackend(world.firewall, 4))]
+    assert isinstance(IptablesBackend(world.firewall, 4), BlockLogger)
+    assert not isinstance(service.backends[0], BlockLogger)
+    service.init(log_blocked=True)
+    assert world.store.log_blocked()
+    assert any("cannot log blocked connections" in w for w in world.warnings)
+    assert not any(r.target() == CHAIN_LOG for r in world.firewall.table.rules)

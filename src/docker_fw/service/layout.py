@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..backends import Change
+from ..backends import BlockLogger, Change, FirewallBackend
 from ..errors import DockerFwError, FirewallError, UsageError
 from ..transaction import Plan, Transaction
 from .core import ServiceCore, backend_note, family_note
@@ -88,16 +88,15 @@ class LayoutActions(ServiceCore):
             plan.extend(changes)
         return plan
 
-    def _plan_log(self, backend, live, bridges: list[str], before: list[Change] = ()) -> list[Change]:
+    def _plan_log(self, backend: FirewallBackend, live, bridges: list[str], before: list[Change] = ()) -> list[Change]:
         """What makes BACKEND log (or stop logging) the connections its whitelist drops,
         as 'init --log-blocked' recorded; a backend that cannot log is warned about."""
         enabled = self.store.log_blocked()
-        planner = getattr(backend, "plan_log", None)
-        if planner is None:
+        if not isinstance(backend, BlockLogger):
             if enabled:
                 self.warn(f"{backend.label or 'this firewall backend'} cannot log blocked connections")
             return []
-        return planner(live, bridges if enabled else [], enabled, before)
+        return backend.plan_log(live, bridges if enabled else [], enabled, before)
 
     def init(self, networks: list[str] | None = None, all_networks: bool = False,
              log_blocked: bool | None = None) -> Plan:
