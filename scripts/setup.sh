@@ -10,15 +10,20 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # command -> Debian package
+# The graph tests render with Graphviz (dot) and open the html in a headless
+# Chromium; the blocked-connection log tests run ulogd2 (with its JSON output
+# plugin) in the sandbox's namespace.
 declare -A packages=(
     [dockerd]=docker.io [iptables]=iptables [busybox]=busybox-static
     [nsenter]=util-linux [ip]=iproute2 [python3]=python3 [nft]=nftables
+    [dot]=graphviz [chromium]=chromium [ulogd]=ulogd2
 )
 missing=()
 for cmd in "${!packages[@]}"; do
-    command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")
+    PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")
 done
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+compgen -G '/usr/lib/*/ulogd/ulogd_output_JSON.so' >/dev/null || missing+=(ulogd2-json)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]}"

@@ -15,7 +15,7 @@ import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from . import __version__
 from .errors import EXIT_OK, EXIT_PENDING_CHANGES, DockerFwError, UsageError, one_line
@@ -57,6 +57,9 @@ Where the rules live (filter table), each chain reached by one jump:
                 needed): 'add NAME --source=. --dest=ADDR' rules (RETURN) above
                 the locks of 'egress NAME deny' (DROP); the lock for traffic
                 to the host itself ends DOCKER-FW-INPUT
+  init --log-blocked  DOCKER-FW-LOG (jumped to at the end of FORWARD and just
+                before Docker's icc drop): new connections there are logged
+                (NFLOG group 42, rate-limited; 'docker-fw log' prints them)
 Every rule carries the comment 'docker-fw:<container>:<hash>'.
 """
 
@@ -135,6 +138,14 @@ def build_parser() -> Parser:
     )
     scope.add_argument("--all-networks", action="store_true",
                        help="every bridge network again (the default), forgetting --network")
+    logging = p.add_mutually_exclusive_group()
+    logging.add_argument(
+        "--log-blocked", dest="log_blocked", action="store_const", const=True, default=None,
+        help="log new connections the whitelist drops (NFLOG group 42, rate-limited, for ulogd2; "
+        "see 'docker-fw log'): recorded, so later runs and 'watch' keep it",
+    )
+    logging.add_argument("--no-log-blocked", dest="log_blocked", action="store_const", const=False,
+                         help="stop logging blocked connections (recorded)")
 
     descriptions = {
         "add": "Allow traffic between an external address and a container, through "
@@ -284,6 +295,9 @@ def build_parser() -> Parser:
     p.add_argument("--interval", type=float, default=10.0, metavar="SECONDS",
                    help="full reconcile every SECONDS, 0.1 to 86400 (default 10)")
     p.add_argument("--json", action="store_true", help="log JSON lines instead of text")
+    p.add_argument("--metrics", metavar="ADDR:PORT",
+                   help="serve Prometheus metrics on http://ADDR:PORT/metrics (off by default): an IPv4 "
+                   "address or [IPv6] one, e.g. 127.0.0.1:9101; see the README for what is measured")
     p.add_argument("--no-init", dest="init", action="store_false",
                    help="never run 'init': leave Docker's FORWARD chain as it is (for hosts "
                    "where something else reshapes it); docker-fw's own chains are still kept")
@@ -318,6 +332,32 @@ def build_parser() -> Parser:
     p.add_argument("-p", "--protocol", default="tcp", metavar="tcp|udp", help="default tcp")
     p.add_argument("--trace", action="store_true", help="also print every rule the packet matched")
     json_option(p)
+
+    p = action(
+        "graph",
+        "draw every flow the recorded rules allow, at today's addresses",
+        "Print every allowed flow: external address or subnet -> container:port, "
+        "container -> container:port, container -> host:port, from the record and the "
+        "engine's live addresses. A rule that cannot be applied now (a stopped container) "
+        "is shown as withdrawn. Formats: text (default, for a terminal), json (stable keys, "
+        "see the README), dot (Graphviz: 'docker-fw graph --format dot | dot -Tsvg'), "
+        "mermaid, html (one self-contained page). Changes nothing.",
+    )
+    p.add_argument("--format", default="text", choices=GRAPH_FORMATS, help="output format (default text)")
+
+    p = action(
+        "log",
+        "print the connections the whitelist blocked (after 'init --log-blocked')",
+        "Print the new connections the whitelist dropped, as ulogd2 wrote them down "
+        "(the file DOCKER_FW_BLOCKED_LOG, default /var/log/ulog/docker-fw-blocked.json; "
+        "its last 4 MiB), one per line: 'TIME blocked SRC -> CONTAINER:PORT/PROTO', with "
+        "the names of the containers holding those addresses now. Needs 'docker-fw init "
+        "--log-blocked' and ulogd2 running with contrib/docker-fw-ulogd.conf in the "
+        "engine's network namespace. Logging is rate-limited per source address and in "
+        "all, so a flood shows as a few lines.",
+    )
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new ones until SIGINT or SIGTERM")
+    p.add_argument("--json", action="store_true", help="one JSON object per line (keys: see the README)")
 
     p = action(
         "gc",
@@ -363,6 +403,8 @@ def _request(args: argparse.Namespace, action: str | None = None) -> AddRequest:
     """The validated request the command line's container and rule options make."""
     return add_request(action or getattr(args, "action", None) or "add", args.container, vars(args))
 
+
+GRAPH_FORMATS = ("text", "json", "dot", "mermaid", "html")  # graph.FORMATS, without importing it for --help
 
 # --from input is read bounded: a typo such as '--from /dev/zero' (or an endless
 # pipe) is refused, not read until memory runs out.  The bounds leave room for
@@ -488,6 +530,13 @@ def _check_argv(argv: list[str]) -> None:
             raise UsageError(f"argument {number} holds a control or unprintable character (U+{ord(bad):04X}): '{arg}'")
 
 
+class Output(NamedTuple):
+    """What a command that opens no store itself (StoreUse.NONE) prints with."""
+
+    out: Callable[[str], None]
+    warn: Callable[[str], None]
+
+
 class StoreUse(enum.Enum):
     """How a command opens the state store."""
 
@@ -496,7 +545,7 @@ class StoreUse(enum.Enum):
     # lock, nothing created), so it works on a read-only state directory.
     READ = "read"
     READ_ON_DRY_RUN = "read with --dry-run"  # not 'gc --dry-run': it marks containers gone, then rolls back
-    NONE = "none"  # run() opens none: the command runs on its own (watch)
+    NONE = "none"  # run() opens none: the command runs on its own (watch, log), given an Output
 
 
 @dataclass(frozen=True)
@@ -529,7 +578,7 @@ def _pending(changes) -> int:
 
 
 def _init(service, args, _) -> None:
-    service.init(args.networks, all_networks=args.all_networks)
+    service.init(args.networks, all_networks=args.all_networks, log_blocked=args.log_blocked)
 
 
 def _add(service, args, requests) -> None:
@@ -616,6 +665,18 @@ def _explain(service, args, question) -> int:
     return found.exit_code
 
 
+def _graph(service, args, _) -> None:
+    from .graph import show
+
+    show(service, args.format)
+
+
+def _log(output, args, _) -> int:
+    from .blocklog import run_log
+
+    return run_log(args.follow, args.json, output.out, output.warn)
+
+
 def _gc(service, args, _) -> None:
     service.gc(args.days, dry_run=args.dry_run)
 
@@ -638,10 +699,10 @@ def _replay(service, args, _) -> int | None:
     return _pending(plan) if args.dry_run else None
 
 
-def _watch(_service, args, _) -> int:
+def _watch(_output, args, metrics) -> int:
     from .watch import run_watch
 
-    return run_watch(interval=args.interval, as_json=args.json, init=args.init)
+    return run_watch(interval=args.interval, as_json=args.json, init=args.init, metrics=metrics)
 
 
 # The checks: CHECK(args) -> what the handler is given as PREPARED.
@@ -695,6 +756,16 @@ def _checked_interval(args) -> None:
     _checked_number("--interval", args.interval, INTERVAL_RANGE, "seconds")
 
 
+def _checked_watch(args) -> tuple[str, int] | None:
+    """--interval in range; --metrics ADDR:PORT as (address, port), None without it."""
+    _checked_interval(args)
+    if args.metrics is None:
+        return None
+    from .metrics import parse_listen  # no prometheus_client import: that waits for the server
+
+    return parse_listen(args.metrics)
+
+
 COMMANDS: dict[str, Command] = {
     "init": Command(_init),
     **{name: Command(_add, check=_add_requests) for name in ADD_ACTIONS},
@@ -708,9 +779,11 @@ COMMANDS: dict[str, Command] = {
     "check": Command(_check, store=StoreUse.READ),
     "explain": Command(_explain, check=_checked_explain, store=StoreUse.READ),
     "gc": Command(_gc, check=_checked_days),
+    "graph": Command(_graph, store=StoreUse.READ),
+    "log": Command(_log, store=StoreUse.NONE),
     "replay": Command(_replay, check=_checked_replay, store=StoreUse.READ_ON_DRY_RUN),
     "import-legacy": Command(_import_legacy, check=_checked_docker_root, store=StoreUse.READ_ON_DRY_RUN),
-    "watch": Command(_watch, check=_checked_interval, store=StoreUse.NONE),
+    "watch": Command(_watch, check=_checked_watch, store=StoreUse.NONE),
 }
 
 
@@ -733,7 +806,7 @@ def run(argv: list[str], out=None, err=None, backends=real_backends) -> int:
         # iptables or the store is touched.
         prepared = command.check(args)
         if command.store is StoreUse.NONE:
-            return command.handler(None, args, prepared) or EXIT_OK
+            return command.handler(Output(out, lambda s: err(f"docker-fw: warning: {s}")), args, prepared) or EXIT_OK
         from .store import Store
 
         verbose = (lambda line: out(f"docker-fw: {line}")) if args.verbose else None

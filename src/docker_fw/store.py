@@ -629,6 +629,18 @@ class Store:
                 (json.dumps(list(names)),),
             )
 
+    def log_blocked(self) -> bool:
+        """Whether 'init --log-blocked' asked for blocked connections to be logged."""
+        rows = self._execute("SELECT value FROM meta WHERE key='log_blocked'").rows
+        return bool(rows) and rows[0][0] == "1"
+
+    def set_log_blocked(self, enabled: bool) -> None:
+        if enabled:
+            self._execute("INSERT INTO meta (key, value) VALUES ('log_blocked', '1') "
+                          "ON CONFLICT(key) DO UPDATE SET value=excluded.value")
+        else:
+            self._execute("DELETE FROM meta WHERE key='log_blocked'")
+
     # -- /etc/hosts entries (add-two-ways) ---------------------------------
 
     def add_host_entry(self, owner: str, name: str) -> bool:

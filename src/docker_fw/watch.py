@@ -239,8 +239,10 @@ class Watcher:
         firewall6: Iptables | None = None,
         init: bool = True,
         clock: Clock | None = None,
+        metrics=None,
     ):
         self.log = log
+        self.metrics = metrics  # a metrics.Metrics with --metrics, else None
         self.init = init  # False (--no-init): Docker's FORWARD chain is left to the admin
         self.interval = interval
         self.debounce = debounce
@@ -566,8 +568,12 @@ class Watcher:
                 plan, failed, split = self._apply_batch(pending)
                 self._report(pending, plan, started)
             except Exception as exc:  # nothing may stop watch: say it, wait, try again
+                if self.metrics is not None:
+                    self.metrics.failed(time.time() - started)
                 self._not_before = clock.monotonic() + self._failed(retry, pending, exc)
                 continue
+            if self.metrics is not None:
+                self._measure(pending, plan, time.time() - started)
             self._not_before = 0.0
             if pending.everything:
                 self._last_full = clock.monotonic()
@@ -585,6 +591,12 @@ class Watcher:
             pending = Pending()
         self.log("info", "stopped")
         return 0
+
+    def _measure(self, pending: Pending, plan: Plan, seconds: float) -> None:
+        try:
+            self.metrics.applied(self, plan, seconds, full=bool(pending.everything))
+        except Exception as exc:  # a metric is not worth stopping watch for
+            self._warn_once(f"metrics: {describe(exc)}")
 
     def run(self) -> int:
         self.log("info", f"watching (full check every {self.interval:g}s)")
@@ -713,7 +725,22 @@ class Signals:
         os.close(self._write_fd)
 
 
-def run_watch(interval: float, as_json: bool, init: bool = True) -> int:
-    watcher = Watcher(Logger(as_json=as_json), interval=interval, init=init)
-    with Signals(watcher, restore=False):
-        return watcher.run()
+def run_watch(interval: float, as_json: bool, init: bool = True, metrics: tuple[str, int] | None = None) -> int:
+    """METRICS: (address, port) to serve Prometheus metrics on (metrics.py), None for none."""
+    measured = server = None
+    if metrics is not None:
+        from .blocklog import log_path
+        from .metrics import Metrics, Server
+
+        measured = Metrics(blocked_log=log_path())
+        server = Server(measured, *metrics)  # before the watch starts: a port in use is one line, exit 2
+    watcher = Watcher(Logger(as_json=as_json), interval=interval, init=init, metrics=measured)
+    if server is not None:
+        host, port = metrics
+        watcher.log("info", f"metrics on http://{f'[{host}]' if ':' in host else host}:{port}/metrics")
+    try:
+        with Signals(watcher, restore=False):
+            return watcher.run()
+    finally:
+        if server is not None:
+            server.close()

@@ -113,3 +113,13 @@ class Explainer(Protocol):
         ADDING, REPLAYING: rules to add and containers whose recorded rules to
         replay first (as recording or replaying them would), to check that a
         suggestion would let the flow through; nothing live changes."""
+
+
+@runtime_checkable
+class BlockLogger(Protocol):
+    """Optional for a FirewallBackend: logging the new connections its whitelist
+    drops ('init --log-blocked'); one without it is warned about when logging is on."""
+
+    def plan_log(self, live: Live, bridges: list[str], enabled: bool, before: Sequence[Change] = ()) -> list[Change]:
+        """The changes that make it log them for BRIDGES (ENABLED), or log none (not
+        ENABLED); BEFORE: the changes the same batch makes first."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..backends import Change
+from ..backends import BlockLogger, Change, FirewallBackend
 from ..errors import DockerFwError, FirewallError, UsageError
 from ..transaction import Plan, Transaction
 from .core import ServiceCore, backend_note, family_note
@@ -83,13 +83,27 @@ class LayoutActions(ServiceCore):
             except FirewallError:
                 if backend.required:
                     raise
+            changes.extend(self._plan_log(backend, live, bridges, changes))
             tx.add(backend, changes)
             plan.extend(changes)
         return plan
 
-    def init(self, networks: list[str] | None = None, all_networks: bool = False) -> Plan:
+    def _plan_log(self, backend: FirewallBackend, live, bridges: list[str], before: list[Change] = ()) -> list[Change]:
+        """What makes BACKEND log (or stop logging) the connections its whitelist drops,
+        as 'init --log-blocked' recorded; a backend that cannot log is warned about."""
+        enabled = self.store.log_blocked()
+        if not isinstance(backend, BlockLogger):
+            if enabled:
+                self.warn(f"{backend.label or 'this firewall backend'} cannot log blocked connections")
+            return []
+        return backend.plan_log(live, bridges if enabled else [], enabled, before)
+
+    def init(self, networks: list[str] | None = None, all_networks: bool = False,
+             log_blocked: bool | None = None) -> Plan:
         """Reshape Docker's FORWARD chain (ensure_initialised), for every bridge network,
-        or, from now on, only for NETWORKS (by name) until ALL_NETWORKS again."""
+        or, from now on, only for NETWORKS (by name) until ALL_NETWORKS again.
+        LOG_BLOCKED True (False) records that blocked connections are (not) logged from
+        now on; None keeps what was recorded."""
         if networks:
             known = sorted(n.name for n in self.engine.snapshot().bridges())
             unknown = [name for name in networks if name not in known]
@@ -102,14 +116,19 @@ class LayoutActions(ServiceCore):
                 self.store.set_init_networks(sorted(set(networks)))
             elif all_networks:
                 self.store.set_init_networks(None)
+            if log_blocked is not None:
+                self.store.set_log_blocked(log_blocked)
             plan = self._plan_init(tx)
         selected = self.store.init_networks()
         if selected is not None:
             self.out(f"init: limited to network{'s' if len(selected) > 1 else ''} {', '.join(selected)} "
                      "(recorded; 'init --all-networks' covers every one again)")
+        if self.store.log_blocked():
+            self.out("init: logging blocked connections, rate-limited (recorded; 'docker-fw log' prints them, "
+                     "'init --no-log-blocked' stops it)")
         if plan:
             for change in plan.changes:
-                if change.why == "init":
+                if change.why in ("init", "log"):
                     self.out(f"init: {change.shown}{family_note(change)}")
         else:
             self.out("init: already done, nothing changed")
@@ -130,8 +149,11 @@ class LayoutActions(ServiceCore):
             try:
                 if not selected:
                     raise UsageError(self._no_selected_network())
-                for change in backend.plan_init(live, bridges, engine_backend, existing):
+                init_changes = backend.plan_init(live, bridges, engine_backend, existing)
+                for change in init_changes:
                     problems.append(f"not initialised ({change.why}): would {change.verb} {change.line}{note}")
+                for change in self._plan_log(backend, live, bridges, init_changes):
+                    problems.append(f"blocked-connection log not in place: would {change.verb} {change.line}{note}")
             except DockerFwError as exc:
                 problems.append(f"layout{note}: {exc}")
         return problems

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from . import layouts
+from . import layouts, logrules
 from ...errors import FirewallError
 from ...filtergrammar import BRIDGE_PLACEHOLDER
 from .process import Table, bridge_name_problem
@@ -124,6 +124,11 @@ class IptablesBackend:
     def plan_init(self, live: Table, bridges: list[str], engine_backend: str, existing: Iterable[str]) -> list[Change]:
         changes = layouts.plan_init(live, bridges, engine_backend, existing)
         return [dataclasses.replace(c, family=self.family) for c in changes]
+
+    def plan_log(self, live: Table, bridges: list[str], enabled: bool, before: list[Change] = ()) -> list[Change]:
+        """'init --log-blocked': NFLOG for new connections the whitelist drops (logrules.py);
+        BEFORE: the changes the same batch makes first."""
+        return logrules.plan_log(live, bridges, enabled, self.family, [c.line for c in before])
 
     def ensure(self, live: Table) -> list[Change]:
         return ensure_chains(live, family=self.family)

@@ -125,7 +125,9 @@ def matches(args: tuple[str, ...], p: Packet) -> bool:
                 return False
             negate = False
             continue
-        elif word == "--comment":
+        elif word == "--comment" or word.startswith(("--hashlimit-", "--limit")):
+            # a rate limit only decides whether a packet is logged ('init
+            # --log-blocked': NFLOG, which never decides a verdict)
             i += 2
             continue
         else:

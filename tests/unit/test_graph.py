@@ -1,0 +1,254 @@
+"""docker-fw graph: flows from recorded rules and a snapshot, and each format's escaping.
+
+Hostile names (a network called '"];\\n<script>', a container name with
+quotes and '&') must come out of every format as text, never as syntax: the
+dot output is rendered by Graphviz itself, the html parsed (and, in
+test_graph_browser.py, opened in a real headless Chromium).
+"""
+
+from __future__ import annotations
+
+import html.parser
+import ipaddress
+import json
+import os
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from dfw_samples import snapshot
+from docker_fw import jsonout
+from docker_fw import cli, graph
+from docker_fw.engine import Container, Endpoint, Network, Snapshot
+from docker_fw.errors import UsageError, one_line
+from docker_fw.model import AddressSpec, Kind, RuleSpec, parse_address
+
+BRIDGE = ("!", "-i", "@bridge", "-o", "@bridge")
+
+
+def spec(owner, kind, src, dst, dport=0, proto="tcp", filt=()):
+    return RuleSpec(owner, kind, parse_address(src), parse_address(dst), proto=proto, dport=dport, filter=filt)
+
+
+SPECS = [
+    spec("web", Kind.ADD, "198.51.100.2", ".", 80, filt=BRIDGE),
+    spec("web", Kind.ADD, "203.0.113.0/24", ".", 443),
+    spec("db", Kind.INTERNAL, "web", ".", 5432),
+    spec("web", Kind.INPUT, ".", "/", 9100),
+    spec("cache", Kind.INTERNAL, "old", ".", 6379),  # old is exited: withdrawn
+]
+
+
+def sample_graph() -> graph.Graph:
+    return graph.build(SPECS, {}, snapshot())
+
+
+# -- the flows -------------------------------------------------------------------
+
+
+def test_flows_follow_the_record_and_the_live_addresses():
+    flows = {(f.source.name, f.dest.name, jsonout.ports_value(f.dport)): f for f in sample_graph().flows}
+    ingress = flows[("198.51.100.2", "web", 80)]
+    assert ingress.direction == "ingress" and not ingress.withdrawn
+    assert {(p.network, p.source, p.dest) for p in ingress.placed} == {
+        ("appnet", "198.51.100.2/32", "172.18.0.2/32"), ("bridge", "198.51.100.2/32", "172.17.0.2/32")}
+    internal = flows[("web", "db", 5432)]
+    assert internal.direction == "internal"
+    assert [(p.network, p.source, p.dest) for p in internal.placed] == [("appnet", "172.18.0.2/32", "172.18.0.3/32")]
+    to_host = flows[("web", "host", 9100)]
+    assert to_host.direction == "to-host" and to_host.dest.kind == graph.HOST
+    assert {p.dest for p in to_host.placed} == {"172.18.0.1/32", "172.17.0.1/32"}
+    withdrawn = flows[("old", "cache", 6379)]
+    assert withdrawn.placed == () and "old is exited" in withdrawn.withdrawn
+
+
+def test_a_moved_container_moves_its_flows():
+    moved = snapshot()
+    web = moved.get("web")
+    moved = Snapshot(
+        containers=[Container(web.id, "web", "running", (Endpoint("appnet", "br-0123456789ab", "172.18.0.9", "172.18.0.1"),),
+                              web.ports)] + [c for c in moved.containers if c.name != "web"],
+        networks=moved.networks,
+    )
+    flow = graph.build(SPECS[2:3], {}, moved).flows[0]
+    assert [p.source for p in flow.placed] == ["172.18.0.9/32"]
+
+
+def test_add_two_ways_is_shown_as_ls_prints_it():
+    flow = graph.build(SPECS[2:3], {"web": ["db"]}, snapshot()).flows[0]
+    assert flow.action == "add-two-ways" and flow.command.startswith("docker-fw add-two-ways db ")
+
+
+def test_an_outgoing_rule_is_egress():
+    flow = graph.build([spec("web", Kind.ADD, ".", "192.0.2.0/24", 25)], {}, snapshot()).flows[0]
+    assert flow.direction == "egress" and flow.dest.kind == graph.EXTERNAL
+
+
+# -- json -----------------------------------------------------------------------------
+
+
+def test_json_keys_are_stable_and_documented():
+    data = json.loads(graph.render(sample_graph(), "json"))
+    assert data["version"] == graph.JSON_VERSION
+    assert sorted(data) == ["containers", "flows", "version"]
+    flow = data["flows"][0]
+    assert sorted(flow) == sorted([
+        "direction", "action", "owner", "source", "dest", "proto", "sport", "dport", "filter",
+        "command", "in_place", "withdrawn", "placed"])
+    assert flow["source"] == {"kind": "external", "name": "198.51.100.2"}
+    assert flow["sport"] is None and flow["dport"] == 80 and flow["filter"] == "! -i @bridge -o @bridge"
+    assert sorted(flow["placed"][0]) == ["dest", "family", "network", "source"]
+    web = next(c for c in data["containers"] if c["name"] == "web")
+    assert web["state"] == "running"
+    assert {"network": "bridge", "ipv4": "172.17.0.2", "ipv6": None} in web["addresses"]
+    readme = (graph.__file__.rsplit("/src/", 1)[0] + "/README.md")
+    with open(readme) as handle:
+        text = handle.read()
+    for key in list(flow) + list(flow["placed"][0]) + list(web):
+        assert f"`{key}`" in text, f"README does not document graph's JSON key {key}"
+
+
+def test_cli_formats_are_graphs_formats():
+    assert cli.GRAPH_FORMATS == graph.FORMATS == tuple(graph.RENDERERS)
+    with pytest.raises(UsageError):
+        graph.render(sample_graph(), "svg")
+
+
+def test_text_lists_every_flow_once():
+    text = graph.render(sample_graph(), "text")
+    assert "5 flow(s), 4 in place, 1 withdrawn" in text
+    assert re.search(r"198\.51\.100\.2 +-> web:80/tcp", text)
+    assert re.search(r"web +-> db:5432/tcp  \[172\.18\.0\.2/32 -> 172\.18\.0\.3/32 on appnet\]", text)
+    assert re.search(r"old +-> cache:6379/tcp  \(container old is exited", text)
+
+
+def test_no_rules():
+    empty = graph.build([], {}, snapshot())
+    assert "0 flow(s)" in graph.render(empty, "text")
+    assert json.loads(graph.render(empty, "json"))["flows"] == []
+    for fmt in ("dot", "mermaid", "html"):
+        graph.render(empty, fmt)
+
+
+# -- hostile names ------------------------------------------------------------------
+
+EVIL_NET = 'x"];\nevil [label="pwn"];\r<script>alert(1)</script>&amp;|]\\N'
+EVIL_OWNER = 'a"b<i>&amp;\\l|{x}'  # not a valid Docker name: a record may still hold anything
+
+
+def hostile_graph() -> graph.Graph:
+    net = Network(id="9" * 64, name=EVIL_NET, driver="bridge", bridge="br-999999999999",
+                  subnets=(ipaddress.IPv4Network("10.99.0.0/16"),), gateway="10.99.0.1")
+    owner = Container("1" * 64, EVIL_OWNER, "running", (Endpoint(EVIL_NET, net.bridge, "10.99.0.2", "10.99.0.1"),))
+    peer = Container("2" * 64, "peer", "running", (Endpoint(EVIL_NET, net.bridge, "10.99.0.3", "10.99.0.1"),))
+    snap = Snapshot(containers=[owner, peer], networks=[net])
+    specs = [
+        RuleSpec(EVIL_OWNER, Kind.ADD, parse_address("198.51.100.7"), AddressSpec.self_(), dport=80),
+        RuleSpec(EVIL_OWNER, Kind.INTERNAL, AddressSpec.container("peer"), AddressSpec.self_(), dport=5432),
+        RuleSpec("peer", Kind.INTERNAL, AddressSpec.container(EVIL_OWNER), AddressSpec.self_(), dport=22),
+    ]
+    return graph.build(specs, {}, snap)
+
+
+def test_hostile_names_stay_one_line_in_text():
+    text = graph.render(hostile_graph(), "text")
+    assert "\r" not in text and "\nevil" not in text
+    assert one_line(EVIL_NET) in text
+
+
+def test_hostile_names_in_json_round_trip():
+    data = json.loads(graph.render(hostile_graph(), "json"))
+    assert data["flows"][0]["owner"] == EVIL_OWNER
+    assert data["flows"][0]["placed"][0]["network"] == EVIL_NET
+    assert all(ch.isascii() and (ch.isprintable() or ch in "\n ") for ch in graph.render(hostile_graph(), "json"))
+
+
+def _dot():
+    found = shutil.which("dot")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("dot (Debian package graphviz) missing under CI=true", pytrace=False)
+        pytest.skip("dot not found (Debian package graphviz)")
+    return found
+
+
+def _svg_texts(svg: str) -> list[str]:
+    root = ET.fromstring(svg)
+    return ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
+
+
+@pytest.mark.parametrize("make", [sample_graph, hostile_graph], ids=["sample", "hostile"])
+def test_dot_renders_with_graphviz_showing_names_as_they_are(make):
+    g = make()
+    source = graph.render(g, "dot")
+    result = subprocess.run([_dot(), "-Tsvg"], input=source, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr  # no syntax warning either
+    texts = _svg_texts(result.stdout)
+    parties = g.parties()
+    # one node per party, none made up by a name ('evil' would be a node of its own)
+    nodes = [n for n in ET.fromstring(result.stdout).iter("{http://www.w3.org/2000/svg}g") if n.get("class") == "node"]
+    assert len(nodes) == len(parties)
+    for party in parties:
+        for line in graph.node_lines(g, party):
+            assert one_line(line) in texts, (line, texts)
+    edges = [n for n in ET.fromstring(result.stdout).iter("{http://www.w3.org/2000/svg}g") if n.get("class") == "edge"]
+    assert len(edges) == len(g.flows)
+
+
+_ENTITY = re.compile(r"#(\d+);")
+
+
+def _mermaid_label(text: str) -> str:
+    return _ENTITY.sub(lambda m: chr(int(m.group(1))), text)
+
+
+def test_mermaid_labels_hold_no_syntax():
+    g = hostile_graph()
+    out = graph.render(g, "mermaid").split("\n")
+    assert out[0] == "flowchart LR"
+    nodes = [line for line in out[1:] if "--" not in line]
+    edges = [line for line in out[1:] if "--" in line]
+    assert len(nodes) == len(g.parties()) and len(edges) == len(g.flows)
+    shape = re.compile(r'  (n\d+)(\(\["|\["|\[/")([A-Za-z0-9 ._:/#;<>-]*)("\]\)|"\]|"\\\])')
+    labels = []
+    for line in nodes:
+        match = shape.fullmatch(line)
+        assert match, line
+        labels.append([_mermaid_label(part) for part in match.group(3).split("<br/>")])
+    assert [graph.node_lines(g, p) for p in g.parties()] == labels
+    edge = re.compile(r'  n\d+ (-->|-\.->)\|"[A-Za-z0-9 ._:/#;-]*"\| n\d+')
+    assert all(edge.fullmatch(line) for line in edges), edges
+
+
+class _Page(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[str] = []
+        self.attrs: list[tuple[str, str]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attrs.extend(attrs)
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_html_is_self_contained_and_escapes_names():
+    g = hostile_graph()
+    page = graph.render(g, "html")
+    parser = _Page()
+    parser.feed(page)
+    assert "script" not in parser.tags and "img" not in parser.tags and "link" not in parser.tags
+    # nothing loaded from anywhere: only the SVG namespace and the arrow marker are URLs
+    urls = [v for k, v in parser.attrs if k in ("src", "href", "xlink:href", "action")]
+    assert urls == []
+    assert "default-src 'none'" in page
+    text = "".join(parser.text)
+    assert one_line(EVIL_OWNER) in text and one_line(EVIL_NET)[:40] in text
+    assert "<script>alert" not in page
