@@ -67,7 +67,7 @@ class NftChange:
     command: str  # one JSON command object, as text
     line: str  # the same command in nft's syntax (reports, --verbose)
     why: str  # owner name, 'init' or 'setup'
-    verb: str = "add"  # add, delete, create, flush
+    verb: str = "add"  # add, delete (rules), create, insert (tables, chains, jumps), change (a flush)
     note: str = ""  # what a deleted rule was
     family: int = 4
 
@@ -101,14 +101,16 @@ class NftablesBackend:
         return {"family": self.nft_family, "table": TABLE, **fields}
 
     def _change(self, verb: str, obj: str, body: dict, line: str, why: str, note: str = "") -> NftChange:
-        command = json.dumps({{"create": "add"}.get(verb, verb): {obj: body}}, ensure_ascii=True)
+        command = json.dumps({{"create": "add", "change": "flush"}.get(verb, verb): {obj: body}}, ensure_ascii=True)
         return NftChange(command, line, why, verb, note, self.family)
 
-    def _add_rule(self, chain: str, expr: list[dict], comment: str, text: str, why: str) -> NftChange:
+    def _add_rule(self, chain: str, expr: list[dict], comment: str, text: str, why: str, verb: str = "add") -> NftChange:
+        """VERB: 'add' (a rule of an owner, or init's), 'insert' (a jump: what rules live in)."""
         body = self._ref(chain=chain, expr=expr)
         if comment:
             body["comment"] = comment
-        return self._change("add", "rule", body, f"add rule {self.nft_family} {TABLE} {chain} {text}", why)
+        command = json.dumps({"add": {"rule": body}}, ensure_ascii=True)
+        return NftChange(command, f"add rule {self.nft_family} {TABLE} {chain} {text}", why, verb, "", self.family)
 
     def _delete_rule(self, rule: LiveRule, why: str, note: str = "") -> NftChange:
         body = self._ref(chain=rule.chain, handle=rule.handle)
@@ -206,9 +208,9 @@ class NftablesBackend:
                 continue
             if rules:
                 body = self._ref(name=name)
-                changes.append(self._change("flush", "chain", body, f"flush chain {self.nft_family} {TABLE} {name}", "setup"))
+                changes.append(self._change("change", "chain", body, f"flush chain {self.nft_family} {TABLE} {name}", "setup"))
             for target in targets:
-                changes.append(self._add_rule(name, [{"jump": {"target": target}}], "", f"jump {target}", "setup"))
+                changes.append(self._add_rule(name, [{"jump": {"target": target}}], "", f"jump {target}", "setup", "insert"))
         return changes
 
     def _mark_for_init(self, live: NftLive) -> Mark:
