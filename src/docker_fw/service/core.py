@@ -86,6 +86,10 @@ class ServiceCore:
             self._backends = for_engine(self.engine.firewall_backend(), self._firewall, self._firewall6)
         return self._backends
 
+    @backends.setter
+    def backends(self, backends: list[FirewallBackend]) -> None:
+        self._backends = list(backends)
+
     def _desired(self, specs: Iterable[RuleSpec], plan: Plan) -> list[ResolvedRule]:
         snapshot = self.engine.snapshot()
         desired: list[ResolvedRule] = []
