@@ -7,10 +7,13 @@ with an environment variable, e.g. shorter for tests.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
+import subprocess
 
-from .errors import UsageError
+from .errors import FirewallError, UsageError
 
 # Bounds for an overridden deadline: long enough for any real batch, short
 # enough that a value such as 1e308 cannot overflow a timer.
@@ -29,3 +32,32 @@ def seconds_from_env(name: str, default: float) -> float:
             f"{name} must be a number of seconds from {MIN_SECONDS:g} to {MAX_SECONDS:g}, not {text[:40]!r}"
         )
     return float(text)
+
+
+def run_bounded(argv: list[str], stdin: bytes | None, timeout: float) -> subprocess.CompletedProcess:
+    """Run ARGV (no shell) in a process group of its own, output captured as bytes.
+
+    subprocess.TimeoutExpired once TIMEOUT seconds have passed: the whole
+    group has been killed by then (a child it started would otherwise keep
+    the pipes open, and us waiting).  Any other exception, KeyboardInterrupt
+    included, kills the group too.
+    """
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            process_group=0,
+        )
+    except OSError as exc:
+        raise FirewallError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+    with proc:
+        try:
+            stdout, stderr = proc.communicate(stdin, timeout=timeout)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()  # the leader is gone at once; the pipes are closed on leaving 'with'
+            raise
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)

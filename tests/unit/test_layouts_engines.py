@@ -185,11 +185,12 @@ def test_refused_when_forward_policy_is_accept(name):
         layouts.plan_init(table, ["docker0"])
 
 
-def test_nftables_backend_named_by_the_engine_is_refused():
-    """docker info's FirewallBackend.Driver, when the caller passes it, is refused outright."""
+def test_iptables_backend_refuses_an_engine_in_nftables_mode():
+    """docker info's FirewallBackend.Driver "nftables": the iptables layouts refuse it (backends.choice
+    never hands them such an engine: the nftables backend takes it)."""
     table = fixture("docker-28.5-icc-false.txt")
     for backend in ("nftables", "nftables+firewalld"):
-        with pytest.raises(FirewallError, match="nftables backend.*docker-bridges.*--firewall-backend=iptables"):
+        with pytest.raises(FirewallError, match="nftables backend.*docker-bridges.*docker-fw uses its nftables backend"):
             layouts.plan_init(table, ["docker0"], firewall_backend=backend)
         assert not layouts.is_initialised(table, ["docker0"], firewall_backend=backend)
     assert layouts.detect(table, firewall_backend="iptables").name == layouts.DOCKER_28

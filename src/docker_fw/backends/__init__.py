@@ -8,12 +8,14 @@ for a scope (``plan``), and hands those back in one atomic batch
 special cases: a backend that is not ``required`` may be absent (``read``
 returns None), and its rules are then left out with ``unmanaged_note``.
 
-Today there is one implementation, ``backends.iptables.IptablesBackend``
-(iptables and ip6tables); an nftables backend implements the same protocol.
+Two implement it: ``backends.iptables`` (iptables and ip6tables) and
+``backends.nftables`` (docker-fw's tables ``ip docker-fw`` and ``ip6
+docker-fw``, for Docker's nftables mode); ``backends.choice`` picks by what
+the engine uses.
 
 ``Explainer`` is optional: a backend that can walk its live ruleset the way
 the kernel would for a new connection ('docker-fw explain') implements it
-too; 'explain' says so plainly for a backend that does not.
+too; 'explain' says so plainly for a backend that does not (nftables does not).
 """
 
 from __future__ import annotations

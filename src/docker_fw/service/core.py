@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from ..backends import Change, FirewallBackend
-from ..backends.iptables.backend import IptablesBackend, Runner
+from ..backends.choice import for_engine
+from ..backends.iptables.backend import Runner
 from ..errors import EngineError
 from ..filtergrammar import FilterError
 from ..listing import owner_names
@@ -98,16 +99,25 @@ class ServiceCore:
         backends: Sequence[FirewallBackend] | None = None,
     ):
         """BACKENDS: the firewalls to keep in line with the record, the required
-        one first; by default iptables (FIREWALL) and, given, ip6tables (FIREWALL6)."""
+        one first.  By default they are chosen by the engine's firewall backend
+        when first needed (backends.choice): nftables for Docker's nftables
+        mode, else iptables (FIREWALL) and, given, ip6tables (FIREWALL6)."""
         self.engine = engine
-        if backends is None:
-            backends = [IptablesBackend(firewall, 4)]
-            if firewall6 is not None:
-                backends.append(IptablesBackend(firewall6, 6))
-        self.backends = list(backends)
+        self._firewall, self._firewall6 = firewall, firewall6
+        self._backends = list(backends) if backends is not None else None
         self.store = store
         self.out = out
         self.warn = warn
+
+    @property
+    def backends(self) -> list[FirewallBackend]:
+        if self._backends is None:
+            self._backends = for_engine(self.engine.firewall_backend(), self._firewall, self._firewall6)
+        return self._backends
+
+    @backends.setter
+    def backends(self, backends: list[FirewallBackend]) -> None:
+        self._backends = list(backends)
 
     def _desired(self, specs: Iterable[RuleSpec], plan: Plan) -> list[ResolvedRule]:
         snapshot = self.engine.snapshot()

@@ -39,8 +39,9 @@ Refused, with nothing changed:
 
 - Docker 29's nftables firewall backend (``--firewall-backend=nftables``):
   its rules are in nftables tables (``table ip docker-bridges``), there is no
-  DOCKER-USER, and ``iptables-save`` shows no Docker chain at all.  A
-  whitelist there needs an nftables backend of docker-fw's own.
+  DOCKER-USER, and ``iptables-save`` shows no Docker chain at all.  docker-fw
+  uses its nftables backend there (backends.choice, by what the engine
+  reports); this backend refuses such an engine if it is ever handed one.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from .reconcile import Change, rule_line
 LEGACY = "docker-20.10"  # the layout of Docker 1.5 up to 27.x
 DOCKER_28 = "docker-28"  # Docker 28.0.1 and newer, 29 with iptables: DOCKER-FORWARD/DOCKER-BRIDGE
 IPSET_2800 = "docker-28.0.0"  # one ipset-based catch-all for every bridge
-NFTABLES = "docker-29-nftables"  # refused
+NFTABLES = "docker-29-nftables"  # refused here: backends/nftables handles it
 
 _NOTHING = "nothing was changed"
 
@@ -95,8 +96,8 @@ DOCKER_28_LAYOUT = Layout(
 def _nftables_error() -> FirewallError:
     return FirewallError(
         "unsupported firewall: this engine uses Docker 29's nftables backend "
-        "(table ip docker-bridges, no DOCKER-USER chain); docker-fw works with iptables only: "
-        f"run dockerd with --firewall-backend=iptables; {_NOTHING}"
+        "(table ip docker-bridges, no DOCKER-USER chain), which docker-fw's iptables backend "
+        f"cannot reshape (docker-fw uses its nftables backend for such an engine); {_NOTHING}"
     )
 
 
@@ -113,7 +114,7 @@ def detect(table: Table, firewall_backend: str | None = None) -> Layout:
         raise FirewallError(
             "no DOCKER chain in the filter table: is the Docker engine running, "
             "with iptables enabled, in this network namespace? (Docker 29 with "
-            "--firewall-backend=nftables has none: docker-fw does not support that backend)"
+            "--firewall-backend=nftables has none: docker-fw uses its nftables backend there)"
         )
     if any("--match-set" in r.args and any(a.startswith(_IPSET_PREFIX) for a in r.args)
            for r in table.chain_rules("FORWARD")):

@@ -8,16 +8,13 @@ line and nothing of it is applied).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import shutil
-import signal
 import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ...deadline import seconds_from_env
+from ...deadline import run_bounded, seconds_from_env
 from ...errors import FirewallError
 
 # How long one iptables-save or iptables-restore may take (seconds); past it
@@ -361,35 +358,6 @@ class Iptables:
         except FirewallError as exc:
             return Outcome(f"and the table could not be read again to see what is live ({exc})")
         return batch_outcome(before, now, lines)
-
-
-def run_bounded(argv: list[str], stdin: bytes | None, timeout: float) -> subprocess.CompletedProcess:
-    """Run ARGV (no shell) in a process group of its own, output captured as bytes.
-
-    subprocess.TimeoutExpired once TIMEOUT seconds have passed: the whole
-    group has been killed by then (a child it started would otherwise keep
-    the pipes open, and us waiting).  Any other exception, KeyboardInterrupt
-    included, kills the group too.
-    """
-    try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            process_group=0,
-        )
-    except OSError as exc:
-        raise FirewallError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-    with proc:
-        try:
-            stdout, stderr = proc.communicate(stdin, timeout=timeout)
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()  # the leader is gone at once; the pipes are closed on leaving 'with'
-            raise
-    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
 
 
 def _message(data: bytes) -> str:

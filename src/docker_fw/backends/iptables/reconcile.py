@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from ...errors import FirewallError
 from .process import SavedRule, Table, split_restore
-from .rules import CHAIN_INTERNAL, EGRESS_PLACEMENT, ORDERED_CHAINS, OWN_CHAINS, PLACEMENTS, IptablesRule, parse_comment
+from ..tag import parse_comment
+from .rules import CHAIN_INTERNAL, EGRESS_PLACEMENT, ORDERED_CHAINS, OWN_CHAINS, PLACEMENTS, IptablesRule
 
 # Written as they are; anything else is quoted.  fullmatch, not '$': '$'
 # also matches before a final newline, which would end the restore line.

@@ -7,18 +7,7 @@ from dataclasses import dataclass
 from ...model import Kind, Ports
 from ...resolve import ResolvedRule
 from ...egress import ResolvedLock
-
-# hashlib loads OpenSSL (libcrypto, with its providers) to offer every digest:
-# about 5 ms of each run here.  CPython's own SHA-256 gives the same digest.
-try:
-    from _sha2 import sha256  # CPython 3.12 and newer
-except ImportError:
-    try:
-        from _sha256 import sha256  # CPython 3.11
-    except ImportError:
-        from hashlib import sha256
-
-COMMENT_PREFIX = "docker-fw:"
+from ..tag import COMMENT_PREFIX, parse_comment, sha256  # noqa: F401 (parse_comment: imported from here too)
 
 # Chains that docker-fw owns.  Each is reached by one jump from a chain of the
 # kernel or of Docker, so that all our rules can be listed, diffed and removed
@@ -102,16 +91,6 @@ class IptablesRule:
     def argv(self) -> list[str]:
         """The rule spec after '-A CHAIN' (no shell quoting involved)."""
         return [*self.matches, "-m", "comment", "--comment", self.comment, "-j", self.target]
-
-
-def parse_comment(comment: str) -> tuple[str, str] | None:
-    """(owner, digest) from one of our comments, else None."""
-    if not comment.startswith(COMMENT_PREFIX):
-        return None
-    owner, sep, digest = comment[len(COMMENT_PREFIX):].rpartition(":")
-    if not sep or not owner:
-        return None
-    return owner, digest
 
 
 def _port_matches(proto: str, sport: Ports, dport: Ports) -> list[str]:

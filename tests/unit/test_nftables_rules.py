@@ -1,0 +1,238 @@
+"""The nftables backend's pure parts: rendering (golden files), what it reads
+of Docker's table, what it cannot express, and planning against a listing."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from dfw_samples import GOLDEN_DIR, snapshot
+from docker_fw.backends import FirewallBackend
+from docker_fw.backends.choice import for_engine, uses_nftables
+from docker_fw.backends.nftables.backend import NftablesBackend
+from docker_fw.backends.nftables.live import parse_docker, parse_own
+from docker_fw.backends.nftables.rules import Mark, Unexpressible, filter_matches, init_rule, interface_problem, render
+from docker_fw.errors import FirewallError
+from docker_fw.model import Kind, RuleSpec, parse_address, parse_filter
+from docker_fw.resolve import ResolvedRule, resolve
+
+NFT_GOLDEN = GOLDEN_DIR / "nftables"
+MARK = Mark(0x100, 0x100)
+SNAP = snapshot()
+
+
+def rule(owner="web", kind=Kind.ADD, source="203.0.113.0/24", dest=".", **kw) -> RuleSpec:
+    return RuleSpec(owner=owner, kind=kind, source=parse_address(source), dest=parse_address(dest), **kw)
+
+
+GOLDEN = {
+    "allow-bridge-filter": rule(source="198.51.100.2", dport=80, filter=parse_filter("! -i @bridge -o @bridge")),
+    "add-self-to-host-udp-sport": rule(owner="cache", source=".", dest="198.51.100.7", sport=53, proto="udp"),
+    "add-internal-container": rule(kind=Kind.INTERNAL, source="db", dport=5432),
+    "add-input-gateway": rule(kind=Kind.INPUT, source=".", dest="/", dport=53, proto="udp"),
+    "add-wildcard-interface": rule(dport=443, filter=parse_filter("-i eth+")),
+}
+
+
+def golden_text(spec: RuleSpec) -> str:
+    lines = [f"# {spec.describe()}"]
+    for resolved in resolve(spec, SNAP):
+        nft = render(resolved, MARK)
+        lines += [f"{nft.chain}: {nft.text()}", json.dumps(nft.expr(), sort_keys=True)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_golden_rules(name):
+    path = NFT_GOLDEN / f"{name}.txt"
+    text = golden_text(GOLDEN[name])
+    if os.environ.get("DOCKER_FW_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.is_file(), f"missing golden file {path} (DOCKER_FW_UPDATE_GOLDEN=1 writes it)"
+    assert text == path.read_text()
+
+
+def test_nft_golden_files_have_no_orphans():
+    assert {p.stem for p in NFT_GOLDEN.glob("*.txt")} == set(GOLDEN)
+
+
+def test_the_hash_follows_the_address_and_the_mark_only_internal_rules():
+    a = ResolvedRule("web", Kind.ADD, "198.51.100.2/32", "172.17.0.2/32", "tcp", dport=80)
+    moved = ResolvedRule("web", Kind.ADD, "198.51.100.2/32", "172.17.0.9/32", "tcp", dport=80)
+    assert render(a, MARK).digest != render(moved, MARK).digest
+    assert render(a, MARK).mark is None and render(a, None).comment == render(a, MARK).comment
+    internal = ResolvedRule("web", Kind.INTERNAL, "172.17.0.3/32", "172.17.0.2/32", "tcp", dport=5432)
+    assert render(internal, MARK).mark == MARK
+    with pytest.raises(Unexpressible, match="--bridge-accept-fwmark"):
+        render(internal, None)
+
+
+def test_ipv6_rules_match_ip6_headers():
+    r = render(ResolvedRule("web", Kind.ADD, "2001:db8::/64", "fd00:17::2/128", "tcp", dport=443, family=6), MARK)
+    assert r.text().startswith("ip6 saddr 2001:db8::/64 ip6 daddr fd00:17::2 meta l4proto tcp tcp dport 443 accept")
+    assert r.expr()[0]["match"]["right"] == {"prefix": {"addr": "2001:db8::", "len": 64}}
+    assert r.expr()[1]["match"]["left"] == {"payload": {"protocol": "ip6", "field": "daddr"}}
+
+
+def test_mark_set_keeps_the_other_bits():
+    assert Mark(0x100, 0x100).json() == {
+        "mangle": {"key": {"meta": {"key": "mark"}},
+                   "value": {"|": [{"&": [{"meta": {"key": "mark"}}, 0xFFFFFEFF]}, 0x100]}}
+    }
+    assert Mark(7).json() == {"mangle": {"key": {"meta": {"key": "mark"}}, "value": 7}}
+    assert Mark(0x100, 0x100).option == "0x100/0x100" and Mark(7).option == "0x7"
+
+
+@pytest.mark.parametrize("words, message", [
+    ("-m conntrack --ctstate NEW", "'-m' cannot be expressed on the nftables backend"),
+    ("-i eth0 -m ttl --ttl-eq 3", "'-m' cannot be expressed"),
+    ("! -i br*x", None),
+])
+def test_filters_beyond_interfaces_cannot_be_expressed(words, message):
+    tokens = tuple(words.split())
+    if message is None:
+        assert filter_matches(tokens)[0].text() == 'iifname != "br*x"'
+        return
+    with pytest.raises(Unexpressible, match=message):
+        filter_matches(tokens)
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("docker0", None), ('we"ird', None), ("br-0123456789ab", None), ("é", None),
+    ("br*", "wildcard"), ("a\\b", "wildcard"), ("", "1 to 15 bytes"), ("x" * 16, "1 to 15 bytes"), ("a\nb", "holds"),
+])
+def test_interface_names(name, problem):
+    found = interface_problem(name)
+    assert (found is None) if problem is None else (problem in found)
+
+
+def test_expressible_asks_nothing_live_and_names_the_backend():
+    backend = NftablesBackend(runner=None, family=4)
+    assert isinstance(backend, FirewallBackend)
+    ok = ResolvedRule("web", Kind.INTERNAL, "172.17.0.3/32", "172.17.0.2/32", "tcp", dport=5432)
+    assert backend.expressible(ok) is None
+    bad = ResolvedRule("web", Kind.ADD, "198.51.100.2/32", "172.17.0.2/32", "tcp", filter=("-m", "state", "--state", "NEW"))
+    assert "nftables backend" in backend.expressible(bad)
+    assert "IPv6 rule" in backend.expressible(ResolvedRule("web", Kind.ADD, "::/0", "fd00::2/128", "tcp", family=6))
+    long_owner = ResolvedRule("w" * 120, Kind.ADD, "198.51.100.2/32", "172.17.0.2/32", "tcp")
+    assert "128-byte" in backend.expressible(long_owner)
+
+
+# What 'nft -j list table ip docker-bridges' prints (nft 1.0.6), reduced.
+def docker_listing(*mark_exprs) -> list[dict]:
+    objects = [{"chain": {"family": "ip", "table": "docker-bridges", "name": "filter-forward-in__docker0", "handle": 1}}]
+    for handle, expr in enumerate(mark_exprs, 2):
+        objects.append({"rule": {"family": "ip", "table": "docker-bridges", "chain": "filter-forward-in__docker0",
+                                 "handle": handle, "comment": "ALLOW FW MARK", "expr": expr}})
+    return objects
+
+
+MASKED = [{"match": {"op": "==", "left": {"&": [{"meta": {"key": "mark"}}, 65280]}, "right": 256}},
+          {"counter": {"packets": 0, "bytes": 0}}, {"accept": None}]
+PLAIN = [{"match": {"op": "==", "left": {"meta": {"key": "mark"}}, "right": 7}}, {"counter": None}, {"accept": None}]
+
+
+def test_the_accept_mark_is_read_from_docker_rules():
+    assert parse_docker(docker_listing(MASKED)).marks == (Mark(256, 65280),)
+    assert parse_docker(docker_listing(PLAIN)).marks == (Mark(7),)
+    assert parse_docker(docker_listing()).marks == ()
+    assert parse_docker(docker_listing()).bridges == ("docker0",)
+    with pytest.raises(FirewallError, match="cannot read the accept mark"):
+        parse_docker(docker_listing([{"match": {"op": "==", "left": {"ct": {"key": "mark"}}, "right": 1}}]))
+
+
+class Listing:
+    """Stands in for process.Nft (backends.nftables.backend.Runner): fixed listings, batches kept."""
+
+    def __init__(self, docker: list[dict] | None, ours: list[dict] | None = None):
+        self.tables = {"docker-bridges": docker, "docker-fw": ours}
+        self.applied: list[list[str]] = []
+
+    def list_table(self, family: str, name: str) -> list[dict] | None:
+        return self.tables[name]
+
+    def apply(self, commands: list[str], shown: list[str]) -> None:
+        self.applied.append(commands)
+
+
+@pytest.mark.parametrize("expr, message", [
+    (None, "--bridge-accept-fwmark"),
+    ([{"match": {"op": "==", "left": {"&": [{"meta": {"key": "mark"}}, 255]}, "right": 0}}, {"accept": None}],
+     "would match unmarked packets"),
+])
+def test_init_refuses_a_missing_or_open_mark(expr, message):
+    backend = NftablesBackend(Listing(docker_listing(*([expr] if expr else []))), 4)
+    with pytest.raises(FirewallError, match=message):
+        backend.plan_init(backend.read(), ["docker0"], "nftables", ["docker0"])
+    assert not backend.is_initialised(backend.read(), ["docker0"])
+
+
+def test_no_docker_table_names_the_engine_option():
+    with pytest.raises(FirewallError, match="no nftables table ip docker-bridges.*--firewall-backend=nftables"):
+        NftablesBackend(Listing(None), 4).read()
+    assert NftablesBackend(Listing(None), 6).read() is None  # IPv6 off: its rules are left out
+
+
+def test_init_plan_creates_the_chain_it_fills():
+    backend = NftablesBackend(Listing(docker_listing(MASKED)), 4)
+    changes = backend.plan_init(backend.read(), ["docker0"], "nftables", ["docker0"])
+    assert [c.line for c in changes] == [
+        "add table ip docker-fw",
+        "add chain ip docker-fw fw-init",
+        f"add rule ip docker-fw fw-init {init_rule('docker0', 4).text()}",
+    ]
+    assert [c.why for c in changes] == ["setup", "setup", "init"]
+    assert json.loads(changes[-1].command)["add"]["rule"]["comment"] == "docker-fw-init:docker0"
+
+
+def test_plan_deletes_stale_and_duplicate_rules_by_handle_and_leaves_others_alone():
+    a = render(ResolvedRule("web", Kind.ADD, "198.51.100.2/32", "172.17.0.2/32", "tcp", dport=80), MARK)
+
+    def live_rule(handle, comment, chain="fw-forward"):
+        return {"rule": {"family": "ip", "table": "docker-fw", "chain": chain, "handle": handle, "comment": comment,
+                         "expr": [{"accept": None}]}}
+
+    ours = [{"table": {"family": "ip", "name": "docker-fw"}}]
+    ours += [{"chain": {"family": "ip", "table": "docker-fw", "name": n}} for n in ("fw-forward", "fw-internal", "fw-input", "fw-init")]
+    ours += [{"chain": {"family": "ip", "table": "docker-fw", "name": n, "hook": h, "prio": -1, "policy": "accept"}}
+             for n, h in (("forward", "forward"), ("input", "input"))]
+    ours += [{"rule": {"family": "ip", "table": "docker-fw", "chain": c, "handle": 90 + i, "expr": [{"jump": {"target": t}}]}}
+             for i, (c, t) in enumerate((("forward", "fw-forward"), ("forward", "fw-internal"), ("forward", "fw-init"), ("input", "fw-input")))]
+    ours += [live_rule(10, a.comment), live_rule(11, a.comment), live_rule(12, "docker-fw:web:000000000000"),
+             live_rule(13, "docker-fw:db:000000000000"), live_rule(14, "")]
+    backend = NftablesBackend(Listing(docker_listing(MASKED), ours), 4)
+    live = backend.read()
+    desired = [ResolvedRule("web", Kind.ADD, "198.51.100.2/32", "172.17.0.2/32", "tcp", dport=80)]
+    changes = backend.plan(live, desired, {"web"})
+    assert [c.line for c in changes] == [
+        "delete rule ip docker-fw fw-forward handle 11", "delete rule ip docker-fw fw-forward handle 12",
+    ]
+    assert [c.verb for c in changes] == ["delete", "delete"]
+    assert backend.foreign_rules(live) == ["foreign rule in ip docker-fw fw-forward: handle 14 [{\"accept\": null}]"]
+    assert parse_own(ours).chain_rules("forward")[0].jump_target() == "fw-forward"
+
+
+def test_a_flushed_base_chain_is_filled_again_in_order():
+    ours = [{"table": {}}, {"chain": {"name": "forward", "hook": "forward", "prio": -1}},
+            {"rule": {"chain": "forward", "handle": 5, "expr": [{"jump": {"target": "fw-init"}}]}}]
+    backend = NftablesBackend(Listing(docker_listing(MASKED), ours), 4)
+    lines = [c.line for c in backend.ensure(backend.read())]
+    assert lines[-5:] == [
+        "flush chain ip docker-fw forward",
+        "add rule ip docker-fw forward jump fw-forward",
+        "add rule ip docker-fw forward jump fw-internal",
+        "add rule ip docker-fw forward jump fw-init",
+        "add rule ip docker-fw input jump fw-input",
+    ]
+
+
+@pytest.mark.parametrize("driver, nft", [("nftables", True), ("nftables+firewalld", True), ("iptables", False),
+                                          ("iptables+firewalld", False), ("", False)])
+def test_the_engine_report_chooses_the_backend(driver, nft):
+    assert uses_nftables(driver) is nft
+    backends = for_engine(driver, firewall=object(), firewall6=object())
+    assert [type(b).__name__ for b in backends] == (["NftablesBackend"] * 2 if nft else ["IptablesBackend"] * 2)
+    assert [b.family for b in backends] == [4, 6]
