@@ -4,18 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...lean import sha256  # hashlib's SHA-256 without loading OpenSSL
 from ...model import Kind
 from ...resolve import ResolvedRule
-
-# hashlib loads OpenSSL (libcrypto, with its providers) to offer every digest:
-# about 5 ms of each run here.  CPython's own SHA-256 gives the same digest.
-try:
-    from _sha2 import sha256  # CPython 3.12 and newer
-except ImportError:
-    try:
-        from _sha256 import sha256  # CPython 3.11
-    except ImportError:
-        from hashlib import sha256
 
 COMMENT_PREFIX = "docker-fw:"
 
