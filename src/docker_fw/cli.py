@@ -14,7 +14,7 @@ import os
 import stat
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from .values import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__

@@ -21,7 +21,7 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from .values import dataclass, field, replace
 from typing import Any
 
 from .deadline import seconds_from_env

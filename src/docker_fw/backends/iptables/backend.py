@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
+from ... import values
+
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -118,7 +119,7 @@ class IptablesBackend:
 
     def plan_init(self, live: Table, bridges: list[str], engine_backend: str, existing: Iterable[str]) -> list[Change]:
         changes = layouts.plan_init(live, bridges, engine_backend, existing)
-        return [dataclasses.replace(c, family=self.family) for c in changes]
+        return [values.replace(c, family=self.family) for c in changes]
 
     def ensure(self, live: Table) -> list[Change]:
         return ensure_chains(live, family=self.family)

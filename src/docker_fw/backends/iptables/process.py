@@ -15,7 +15,7 @@ import shutil
 import signal
 import subprocess
 from collections import Counter
-from dataclasses import dataclass, field
+from ...values import dataclass, field
 
 from ...deadline import seconds_from_env
 from ...errors import FirewallError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ...values import dataclass
 
 from ...lean import sha256  # hashlib's SHA-256 without loading OpenSSL
 from ...model import Kind
