@@ -8,7 +8,8 @@ batch, and commit the store only if every kernel accepted its batch.
 
 from __future__ import annotations
 
-import dataclasses
+from . import values
+
 from typing import TYPE_CHECKING
 
 from .backends.iptables.backend import UNMANAGED_IP6TABLES
@@ -48,7 +49,7 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
         snapshot = self.engine.snapshot()
         try:
             owner = snapshot.running(req.container)
-            spec = dataclasses.replace(
+            spec = values.replace(
                 written,
                 owner=owner.name,
                 source=normalise_address(written.source, owner, snapshot, rev_lookup),

@@ -28,7 +28,7 @@ import signal
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from .values import dataclass
 
 from .backends.iptables.logrules import NFLOG_PREFIX
 from .errors import FirewallError, one_line

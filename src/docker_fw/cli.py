@@ -14,7 +14,7 @@ import os
 import stat
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from .values import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from . import __version__
@@ -88,7 +88,35 @@ environment:
 """
 
 
-def build_parser() -> Parser:
+class _Unbuilt:
+    """Stands for the sub-parser of an action this run does not name: whatever
+    build_parser() defines on it is dropped (argparse's Action objects for all
+    15 sub-parsers cost more than the rest of an 'ls')."""
+
+    def __getattr__(self, name: str):
+        return self._drop
+
+    def _drop(self, *_args, **_kwargs) -> _Unbuilt:
+        return self  # add_argument_group() and the like: dropped too
+
+
+def _action_named(argv: list[str]) -> str | None:
+    """The action ARGV names: its first word that is not an option (the main
+    parser's options, -v, --version and -h, take no value); None after -h
+    (the main help, which lists every action)."""
+    for word in argv:
+        if word in ("-h", "--help"):
+            return None
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> Parser:
+    """The command line's parser.  Given ARGV, only the sub-parser of the action
+    it names is built; when it names none (--help, a typo), every action is
+    listed with its summary, for --help and the error, and none is built."""
+    wanted = None if argv is None else _action_named(argv)
     parser = Parser(
         prog="docker-fw",
         description=MAIN_DESCRIPTION,
@@ -107,6 +135,10 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
 
     def action(name: str, help_text: str, description: str = "") -> Parser:
+        if argv is not None and name != wanted:
+            if wanted not in COMMANDS:
+                sub.add_parser(name, help=help_text, add_help=False)  # listed only
+            return _Unbuilt()  # type: ignore[return-value]
         return sub.add_parser(
             name,
             help=help_text,
@@ -793,7 +825,7 @@ def run(argv: list[str], out=None, err=None, backends=real_backends) -> int:
     firewalls (tests give fakes)."""
     out = _printing(out or (lambda s: print(s, flush=True)))
     err = _printing(err or (lambda s: print(s, file=sys.stderr, flush=True)))
-    parser = build_parser()
+    parser = build_parser(argv)
     args = None
     try:
         _check_argv(argv)

@@ -21,13 +21,13 @@ import os
 import re
 import sys
 import time
-from _socket import AF_UNIX, SOCK_STREAM, socket as RawSocket  # not socket.py: see UnixSocketApi
-from dataclasses import dataclass, field, replace
+from .values import dataclass, field, replace
 from typing import Any
 
 from .deadline import seconds_from_env
 from .errors import EngineError, PortInUseError  # noqa: F401 (PortInUseError: re-exported)
 from .labels import READ_LABELS
+from .lean import Socket, unix_stream_socket
 
 
 @dataclass(frozen=True)
@@ -356,8 +356,8 @@ class UnixSocketApi:
     unversioned path).  HTTP/1.1 is written by hand, one request per
     connection ('Connection: close': the answer ends where the stream does),
     because http.client would load ssl and the email package, half the
-    SDK's cost again; the socket is the C module's, because socket.py turns
-    its constants into enums as it loads (about 10 ms here).  Threads ('start
+    SDK's cost again; the socket is the C module's (lean.py: socket.py turns
+    its constants into enums as it loads).  Threads ('start
     --jobs') may share one; every request has a deadline of ``timeout``
     seconds, checked at every read.
     """
@@ -386,7 +386,7 @@ class UnixSocketApi:
         head += f"Content-Length: {len(payload)}\r\n\r\n"
         deadline = time.monotonic() + self.timeout
         try:
-            sock = RawSocket(AF_UNIX, SOCK_STREAM)
+            sock = unix_stream_socket()
             try:
                 sock.settimeout(self.timeout)
                 sock.connect(self.path)
@@ -448,7 +448,7 @@ class UnixSocketApi:
         self.request("POST", f"/containers/{self._id(container_id)}/pause")
 
 
-def _receive(sock: RawSocket, deadline: float) -> bytes:
+def _receive(sock: Socket, deadline: float) -> bytes:
     """Everything until the engine closes the connection: by the deadline, and
     at most MAX_ANSWER_BYTES."""
     received = bytearray()

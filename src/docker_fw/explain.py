@@ -11,7 +11,7 @@ checked by walking again with that rule added (nothing live changes).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .values import dataclass
 from typing import TYPE_CHECKING
 
 from .backends import Explainer

@@ -32,7 +32,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from .values import dataclass
 
 from .errors import UsageError
 

@@ -9,7 +9,7 @@ backend answers with the same values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .values import dataclass
 
 from .model import RuleSpec
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from .values import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import EngineError, UsageError, one_line

@@ -25,10 +25,9 @@ Pure: works on an ``engine.Snapshot``, so it is unit tested without an engine.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from .values import dataclass, replace
 from typing import TYPE_CHECKING
 
 from .errors import DockerFwError, UsageError
@@ -208,7 +207,7 @@ def _line_rules(owner: Container, line: LabelRule, snapshot: Snapshot) -> list[L
     peers, stands_for = _peers(owner, named.value, snapshot)
     rules = []
     for peer in peers:
-        expanded = dataclasses.replace(spec, **{side: AddressSpec.container(peer)})
+        expanded = replace(spec, **{side: AddressSpec.container(peer)})
         validate(line.action, expanded)
         rules.append(LabelledRule(
             expanded, line.action, request.origin, peer=named.value,

@@ -43,7 +43,6 @@ each, and then nothing is recorded at all.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import json
 import os
@@ -51,7 +50,7 @@ import re
 import shlex
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from .values import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from . import hostconfig, hosts
@@ -143,10 +142,10 @@ class ImportedRule:
 class ImportPlan:
     """Everything the old files hold, mapped; PROBLEMS: one line per thing that cannot be."""
 
-    rules: list[ImportedRule] = dataclasses.field(default_factory=list)
-    host_entries: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)  # (owner, name, where)
-    hostconfigs: list[tuple[str, dict, str]] = dataclasses.field(default_factory=list)  # (owner, record, path)
-    problems: list[str] = dataclasses.field(default_factory=list)
+    rules: list[ImportedRule] = field(default_factory=list)
+    host_entries: list[tuple[str, str, str]] = field(default_factory=list)  # (owner, name, where)
+    hostconfigs: list[tuple[str, dict, str]] = field(default_factory=list)  # (owner, record, path)
+    problems: list[str] = field(default_factory=list)
     directories: int = 0  # container directories found
 
 
@@ -404,7 +403,7 @@ def recorded_spec(action: str, request: AddRequest, owner: Container, snapshot: 
     containers need not run (the rule is applied by the next replay)."""
     written = checked_spec(action, request)
     try:
-        spec = dataclasses.replace(
+        spec = replace(
             written,
             source=normalise_address(written.source, owner, snapshot, False),
             dest=normalise_address(written.dest, owner, snapshot, False),
@@ -509,7 +508,7 @@ def pair_two_ways(plan: ImportPlan) -> None:
     }
     entries = {(source, name) for source, name, _ in plan.host_entries}
     plan.rules = [
-        dataclasses.replace(item, action="add-two-ways")
+        replace(item, action="add-two-ways")
         if (item.spec.source.value, item.spec.owner) in entries and item.spec.kind is Kind.INTERNAL
         else item
         for item in plan.rules

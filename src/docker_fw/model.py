@@ -11,7 +11,7 @@ import enum
 import ipaddress
 import re
 import shlex
-from dataclasses import dataclass, field
+from .values import dataclass, field
 
 from . import filtergrammar
 from .errors import UsageError

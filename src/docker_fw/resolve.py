@@ -8,7 +8,7 @@ addresses on that network; ``/`` is the gateway of that network.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .values import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import EngineError, UsageError

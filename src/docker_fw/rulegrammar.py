@@ -23,7 +23,7 @@ import enum
 import functools
 import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from .values import dataclass
 from typing import NoReturn
 
 from . import filtergrammar

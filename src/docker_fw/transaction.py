@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from .values import dataclass, field
 
 from .backends import Change, FirewallBackend, Live
 from .errors import DockerFwError

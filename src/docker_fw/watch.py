@@ -43,7 +43,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from .values import dataclass, field
 
 from .actions import Service
 from .engine import Engine

@@ -640,3 +640,28 @@ def test_ls_loads_neither_the_service_layer_nor_a_firewall_backend(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "docker_fw.engine"
+
+
+@pytest.mark.parametrize("argv", [
+    ["--help"], ["-h", "ls"], [], ["-v"], ["bogus"], ["ls", "--help"], ["add", "--help"], ["-v", "replay", "--dry-run"],
+    ["add", "web", "-s", "203.0.113.1", "--dport", "80"], ["check", "-v"], ["init", "--network", "a"], ["gc", "--days", "x"],
+])
+def test_the_parser_built_for_one_argv_does_what_the_whole_parser_does(argv, capsys):
+    """build_parser(argv) builds only the sub-parser ARGV names (or, for none,
+    lists every action): the same parse, the same help, the same errors."""
+    results = []
+    for parser in (cli.build_parser(), cli.build_parser(argv)):
+        try:
+            results.append(("parsed", vars(parser.parse_args(argv))))
+        except (SystemExit, cli.ParserError) as exc:
+            results.append(("exit", str(exc)))
+        results.append(capsys.readouterr())
+    assert results[0] == results[2] and results[1] == results[3]
+
+
+def test_the_main_help_lists_every_action_with_its_summary(capsys):
+    with pytest.raises(SystemExit):
+        cli.build_parser(["--help"]).parse_args(["--help"])
+    shown = capsys.readouterr().out
+    assert all(f"    {name}" in shown for name in cli.COMMANDS)
+    assert "print recorded rules and egress" in shown

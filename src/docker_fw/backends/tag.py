@@ -6,15 +6,7 @@ It is how docker-fw finds its own rules again in what a firewall prints
 
 from __future__ import annotations
 
-# hashlib loads OpenSSL (libcrypto, with its providers) to offer every digest:
-# about 5 ms of each run here.  CPython's own SHA-256 gives the same digest.
-try:
-    from _sha2 import sha256  # CPython 3.12 and newer
-except ImportError:
-    try:
-        from _sha256 import sha256  # CPython 3.11
-    except ImportError:
-        from hashlib import sha256
+from ..lean import sha256  # noqa: F401 (re-exported: hashlib's SHA-256 without loading OpenSSL)
 
 COMMENT_PREFIX = "docker-fw:"
 

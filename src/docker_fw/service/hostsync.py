@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..values import dataclass
 from typing import TYPE_CHECKING
 
 from .. import hosts

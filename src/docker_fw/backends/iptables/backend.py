@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
+from ... import values
+
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -123,7 +124,7 @@ class IptablesBackend:
 
     def plan_init(self, live: Table, bridges: list[str], engine_backend: str, existing: Iterable[str]) -> list[Change]:
         changes = layouts.plan_init(live, bridges, engine_backend, existing)
-        return [dataclasses.replace(c, family=self.family) for c in changes]
+        return [values.replace(c, family=self.family) for c in changes]
 
     def plan_log(self, live: Table, bridges: list[str], enabled: bool, before: list[Change] = ()) -> list[Change]:
         """'init --log-blocked': NFLOG for new connections the whitelist drops (logrules.py);

@@ -12,7 +12,7 @@ and why it is there, in words.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from ...values import dataclass
 
 from ...errors import FirewallError
 from ...flow import OUTSIDE, Flow, Verdict

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from ...values import dataclass
 
 from ...errors import FirewallError
 from .process import Table, bridge_name_problem

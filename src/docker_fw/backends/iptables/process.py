@@ -12,7 +12,7 @@ import re
 import shutil
 import subprocess
 from collections import Counter
-from dataclasses import dataclass, field
+from ...values import dataclass, field
 
 from ...deadline import run_bounded, seconds_from_env
 from ...errors import FirewallError

@@ -9,7 +9,7 @@ the caller in one ``iptables-restore --noflush`` transaction.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from ...values import dataclass
 
 from ...errors import FirewallError
 from .process import SavedRule, Table, split_restore

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, replace
+from ...values import dataclass, replace
 
 from ...model import ICMP_TYPES
 from .process import SavedRule, Table, parse_save, split_restore

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from ...values import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from ...errors import FirewallError

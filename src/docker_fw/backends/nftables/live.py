@@ -9,7 +9,7 @@ accept mark of its "ALLOW FW MARK" rules (dockerd --bridge-accept-fwmark).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from ...values import dataclass
 
 from ...errors import FirewallError
 from .rules import Mark

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import dataclass
+from ...values import dataclass
 
 from ...model import Kind, Ports
 from ...resolve import ResolvedRule
