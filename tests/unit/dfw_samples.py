@@ -7,6 +7,7 @@ a parsed table (so a plan can be applied and computed again without root).
 from __future__ import annotations
 
 import ipaddress
+import os
 import pathlib
 
 from docker_fw.engine import Container, Endpoint, Network, PortBinding, Snapshot
@@ -17,6 +18,15 @@ from docker_fw.resolve import resolve
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 GOLDEN_DIR = REPO / "tests" / "fixtures" / "golden"
+
+
+def assert_golden(path: pathlib.Path, text: str) -> None:
+    """TEXT is what the golden file at PATH holds (DOCKER_FW_UPDATE_GOLDEN=1 writes it)."""
+    if os.environ.get("DOCKER_FW_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.is_file(), f"missing golden file {path} (DOCKER_FW_UPDATE_GOLDEN=1 writes it)"
+    assert text == path.read_text()
 LAYOUTS_DIR = REPO / "tests" / "fixtures" / "layouts"
 
 BRIDGE_NET = Network(

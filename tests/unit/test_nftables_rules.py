@@ -4,11 +4,10 @@ of Docker's table, what it cannot express, and planning against a listing."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
-from dfw_samples import GOLDEN_DIR, snapshot
+from dfw_samples import assert_golden, GOLDEN_DIR, snapshot
 from docker_fw.backends import FirewallBackend
 from docker_fw.backends.choice import for_engine, uses_nftables
 from docker_fw.backends.nftables.backend import NftablesBackend
@@ -47,12 +46,7 @@ def golden_text(spec: RuleSpec) -> str:
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_golden_rules(name):
     path = NFT_GOLDEN / f"{name}.txt"
-    text = golden_text(GOLDEN[name])
-    if os.environ.get("DOCKER_FW_UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.is_file(), f"missing golden file {path} (DOCKER_FW_UPDATE_GOLDEN=1 writes it)"
-    assert text == path.read_text()
+    assert_golden(path, golden_text(GOLDEN[name]))
 
 
 def test_nft_golden_files_have_no_orphans():

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import pytest
 
-from dfw_samples import APP_NET, BRIDGE_NET, CACHE, DB, GOLDEN_DIR, WEB, resolve_iptables, snapshot
+from dfw_samples import assert_golden, APP_NET, BRIDGE_NET, CACHE, DB, GOLDEN_DIR, WEB, resolve_iptables, snapshot
 from docker_fw.errors import EngineError, UsageError
 from docker_fw.model import (
     AddressSpec,
@@ -297,12 +296,7 @@ def test_icmp_rules_are_ipv4_only():
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_golden_argv(name):
     path = GOLDEN_DIR / f"{name}.txt"
-    text = golden_text(GOLDEN[name])
-    if os.environ.get("DOCKER_FW_UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.is_file(), f"missing golden file {path} (DOCKER_FW_UPDATE_GOLDEN=1 writes it)"
-    assert text == path.read_text()
+    assert_golden(path, golden_text(GOLDEN[name]))
 
 
 def test_golden_files_have_no_orphans():
