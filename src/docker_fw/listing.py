@@ -89,7 +89,8 @@ class Records:
         scope = set(owner_names(self.store, self.engine, containers)) if containers else None
         for message in labelled.errors(scope):
             self.warn(message)
-        return [rule.describe() for rule in labelled.rules if scope is None or rule.spec.owner in scope]
+        rules = [rule.describe() for rule in labelled.rules if scope is None or rule.spec.owner in scope]
+        return rules + [lock.describe() for lock in labelled.locked(scope)]
 
     def ls_rules(self, containers: list[str]) -> list[tuple[RuleSpec, str]]:
         """What 'ls --json' prints: each rule with the action 'ls' prints it with."""
