@@ -651,7 +651,8 @@ def _ls(service, args, _) -> None:
     from .jsonout import dumps, ls_document
 
     printer = _quiet(service)
-    printer(dumps(ls_document(service.ls_rules(args.containers), service.ls_egress(args.containers))))
+    rules, egress = service.ls_rules(args.containers), service.ls_egress(args.containers)
+    printer(dumps(ls_document(rules, egress, *service.ls_labels(args.containers))))
 
 
 def _drop(service, args, _) -> None:

@@ -13,15 +13,18 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .labels import LabelledLock, LabelledRule
+    from .rulegrammar import Origin
     from .explain import Explanation, Side
     from .flow import Flow
     from .model import RuleSpec
     from .transaction import Plan
 
-# Where a rule comes from: today every rule is recorded in the state store
-# (by add, allow, add-two-ways); rules read from containers' labels will say
-# "label".
+# Where a rule (or an egress policy) comes from: the state store (recorded by
+# add, allow, add-two-ways, egress), or a line of a container's label, which
+# the key "label" then names ({"name": "docker-fw.rules", "line": 3}).
 ORIGIN_STORE = "store"
+ORIGIN_LABEL = "label"
 
 
 def dumps(document: dict[str, Any]) -> str:
@@ -38,7 +41,14 @@ def ports_value(ports) -> int | str | None:
     return ports.text
 
 
-def rule_record(spec: RuleSpec, action: str | None = None, origin: str = ORIGIN_STORE) -> dict[str, Any]:
+def label_record(origin: Origin | None) -> dict[str, Any] | None:
+    """Which label line a rule or lock comes from (None: the store's);
+    line 0 for a refused label locked as a whole."""
+    return None if origin is None else {"name": origin.name, "line": origin.line}
+
+
+def rule_record(spec: RuleSpec, action: str | None = None, origin: str = ORIGIN_STORE,
+                label: Origin | None = None) -> dict[str, Any]:
     """One recorded rule: what 'ls' prints as a command, field by field."""
     return {
         "action": action or spec.kind.action,
@@ -52,17 +62,25 @@ def rule_record(spec: RuleSpec, action: str | None = None, origin: str = ORIGIN_
         "filter": list(spec.filter),
         "command": spec.describe(action),
         "origin": origin,
+        "label": label_record(label),
     }
 
 
-def ls_document(rules: list[tuple[RuleSpec, str]], egress: dict | None = None) -> dict[str, Any]:
+def ls_document(rules: list[tuple[RuleSpec, str]], egress: dict | None = None,
+                label_rules: list[LabelledRule] = (), label_locks: list[LabelledLock] = ()) -> dict[str, Any]:
     """RULES: (spec, the action 'ls' prints it with); EGRESS: container -> its
-    recorded egress policy (model.EgressPolicy)."""
+    recorded egress policy (model.EgressPolicy); then what containers' labels
+    ask for (labels.LabelledRule, labels.LabelledLock), with their origin."""
+    def policy_record(owner: str, policy, origin: str = ORIGIN_STORE, label: Origin | None = None) -> dict[str, Any]:
+        return {"container": owner, "policy": policy.value, "command": policy.command(owner),
+                "origin": origin, "label": label_record(label)}
+
     return {
-        "rules": [rule_record(spec, action) for spec, action in rules],
-        "egress": [
-            {"container": owner, "policy": policy.value, "command": policy.command(owner)}
-            for owner, policy in (egress or {}).items()
+        "rules": [rule_record(spec, action) for spec, action in rules] + [
+            rule_record(r.spec, r.action, ORIGIN_LABEL, r.origin) for r in label_rules
+        ],
+        "egress": [policy_record(owner, policy) for owner, policy in (egress or {}).items()] + [
+            policy_record(lock.owner, lock.policy, ORIGIN_LABEL, lock.origin) for lock in label_locks
         ],
     }
 
