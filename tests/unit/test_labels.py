@@ -356,15 +356,23 @@ def test_any_label_is_applied_whole_or_refused_and_never_stops_the_others(value)
         expected = parse_label("web", value)
     except UsageError:
         expected = None
+    locked = "web" in {lock.owner for lock in found.locks}
     if "web" in refused:
         assert found.of("web") == []  # nothing of a refused label
         assert refused["web"].startswith("container web: ") and "\n" not in refused["web"]
+        assert locked == (labels.asks_lock(value) is not None)  # but the lock it may have asked for
     else:
         assert expected is not None
-        assert {r.origin for r in found.of("web")} == {line.request.origin for line in expected}
+        rules = [line for line in expected if line.action != "egress"]
+        assert {r.origin for r in found.of("web")} == {line.request.origin for line in rules}
         for rule in found.of("web"):
             assert rule.spec.owner == "web"
             rule.spec.validate()
+        asked = any(line.action == "egress" and line.request.policy.value == "deny" for line in expected)
+        assert locked == asked
+        # what the grammar reads as a lock, the scan of a refused label finds too: a
+        # bad line added anywhere never opens a container its label locks
+        assert not asked or labels.asks_lock(value) is not None
 
 
 def test_a_label_that_sets_off_a_bug_fails_closed_for_its_container_only(monkeypatch):
@@ -477,7 +485,8 @@ def out_of(src: str, dst: str, port: int, proto: str = "tcp") -> Packet:
 
 def test_a_label_lock_locks_as_the_command_does_and_follows_the_label(world, tmp_path):
     engine, firewall, run, out, warnings = world
-    web = _locked_web(engine, tmp_path, "allow 198.51.100.2\negress deny\nadd --source=. --dest=198.51.100.9 --dport=443\n")
+    web = _locked_web(engine, tmp_path,
+                      "allow 198.51.100.2\negress deny\nadd --source=. --dest=198.51.100.9 --dport=443\n")
     engine.add("free", "running", ips={"bridge": "172.17.0.3"})
     run().init()
     assert forward(firewall.table, out_of("172.17.0.2", EXTERNAL, 80)) == "ACCEPT"  # not applied before a replay
@@ -532,5 +541,6 @@ def test_a_recorded_lock_and_a_label_allow_stay_locked_and_drop_takes_the_record
     assert len(drops) == 2  # one lock: FORWARD's and INPUT's DROP, once each
     run().drop(["web"])
     assert forward(firewall.table, out_of("172.17.0.2", EXTERNAL, 80)) == "DROP"  # the label's stays
-    assert warnings[-1] == f"web: the rules and egress lock of its {RULES_LABEL} label are kept: change the label to drop them"
+    assert warnings[-1] == (f"web: the rules and egress lock of its {RULES_LABEL} label are kept: "
+                            "change the label to drop them")
     assert drops == [r for r in firewall.table.rules if "docker-fw:web:" in r.line and r.line.endswith("-j DROP")]
