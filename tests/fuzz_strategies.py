@@ -257,6 +257,7 @@ def label_lines(draw) -> str:
         return draw(st.sampled_from((
             "egress deny", "egress allow", "  egress  deny ", "'egress' deny", "egress", "egress dney",
             "egress deny now", "egress allow --source=.", "egres deny", "# egress deny", "egress\tdeny",
+            "e\\gress deny", '"egress deny"', "allow 198.51.100.2\u2028egress deny",
         )))
     action = draw(mostly(st.sampled_from((*ADD_ACTIONS, "allow")), st.sampled_from(("docker-fw", "drop", "web"))))
     if action == "allow":

@@ -34,6 +34,7 @@ Pure: works on an ``engine.Snapshot``, so it is unit tested without an engine.
 from __future__ import annotations
 
 import functools
+import shlex
 from collections.abc import Iterable
 from .values import dataclass, replace
 from typing import TYPE_CHECKING
@@ -165,6 +166,18 @@ def _origin(line: int) -> Origin:
     return Origin.label(RULES_LABEL, line)
 
 
+def _scanned_words(line: str) -> list[str]:
+    """LINE's words as the grammar's shell-like split reads them (quotes, escapes),
+    each split again at whitespace (a quoted "egress deny" is two words here);
+    a line shlex refuses (an open quote) split with its quotes and escapes dropped."""
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        words = [line.replace("'", " ").replace('"', " ").replace("\\", "")]
+    return [part for word in words for part in word.split()]
+
+
+@functools.lru_cache(maxsize=256)  # as parse_label: 'watch' reads a refused label at every batch
 def asks_lock(value: object) -> int | None:
     """Where a label docker-fw refused may ask for an egress lock: the number of
     the first line that is not a comment and whose first word (quotes aside)
@@ -187,12 +200,14 @@ def asks_lock(value: object) -> int | None:
     if len(data) > MAX_LABEL_BYTES or len(lines) > MAX_LABEL_LINES + 1:
         return 0
     for number, raw in enumerate(lines, 1):
-        text = raw.decode("utf-8")
-        if text.lstrip().startswith("#"):
-            continue
-        words = text.replace("'", " ").replace('"', " ").split()
-        if words[:1] == ["egress"] and words != ["egress", "allow"]:
-            return number
+        # Split again wherever something might show a new line (CR, U+2028, ...:
+        # the grammar refuses those lines): a lock asked for after one counts.
+        for text in raw.decode("utf-8").splitlines():
+            if text.lstrip().startswith("#"):
+                continue
+            words = _scanned_words(text)
+            if words[:1] == ["egress"] and words != ["egress", "allow"]:
+                return number
     return None
 
 

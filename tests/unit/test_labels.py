@@ -431,6 +431,12 @@ def test_a_bad_egress_line_refuses_the_label_naming_its_line(label, line, messag
         ("egress dney\n", 1),  # the egress line itself bad: some lock was asked for
         ("egress deny now\n", 1),
         ("'egress' \"deny\"\n", 1),  # quotes aside
+        ("allow db\ne\\gress deny\n", 2),  # an escape, as the grammar reads it
+        ("allow db\n\"egress deny\"\n", 2),  # one quoted word: asked for all the same
+        ("allow db\n'egress deny\n", 2),  # an open quote
+        ("allow db\n'egress allow'\n", None),
+        ("allow 198.51.100.2\u2028egress deny\n", 1),  # what may show as a line of its own
+        ("allow 198.51.100.2\x0b# egress deny\n", None),
         ("egress deny\regress allow\n", 1),  # a control character: refused, still locked
         ("allow db\negress allow\negress deny\n", 3),
         ("#" * (MAX_LABEL_BYTES + 1), 0),  # cannot be told apart: locked
