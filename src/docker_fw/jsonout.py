@@ -147,6 +147,16 @@ def _flow(flow: Flow) -> dict[str, Any]:
     }
 
 
+def _path_rule(x: Explanation, spec: RuleSpec | None) -> dict[str, Any] | None:
+    """The docker-fw rule on an explained path: recorded, or a label's (with its origin)."""
+    if spec is None:
+        return None
+    labelled = x.label_rule(spec)
+    if labelled is None:
+        return rule_record(spec)
+    return rule_record(spec, labelled.action, ORIGIN_LABEL, labelled.origin)
+
+
 def explain_document(x: Explanation) -> dict[str, Any]:
     paths = []
     for path in x.paths:
@@ -158,7 +168,7 @@ def explain_document(x: Explanation) -> dict[str, Any]:
             "chain": v.chain,
             "decided_by": v.decided_by,
             "reason": v.reason,
-            "rule": rule_record(v.rule) if v.rule is not None else None,
+            "rule": _path_rule(x, v.rule),
             "rule_line": v.rule_line,
             "stale": v.stale,
             "translated": v.translated,

@@ -597,3 +597,22 @@ def test_every_check_line_has_a_kind():
         ("layoutish", "other"),
     ]:
         assert problem_kind(line) == kind, line
+
+
+def test_explain_names_a_label_rule_as_the_labels_line_not_as_stale(run):
+    import dataclasses
+
+    from docker_fw.labels import RULES_LABEL
+
+    run.engine.snap = Snapshot([dataclasses.replace(WEB, labels=((RULES_LABEL, f"allow {CLIENT}\n"),)), CLI],
+                               NETWORKS[:1])
+    run("init")
+    run("replay")
+    code, out, _ = run("explain", "-s", CLIENT, "-d", "web", "--dport", "80", "--json")
+    (path,) = json.loads(out[0])["paths"]
+    assert code == 0 and path["verdict"] == "allowed" and path["stale"] == ""
+    assert (path["rule"]["origin"], path["rule"]["label"]) == ("label", {"name": RULES_LABEL, "line": 1})
+    assert path["rule"]["action"] == "allow"
+    code, out, _ = run("explain", "-s", CLIENT, "-d", "web", "--dport", "80")
+    assert f"    docker-fw rule: # web: label {RULES_LABEL} line 1: docker-fw allow web --source={CLIENT} " \
+           "--dest=. --dport=80 --protocol=tcp --filter='! -i @bridge -o @bridge'" in out
