@@ -317,6 +317,9 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
         self._report_withdrawn(plan)
         state = "recorded" if changed else "already recorded"
         self.out(f"{state}: {request.policy.command(owner)}")
+        if request.policy is EgressPolicy.ALLOW:
+            for lock in self.label_rules().locked({owner}):
+                self.warn(f"{owner} stays locked: {lock.origin} says egress deny (change the label to lift it)")
         return plan
 
     def add_two_ways(self, requests: list[AddRequest], rev_lookup: bool = False) -> Plan:

@@ -542,6 +542,10 @@ def test_a_recorded_lock_and_a_label_allow_stay_locked_and_drop_takes_the_record
     assert forward(firewall.table, to("172.17.0.2", "198.51.100.2", 80)) == "ACCEPT"
     assert out[-1] == "web: dropped 0 rules and its egress policy (allow again)"
     web.labels = {RULES_LABEL: "egress deny\n"}
+    run().egress(EgressRequest("web", EgressPolicy.ALLOW))  # the label's lock is not the store's to lift
+    assert forward(firewall.table, out_of("172.17.0.2", EXTERNAL, 80)) == "DROP"
+    assert warnings[-1] == (f"web stays locked: label {RULES_LABEL} line 1 says egress deny "
+                            "(change the label to lift it)")
     run().egress(EgressRequest("web", EgressPolicy.DENY))  # locked both ways: one lock
     drops = [r for r in firewall.table.rules if "docker-fw:web:" in r.line and r.line.endswith("-j DROP")]
     assert len(drops) == 2  # one lock: FORWARD's and INPUT's DROP, once each
