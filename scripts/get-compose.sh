@@ -9,4 +9,5 @@
 # DOCKER_HOST). Idempotent: does nothing when DEST already holds it.
 set -euo pipefail
 DEST="${1:-${DOCKER_FW_COMPOSE_DIR:-/opt/docker-fw-compose}}"
-exec "$(dirname "$0")/get-sid-package.sh" docker-compose "$DEST" '2.*' usr/bin/docker-compose
+DOCKER_FW_GET_NAME=get-compose \
+    exec "$(dirname "$0")/get-sid-package.sh" "$DEST" 'docker-compose:2.*:usr/bin/docker-compose'

@@ -253,6 +253,12 @@ def label_lines(draw) -> str:
         return draw(st.sampled_from(("", "   ", "# a comment", "  # indented", "#", "\t", "# \u2028 x")))
     if kind == 1:
         return draw(hostile_text)
+    if kind in (3, 4):  # egress lines: valid, bad, quoted, padded
+        return draw(st.sampled_from((
+            "egress deny", "egress allow", "  egress  deny ", "'egress' deny", "egress", "egress dney",
+            "egress deny now", "egress allow --source=.", "egres deny", "# egress deny", "egress\tdeny",
+            "e\\gress deny", '"egress deny"', "allow 198.51.100.2\u2028egress deny",
+        )))
     action = draw(mostly(st.sampled_from((*ADD_ACTIONS, "allow")), st.sampled_from(("docker-fw", "drop", "web"))))
     if action == "allow":
         words = [action, *draw(st.lists(external_addresses, min_size=0, max_size=3))]

@@ -126,7 +126,7 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
         labelled = self.label_rules()
         from_label = [o for o in owners if o in labelled.owners or o in dict(labelled.refused)]
         for owner in from_label:
-            if not self.store.rules([owner]):
+            if not self.store.rules([owner]) and not self.store.egress([owner]):
                 raise UsageError(
                     f"{owner}'s rules come from its {RULES_LABEL} label: change the label and re-create "
                     "the container ('docker compose up -d') to drop them"
@@ -140,8 +140,10 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
         for owner, count in counts.items():
             policy = " and its egress policy (allow again)" if owner in locked else ""
             self.out(f"{owner}: dropped {count} rule{'s' if count != 1 else ''}{policy}")
+        label_locked = {lock.owner for lock in labelled.locks}
         for owner in from_label:
-            self.warn(f"{owner}: the rules of its {RULES_LABEL} label are kept: change the label to drop them")
+            kept = "rules and egress lock" if owner in label_locked else "rules"
+            self.warn(f"{owner}: the {kept} of its {RULES_LABEL} label are kept: change the label to drop them")
         if plan.hosts_failed:
             raise hosts_not_updated(plan.hosts_failed)
         return plan
@@ -315,6 +317,9 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
         self._report_withdrawn(plan)
         state = "recorded" if changed else "already recorded"
         self.out(f"{state}: {request.policy.command(owner)}")
+        if request.policy is EgressPolicy.ALLOW:
+            for lock in self.label_rules().locked({owner}):
+                self.warn(f"{owner} stays locked: {lock.origin} says egress deny (change the label to lift it)")
         return plan
 
     def add_two_ways(self, requests: list[AddRequest], rev_lookup: bool = False) -> Plan:

@@ -235,19 +235,21 @@ def build_parser(argv: list[str] | None = None) -> Parser:
         "applied at the container's current addresses (replay, start, watch follow it); "
         "a container that is not running has no lock, so the one that takes its old "
         "address next is not locked. 'ls' prints it back, 'drop CONTAINER' clears it "
-        "with the container's rules, 'egress CONTAINER allow' alone.",
+        "with the container's rules, 'egress CONTAINER allow' alone. A line 'egress deny' "
+        "in a container's docker-fw.rules label locks it the same way, the label being "
+        "its record ('egress allow' there lifts no lock recorded here).",
     )
     p.add_argument("container", help="container name or id (may be stopped: applied when it starts)")
     p.add_argument("policy", choices=("deny", "allow"))
 
     p = action("ls", "print recorded rules and egress policies as docker-fw commands that re-create "
-               "them, then the rules of containers' docker-fw.rules labels as comments")
+               "them, then the rules and egress locks of containers' docker-fw.rules labels as comments")
     p.add_argument("containers", nargs="*", metavar="container")
     json_option(p)
 
     p = action(
         "drop", "delete a container's rules (and its egress policy) from iptables and from the store "
-        "(not those of its docker-fw.rules label: change the label)"
+        "(not those, nor the egress lock, of its docker-fw.rules label: change the label)"
     )
     p.add_argument("containers", nargs="+", metavar="container")
 
@@ -651,7 +653,8 @@ def _ls(service, args, _) -> None:
     from .jsonout import dumps, ls_document
 
     printer = _quiet(service)
-    printer(dumps(ls_document(service.ls_rules(args.containers), service.ls_egress(args.containers))))
+    rules, egress = service.ls_rules(args.containers), service.ls_egress(args.containers)
+    printer(dumps(ls_document(rules, egress, *service.ls_labels(args.containers))))
 
 
 def _drop(service, args, _) -> None:

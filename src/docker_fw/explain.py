@@ -75,6 +75,13 @@ class Explanation:
     proto: str
     dport: int
     paths: tuple[Path, ...]
+    # The rules of containers' docker-fw.rules labels (labels.LabelledRule): a
+    # path's rule that is one of them is printed as the label's line.
+    from_labels: tuple = ()
+
+    def label_rule(self, spec: RuleSpec | None):
+        """The label rule SPEC is, or None (a recorded rule, or none)."""
+        return next((r for r in self.from_labels if r.spec == spec), None) if spec is not None else None
 
     @property
     def allowed(self) -> bool:
@@ -248,7 +255,9 @@ def explain(service, question: Question) -> Explanation:
     if live is None:
         raise FirewallError(f"{backend.unmanaged_note or 'this firewall backend is not in use'}: "
                             f"cannot explain an IPv{family} flow")
-    recorded = _recorded(service.store.rules(None), snapshot)
+    # Label rules are live as recorded ones are: without them, theirs would read as stale.
+    from_labels = tuple(service.label_rules().rules)
+    recorded = _recorded([*service.store.rules(None), *(r.spec for r in from_labels)], snapshot)
     paths = []
     for flow in paths_flows:
         verdict = backend.explain(live, flow, recorded)
@@ -256,7 +265,7 @@ def explain(service, question: Question) -> Explanation:
         if not verdict.allowed:
             suggestion = _checked_suggestion(service, backend, live, flow, recorded, src, dst, question, snapshot)
         paths.append(Path(flow, verdict, suggestion))
-    return Explanation(src, dst, question.proto, question.dport, tuple(paths))
+    return Explanation(src, dst, question.proto, question.dport, tuple(paths), from_labels)
 
 
 def _backend(backends, family: int) -> Explainer:
@@ -331,7 +340,8 @@ def text_lines(x: Explanation, trace: bool = False) -> list[str]:
         lines.append(f"    decided by: {v.table} {v.decided_by}")
         lines.append(f"    why: {v.reason}")
         if v.rule is not None:
-            lines.append(f"    docker-fw rule: {v.rule.describe()}")
+            labelled = x.label_rule(v.rule)
+            lines.append(f"    docker-fw rule: {(labelled or v.rule).describe()}")
         if path.suggestion is not None:
             s = path.suggestion
             if s.allows:

@@ -13,15 +13,18 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .labels import LabelledLock, LabelledRule
+    from .rulegrammar import Origin
     from .explain import Explanation, Side
     from .flow import Flow
     from .model import RuleSpec
     from .transaction import Plan
 
-# Where a rule comes from: today every rule is recorded in the state store
-# (by add, allow, add-two-ways); rules read from containers' labels will say
-# "label".
+# Where a rule (or an egress policy) comes from: the state store (recorded by
+# add, allow, add-two-ways, egress), or a line of a container's label, which
+# the key "label" then names ({"name": "docker-fw.rules", "line": 3}).
 ORIGIN_STORE = "store"
+ORIGIN_LABEL = "label"
 
 
 def dumps(document: dict[str, Any]) -> str:
@@ -38,7 +41,14 @@ def ports_value(ports) -> int | str | None:
     return ports.text
 
 
-def rule_record(spec: RuleSpec, action: str | None = None, origin: str = ORIGIN_STORE) -> dict[str, Any]:
+def label_record(origin: Origin | None) -> dict[str, Any] | None:
+    """Which label line a rule or lock comes from (None: the store's);
+    line 0 for a refused label locked as a whole."""
+    return None if origin is None else {"name": origin.name, "line": origin.line}
+
+
+def rule_record(spec: RuleSpec, action: str | None = None, origin: str = ORIGIN_STORE,
+                label: Origin | None = None) -> dict[str, Any]:
     """One recorded rule: what 'ls' prints as a command, field by field."""
     return {
         "action": action or spec.kind.action,
@@ -52,17 +62,25 @@ def rule_record(spec: RuleSpec, action: str | None = None, origin: str = ORIGIN_
         "filter": list(spec.filter),
         "command": spec.describe(action),
         "origin": origin,
+        "label": label_record(label),
     }
 
 
-def ls_document(rules: list[tuple[RuleSpec, str]], egress: dict | None = None) -> dict[str, Any]:
+def ls_document(rules: list[tuple[RuleSpec, str]], egress: dict | None = None,
+                label_rules: list[LabelledRule] = (), label_locks: list[LabelledLock] = ()) -> dict[str, Any]:
     """RULES: (spec, the action 'ls' prints it with); EGRESS: container -> its
-    recorded egress policy (model.EgressPolicy)."""
+    recorded egress policy (model.EgressPolicy); then what containers' labels
+    ask for (labels.LabelledRule, labels.LabelledLock), with their origin."""
+    def policy_record(owner: str, policy, origin: str = ORIGIN_STORE, label: Origin | None = None) -> dict[str, Any]:
+        return {"container": owner, "policy": policy.value, "command": policy.command(owner),
+                "origin": origin, "label": label_record(label)}
+
     return {
-        "rules": [rule_record(spec, action) for spec, action in rules],
-        "egress": [
-            {"container": owner, "policy": policy.value, "command": policy.command(owner)}
-            for owner, policy in (egress or {}).items()
+        "rules": [rule_record(spec, action) for spec, action in rules] + [
+            rule_record(r.spec, r.action, ORIGIN_LABEL, r.origin) for r in label_rules
+        ],
+        "egress": [policy_record(owner, policy) for owner, policy in (egress or {}).items()] + [
+            policy_record(lock.owner, lock.policy, ORIGIN_LABEL, lock.origin) for lock in label_locks
         ],
     }
 
@@ -129,6 +147,16 @@ def _flow(flow: Flow) -> dict[str, Any]:
     }
 
 
+def _path_rule(x: Explanation, spec: RuleSpec | None) -> dict[str, Any] | None:
+    """The docker-fw rule on an explained path: recorded, or a label's (with its origin)."""
+    if spec is None:
+        return None
+    labelled = x.label_rule(spec)
+    if labelled is None:
+        return rule_record(spec)
+    return rule_record(spec, labelled.action, ORIGIN_LABEL, labelled.origin)
+
+
 def explain_document(x: Explanation) -> dict[str, Any]:
     paths = []
     for path in x.paths:
@@ -140,7 +168,7 @@ def explain_document(x: Explanation) -> dict[str, Any]:
             "chain": v.chain,
             "decided_by": v.decided_by,
             "reason": v.reason,
-            "rule": rule_record(v.rule) if v.rule is not None else None,
+            "rule": _path_rule(x, v.rule),
             "rule_line": v.rule_line,
             "stale": v.stale,
             "translated": v.translated,

@@ -15,6 +15,14 @@ bad line and none of that container's label rules are applied (it stays
 closed), with an error naming the container and the line.  A bad label
 never stops anything else: the other containers' rules are applied.
 
+A line ``egress deny`` locks the container's outbound traffic as ``docker-fw
+egress NAME deny`` does (egress.py), the label being the record of that lock
+too; ``egress allow`` (Docker's default) is accepted and asks for nothing: it
+never lifts a lock recorded on the host.  Whole or nothing holds for the lock
+as for the rules, but failing closed means *more* lock, not less: a refused
+label still locks its container when it may have asked for a lock
+(``asks_lock``), so a typo elsewhere never leaves a locked container open.
+
 Names in ``--source``/``--dest`` are looked up first as a service of the
 owner's Compose project (label ``com.docker.compose.project``), which stands
 for every container of that service (each replica of a scaled one), then as
@@ -26,14 +34,15 @@ Pure: works on an ``engine.Snapshot``, so it is unit tested without an engine.
 from __future__ import annotations
 
 import functools
+import shlex
 from collections.abc import Iterable
 from .values import dataclass, replace
 from typing import TYPE_CHECKING
 
 from .errors import DockerFwError, UsageError
-from .model import AddressKind, AddressSpec, Kind, RuleSpec
+from .model import AddressKind, AddressSpec, EgressPolicy, Kind, RuleSpec
 from .rulegrammar import (
-    AllowRequest, LabelRule, Origin, allow_addresses, allow_requests, checked_lines,
+    AllowRequest, EgressRequest, LabelRule, Origin, allow_addresses, allow_requests, checked_lines,
     checked_spec, parse_label_line, validate,
 )
 
@@ -77,13 +86,37 @@ class LabelledRule:
 
 
 @dataclass(frozen=True)
+class LabelledLock:
+    """A container's label asking for its egress lock ('egress deny' on ORIGIN's
+    line), or a refused label locking it because it may have (``refused``: why).
+
+    Stands where an egress.EgressSpec stands in a plan's withdrawn list."""
+
+    owner: str
+    origin: Origin
+    refused: str = ""
+
+    policy = EgressPolicy.DENY
+
+    def describe(self, action: str | None = None) -> str:
+        """How 'ls' prints it, as its label rules: a comment naming the line (or,
+        refused, the label) and the command the lock amounts to."""
+        where = str(self.origin) if self.origin.line else f"label {self.origin.name} (refused)"
+        return f"# {self.owner}: {where}: {self.policy.command(self.owner)}"
+
+
+@dataclass(frozen=True)
 class LabelRules:
-    """Every container's label rules in one snapshot, and the labels refused."""
+    """Every container's label rules and locks in one snapshot, and the labels refused."""
 
     rules: tuple[LabelledRule, ...] = ()
     # owner -> why its label was refused (one line, naming container and line)
     refused: tuple[tuple[str, str], ...] = ()
-    owners: frozenset[str] = frozenset()  # containers whose label holds rules
+    owners: frozenset[str] = frozenset()  # containers whose label holds rules or a lock
+    locks: tuple[LabelledLock, ...] = ()
+
+    def locked(self, scope: set[str] | None) -> list[LabelledLock]:
+        return [lock for lock in self.locks if scope is None or lock.owner in scope]
 
     def specs(self, scope: set[str] | None) -> list[RuleSpec]:
         return [r.spec for r in self.rules if scope is None or r.spec.owner in scope]
@@ -133,6 +166,51 @@ def _origin(line: int) -> Origin:
     return Origin.label(RULES_LABEL, line)
 
 
+def _scanned_words(line: str) -> list[str]:
+    """LINE's words as the grammar's shell-like split reads them (quotes, escapes),
+    each split again at whitespace (a quoted "egress deny" is two words here);
+    a line shlex refuses (an open quote) split with its quotes and escapes dropped."""
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        words = [line.replace("'", " ").replace('"', " ").replace("\\", "")]
+    return [part for word in words for part in word.split()]
+
+
+@functools.lru_cache(maxsize=256)  # as parse_label: 'watch' reads a refused label at every batch
+def asks_lock(value: object) -> int | None:
+    """Where a label docker-fw refused may ask for an egress lock: the number of
+    the first line that is not a comment and whose first word (quotes aside)
+    is 'egress', unless it reads exactly 'egress allow'; 0 when the label
+    cannot be told apart (not text, larger than MAX_LABEL_BYTES, more than
+    MAX_LABEL_LINES lines); None when no line can be an egress line.
+
+    Failing closed: a label refused for a bad line elsewhere still locks its
+    container if it asked for a lock, and one that is refused for its egress
+    line itself ('egress dney', 'egress deny now') is locked too.  A line that
+    names no egress (a typo in its first word, 'egres deny') is not guessed at.
+    """
+    if not isinstance(value, str):
+        return 0
+    try:
+        data = value.encode("utf-8")
+    except UnicodeEncodeError:
+        return 0
+    lines = data.split(b"\n")
+    if len(data) > MAX_LABEL_BYTES or len(lines) > MAX_LABEL_LINES + 1:
+        return 0
+    for number, raw in enumerate(lines, 1):
+        # Split again wherever something might show a new line (CR, U+2028, ...:
+        # the grammar refuses those lines): a lock asked for after one counts.
+        for text in raw.decode("utf-8").splitlines():
+            if text.lstrip().startswith("#"):
+                continue
+            words = _scanned_words(text)
+            if words[:1] == ["egress"] and words != ["egress", "allow"]:
+                return number
+    return None
+
+
 @functools.lru_cache(maxsize=1024)
 def parse_label(owner: str, value: str) -> tuple[LabelRule, ...]:
     """The rules of OWNER's label VALUE, every line checked (no engine needed);
@@ -146,6 +224,9 @@ def parse_label(owner: str, value: str) -> tuple[LabelRule, ...]:
         raise UsageError(f"label {RULES_LABEL}: larger than {MAX_LABEL_BYTES:,} bytes (the limit)")
     lines = checked_lines(data, MAX_LABEL_LINES, f"label {RULES_LABEL}", _origin)
     rules = [rule for number, line in enumerate(lines, 1) if (rule := parse_label_line(line, owner, _origin(number)))]
+    egress = [rule.request.origin for rule in rules if rule.action == "egress"]
+    if len(egress) > 1:  # 'egress deny' then 'egress allow': which one was meant?
+        raise egress[1].error(UsageError(f"a label holds one egress line (line {egress[0].line} is one)"))
     return tuple(rules)
 
 
@@ -155,32 +236,48 @@ def read_labels(snapshot: Snapshot) -> LabelRules:
     (its rules are removed, as a stopped container's recorded ones are withdrawn)."""
     rules: list[LabelledRule] = []
     refused: list[tuple[str, str]] = []
+    locks: list[LabelledLock] = []
     owners = set()
     for container in snapshot.containers:
         value = container.label(RULES_LABEL)
         if value is None or not container.has_address:
             continue
         try:
-            mine = _container_rules(container, value, snapshot)
+            mine, lock = _container_rules(container, value, snapshot)
         except Exception as exc:  # noqa: BLE001 - hostile input: whatever it sets off, it fails closed
             reason = str(exc) if isinstance(exc, DockerFwError) else f"cannot be read ({type(exc).__name__}: {exc})"
-            refused.append((container.name, f"container {container.name}: {reason}; none of its label's rules applied"))
+            line = asks_lock(value)
+            locked = "" if line is None else " but its egress lock"
+            message = f"container {container.name}: {reason}; none of its label's rules applied{locked}"
+            refused.append((container.name, message))
+            if line is not None:
+                locks.append(LabelledLock(container.name, _origin(line), refused=message))
             continue
-        if mine:
+        if lock is not None:
+            locks.append(lock)
+        if mine or lock is not None:
             owners.add(container.name)
             rules.extend(mine)
-    return LabelRules(tuple(rules), tuple(refused), frozenset(owners))
+    return LabelRules(tuple(rules), tuple(refused), frozenset(owners), tuple(locks))
 
 
-def _container_rules(owner: Container, value: str, snapshot: Snapshot) -> list[LabelledRule]:
-    """OWNER's label rules with today's peers; DockerFwError for a bad label."""
+def _container_rules(
+    owner: Container, value: str, snapshot: Snapshot,
+) -> tuple[list[LabelledRule], LabelledLock | None]:
+    """OWNER's label rules with today's peers, and its lock ('egress deny');
+    DockerFwError for a bad label."""
     rules: list[LabelledRule] = []
+    lock = None
     for line in parse_label(owner.name, value):
+        if isinstance(line.request, EgressRequest):
+            if line.request.policy is EgressPolicy.DENY:
+                lock = LabelledLock(owner.name, line.request.origin)
+            continue  # 'egress allow': Docker's default, nothing to place
         try:
             rules.extend(_line_rules(owner, line, snapshot))
         except DockerFwError as exc:
             raise line.request.origin.error(exc) from None
-    return rules
+    return rules, lock
 
 
 def _line_rules(owner: Container, line: LabelRule, snapshot: Snapshot) -> list[LabelledRule]:

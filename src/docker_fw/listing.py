@@ -78,6 +78,13 @@ class Records:
     def label_lines(self, containers: list[str]) -> list[str]:
         """'ls' of containers' docker-fw.rules labels: comments (the label re-creates
         them, not the line) naming the label's line.  Without an engine: none, said."""
+        rules, locks = self.ls_labels(containers)
+        return [rule.describe() for rule in rules] + [lock.describe() for lock in locks]
+
+    def ls_labels(self, containers: list[str]) -> tuple[list, list]:
+        """The label rules (labels.LabelledRule) and locks (labels.LabelledLock) of
+        CONTAINERS (all when none is named), the refused labels warned about.
+        Without an engine: none, said."""
         from .errors import EngineError
         from .labels import RULES_LABEL, read_labels
 
@@ -85,11 +92,11 @@ class Records:
             labelled = read_labels(self.engine.snapshot())
         except EngineError as exc:
             self.warn(f"rules of containers' {RULES_LABEL} labels not listed: {exc}")
-            return []
+            return [], []
         scope = set(owner_names(self.store, self.engine, containers)) if containers else None
         for message in labelled.errors(scope):
             self.warn(message)
-        return [rule.describe() for rule in labelled.rules if scope is None or rule.spec.owner in scope]
+        return [r for r in labelled.rules if scope is None or r.spec.owner in scope], labelled.locked(scope)
 
     def ls_rules(self, containers: list[str]) -> list[tuple[RuleSpec, str]]:
         """What 'ls --json' prints: each rule with the action 'ls' prints it with."""

@@ -48,7 +48,7 @@ from .model import (
 
 ADD_ACTIONS = ("add", "add-input", "add-internal", "add-two-ways")
 # What a container's label may ask for: the add actions, and allow.
-LABEL_ACTIONS = (*ADD_ACTIONS, "allow")
+LABEL_ACTIONS = (*ADD_ACTIONS, "allow", "egress")
 
 ADDRESS_HELP = (
     "an address specification: '.' (the container the rule is for), '/' (the "
@@ -210,7 +210,7 @@ class LabelRule:
     """One rule line of a container's label: its action and its request."""
 
     action: str
-    request: AddRequest | AllowRequest
+    request: AddRequest | AllowRequest | EgressRequest
 
 
 class ParserError(UsageError):
@@ -469,13 +469,14 @@ def _label_line_parser() -> _LineParser:
     for name in ADD_ACTIONS:
         add_rule_options(sub.add_parser(name, add_help=False))
     sub.add_parser("allow", add_help=False).add_argument("addresses", nargs="+", metavar="address")
+    sub.add_parser("egress", add_help=False).add_argument("policy", metavar="deny|allow")
     return parser
 
 
 def parse_label_line(line: str, owner: str, origin: Origin) -> LabelRule | None:
     """A rule line of OWNER's label: the action first and no container (the label
     is OWNER's): 'allow 198.51.100.0/24 203.0.113.7', 'add --source=198.51.100.2
-    --dport=80', 'add-internal --source=app --dport=5432'.  None for a blank line
+    --dport=80', 'add-internal --source=app --dport=5432', 'egress deny'.  None for a blank line
     or a '#' comment; RuleError with ORIGIN for anything else that is not a valid rule."""
     if _is_blank(line):
         return None
@@ -488,4 +489,6 @@ def parse_label_line(line: str, owner: str, origin: Origin) -> LabelRule | None:
         raise origin.error(exc) from None
     if parsed.action == "allow":
         return LabelRule("allow", allow_request(owner, parsed.addresses, origin))
+    if parsed.action == "egress":
+        return LabelRule("egress", egress_request(owner, parsed.policy, origin))
     return LabelRule(parsed.action, add_request(parsed.action, owner, _options(parsed), origin))

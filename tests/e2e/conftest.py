@@ -92,6 +92,12 @@ ON_DOCKER29: dict[str, frozenset[str] | None] = {
     }),
     "test_engine_paths_e2e.py": None,
     "test_networks_e2e.py": frozenset({"test_allow_on_user_networks_admits_only_the_allowed_client"}),
+    # A real Compose v2 client on 29's API (labels, events of re-created containers):
+    # the whole project flow, and a label's egress lock (about 12 s each).
+    "test_compose_e2e.py": frozenset({
+        "test_a_compose_project_is_firewalled_by_its_labels",
+        "test_an_egress_deny_label_locks_its_container_until_the_label_is_edited",
+    }),
 }
 
 # dockerd options of Docker 29's nftables mode; the accept mark is what its

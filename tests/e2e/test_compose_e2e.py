@@ -182,3 +182,49 @@ def test_no_such_warning_where_icc_is_off(sandbox, fw):
     added = fw.ok("add-internal", "db", "--source=app", "--dport=5432")
     assert "has no effect" not in added.stderr
     assert fw.container_connects("app", sandbox.container_ip("db"), 5432)
+
+
+EXT_PORT, EXT_OUTBOUND_PORT = 9300, 9400  # ports of the external namespace's servers (fw.ext_server)
+
+
+def test_an_egress_deny_label_locks_its_container_until_the_label_is_edited(sandbox, fw, compose, watch):
+    """'egress deny' in web's label: web starts no connection outside (but to its
+    label's outbound rule's destination), as 'egress NAME deny' would; a bad line
+    keeps the lock it asked for (fail closed); an edited label and 'up -d' lift it."""
+    locked = f"allow {ALLOWED}\negress deny\nadd --source=. --dest={OTHER} --dport={EXT_OUTBOUND_PORT}\n"
+    watch.start("--interval", "3600")  # the label alone, applied on the container's start
+    compose.write(web_rules=locked, db_rules="", app_replicas=1)
+    with fw.ext_server((EXT_PORT, EXT_OUTBOUND_PORT)):
+        compose.up()
+        sandbox.wait_listening("shop-web-1", 80)
+        assert eventually(lambda: not fw.container_connects("shop-web-1", ALLOWED, EXT_PORT)), watch.text()
+        assert fw.container_connects("shop-web-1", OTHER, EXT_OUTBOUND_PORT)  # its label's outbound rule
+        assert not fw.container_connects("shop-web-1", OTHER, EXT_PORT)
+        assert web_serves(sandbox, ALLOWED)  # connections to it: replies are not locked
+        assert fw.container_connects("shop-app-1", ALLOWED, EXT_PORT)  # another container: not locked
+        listed = fw.ok("ls").stdout.splitlines()
+        assert "# shop-web-1: label docker-fw.rules line 2: docker-fw egress shop-web-1 deny" in listed
+        assert not any(line.startswith("docker-fw egress") for line in listed)  # the store holds none
+        [lock] = json.loads(fw.ok("ls", "--json", "shop-web-1").stdout)["egress"]
+        assert lock["origin"] == "label" and lock["label"] == {"name": "docker-fw.rules", "line": 2}
+        assert fw.run("check").returncode == 0
+
+        # a bad line: none of the label's rules, but the lock it asked for
+        compose.write(web_rules=f"egress deny\nallow {ALLOWED} --everyone\n", db_rules="", app_replicas=1)
+        compose.up()
+        assert eventually(lambda: any("container shop-web-1: label docker-fw.rules line 2" in e["msg"]
+                                      for e in watch.entries())), watch.text()
+        sandbox.wait_listening("shop-web-1", 80)
+        assert not fw.container_connects("shop-web-1", ALLOWED, EXT_PORT)
+        assert not web_serves(sandbox, ALLOWED)
+        assert fw.run("check").returncode == 1
+
+        # the label edited ('egress allow', the default) and 'up -d': web is free again
+        compose.write(web_rules=f"allow {ALLOWED}\negress allow\n", db_rules="", app_replicas=1)
+        compose.up()
+        assert eventually(lambda: fw.container_connects("shop-web-1", ALLOWED, EXT_PORT)), watch.text()
+        assert eventually(lambda: web_serves(sandbox, ALLOWED)), watch.text()
+        assert not any("egress" in line for line in fw.ok("ls").stdout.splitlines())
+    compose.run("down", "-t", "1")
+    assert eventually(lambda: docker_fw_rules(fw) == []), fw.rules_text()
+    assert watch.proc.poll() is None

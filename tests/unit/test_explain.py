@@ -442,9 +442,45 @@ def test_ls_json(run):
     assert rules[0] == {
         "action": "add", "container": "web", "source": CLIENT, "dest": ".", "protocol": "tcp",
         "sport": None, "dport": 80, "icmp_type": None, "filter": ["!", "-i", "@bridge", "-o", "@bridge"],
-        "command": run("ls")[1][0], "origin": "store",
+        "command": run("ls")[1][0], "origin": "store", "label": None,
     }
     assert rules[1]["action"] == "add-internal" and rules[1]["source"] == "cli"
+
+
+def test_ls_json_holds_label_rules_and_locks_with_their_label_line(run, tmp_path):
+    import dataclasses
+
+    from docker_fw.labels import RULES_LABEL
+    from docker_fw.model import EgressPolicy
+
+    state_dir = tmp_path / "state"
+
+    run("add-internal", "web", "--source", "cli", "--dport", "80")
+    labelled = dataclasses.replace(WEB, labels=((RULES_LABEL, f"# front\nallow {CLIENT}\negress deny\n"),))
+    run.engine.snap = Snapshot([labelled, CLI], NETWORKS[:1])  # 'ls' reads labels, places nothing
+    code, out, _ = run("ls", "--json")
+    doc = json.loads(out[0])
+    store_rule, label_rule = doc["rules"]
+    assert (store_rule["origin"], store_rule["label"]) == ("store", None)
+    assert label_rule == {
+        "action": "allow", "container": "web", "source": CLIENT, "dest": ".", "protocol": "tcp",
+        "sport": None, "dport": 80, "icmp_type": None, "filter": ["!", "-i", "@bridge", "-o", "@bridge"],
+        "command": f"docker-fw allow web --source={CLIENT} --dest=. --dport=80 --protocol=tcp "
+                   "--filter='! -i @bridge -o @bridge'",
+        "origin": "label", "label": {"name": RULES_LABEL, "line": 2},
+    }
+    assert doc["egress"] == [{"container": "web", "policy": "deny", "command": "docker-fw egress web deny",
+                              "origin": "label", "label": {"name": RULES_LABEL, "line": 3}}]
+    text = run("ls")[1]
+    assert text[1:] == [f"# web: label {RULES_LABEL} line 2: {label_rule['command']}",
+                        f"# web: label {RULES_LABEL} line 3: docker-fw egress web deny"]
+    with Store.open(directory=str(state_dir)) as store:  # recorded too ('egress web deny' would place it)
+        store.set_egress("web", EgressPolicy.DENY)
+    code, out, _ = run("ls", "--json", "cli")  # another container's: none of web's
+    assert json.loads(out[0]) == {"rules": [], "egress": []}
+    code, out, _ = run("ls", "--json", "web")
+    assert [(p["origin"], p["label"]) for p in json.loads(out[0])["egress"]] == [
+        ("store", None), ("label", {"name": RULES_LABEL, "line": 3})]
 
 
 def test_check_json(run):
@@ -561,3 +597,22 @@ def test_every_check_line_has_a_kind():
         ("layoutish", "other"),
     ]:
         assert problem_kind(line) == kind, line
+
+
+def test_explain_names_a_label_rule_as_the_labels_line_not_as_stale(run):
+    import dataclasses
+
+    from docker_fw.labels import RULES_LABEL
+
+    run.engine.snap = Snapshot([dataclasses.replace(WEB, labels=((RULES_LABEL, f"allow {CLIENT}\n"),)), CLI],
+                               NETWORKS[:1])
+    run("init")
+    run("replay")
+    code, out, _ = run("explain", "-s", CLIENT, "-d", "web", "--dport", "80", "--json")
+    (path,) = json.loads(out[0])["paths"]
+    assert code == 0 and path["verdict"] == "allowed" and path["stale"] == ""
+    assert (path["rule"]["origin"], path["rule"]["label"]) == ("label", {"name": RULES_LABEL, "line": 1})
+    assert path["rule"]["action"] == "allow"
+    code, out, _ = run("explain", "-s", CLIENT, "-d", "web", "--dport", "80")
+    assert f"    docker-fw rule: # web: label {RULES_LABEL} line 1: docker-fw allow web --source={CLIENT} " \
+           "--dest=. --dport=80 --protocol=tcp --filter='! -i @bridge -o @bridge'" in out

@@ -356,15 +356,23 @@ def test_any_label_is_applied_whole_or_refused_and_never_stops_the_others(value)
         expected = parse_label("web", value)
     except UsageError:
         expected = None
+    locked = "web" in {lock.owner for lock in found.locks}
     if "web" in refused:
         assert found.of("web") == []  # nothing of a refused label
         assert refused["web"].startswith("container web: ") and "\n" not in refused["web"]
+        assert locked == (labels.asks_lock(value) is not None)  # but the lock it may have asked for
     else:
         assert expected is not None
-        assert {r.origin for r in found.of("web")} == {line.request.origin for line in expected}
+        rules = [line for line in expected if line.action != "egress"]
+        assert {r.origin for r in found.of("web")} == {line.request.origin for line in rules}
         for rule in found.of("web"):
             assert rule.spec.owner == "web"
             rule.spec.validate()
+        asked = any(line.action == "egress" and line.request.policy.value == "deny" for line in expected)
+        assert locked == asked
+        # what the grammar reads as a lock, the scan of a refused label finds too: a
+        # bad line added anywhere never opens a container its label locks
+        assert not asked or labels.asks_lock(value) is not None
 
 
 def test_a_label_that_sets_off_a_bug_fails_closed_for_its_container_only(monkeypatch):
@@ -381,3 +389,168 @@ def test_a_label_that_sets_off_a_bug_fails_closed_for_its_container_only(monkeyp
     assert found.of("shop-db-1") == [] and len(found.of("tool")) == 1
     assert dict(found.refused)["shop-db-1"] == (
         "container shop-db-1: cannot be read (TypeError: unexpected); none of its label's rules applied")
+
+
+# --- 'egress deny' in a label: the container's lock ------------------------------------------
+
+from docker_fw.model import EgressPolicy  # noqa: E402
+from docker_fw.rulegrammar import EgressRequest  # noqa: E402
+
+EXTERNAL = "198.51.100.7"
+
+
+def test_egress_lines_parse_to_the_egress_command_request():
+    deny, = parse_label("web", "# locked\negress deny\n")
+    assert (deny.action, deny.request) == ("egress", EgressRequest("web", EgressPolicy.DENY, at(2)))
+    allow, = parse_label("web", "egress allow")
+    assert allow.request.policy is EgressPolicy.ALLOW
+
+
+@pytest.mark.parametrize(
+    "label, line, message",
+    [
+        ("egress block\n", 1, "egress policy must be allow or deny, not 'block'"),
+        ("allow 198.51.100.2\negress\n", 2, "the following arguments are required"),
+        ("egress deny now\n", 1, "unrecognized arguments: now"),
+        ("egress deny --source=.\n", 1, "unrecognized arguments"),
+        ("egress deny\nallow 198.51.100.2\negress allow\n", 3, "a label holds one egress line (line 1 is one)"),
+        ("egress deny\negress deny\n", 2, "a label holds one egress line"),
+    ],
+)
+def test_a_bad_egress_line_refuses_the_label_naming_its_line(label, line, message):
+    with pytest.raises(RuleError) as info:
+        parse_label("web", label)
+    assert info.value.origin == at(line) and message in info.value.message
+
+
+@pytest.mark.parametrize(
+    "value, line",
+    [
+        ("allow 198.51.100.2\negress deny\nallow db\n", 2),  # asked for, another line bad
+        ("allow db\n  egress   deny  \n", 2),
+        ("egress dney\n", 1),  # the egress line itself bad: some lock was asked for
+        ("egress deny now\n", 1),
+        ("'egress' \"deny\"\n", 1),  # quotes aside
+        ("allow db\ne\\gress deny\n", 2),  # an escape, as the grammar reads it
+        ("allow db\n\"egress deny\"\n", 2),  # one quoted word: asked for all the same
+        ("allow db\n'egress deny\n", 2),  # an open quote
+        ("allow db\n'egress allow'\n", None),
+        ("allow 198.51.100.2\u2028egress deny\n", 1),  # what may show as a line of its own
+        ("allow 198.51.100.2\x0b# egress deny\n", None),
+        ("egress deny\regress allow\n", 1),  # a control character: refused, still locked
+        ("allow db\negress allow\negress deny\n", 3),
+        ("#" * (MAX_LABEL_BYTES + 1), 0),  # cannot be told apart: locked
+        ("allow 198.51.100.2\n" * (MAX_LABEL_LINES + 2), 0),
+        ("allow 198.51.100.2 \ud800\n", 0),
+        ("allow db\negress allow\n", None),  # asked for no lock
+        ("allow db\n# egress deny\n", None),  # a comment asks for nothing
+        ("egres deny\n", None),  # no egress line: not guessed at
+        ("allow db\n", None),
+    ],
+)
+def test_where_a_refused_label_may_ask_for_a_lock(value, line):
+    assert labels.asks_lock(value) == line
+
+
+def test_a_label_lock_is_read_and_egress_allow_asks_for_nothing():
+    found = read_labels(shop(
+        ctr("tool", "172.20.0.9", rules="egress deny\nadd --source=198.51.100.2 --dport=80\n"),
+        ctr("open-1", "172.20.0.10", rules="egress allow\n"),
+        ctr("gone", "", rules="egress deny\n", state="exited"),
+    ))
+    assert [(lock.owner, lock.origin, lock.refused) for lock in found.locks] == [("tool", at(1), "")]
+    assert "tool" in found.owners and "open-1" not in found.owners
+    assert len(found.of("tool")) == 1 and not found.refused
+
+
+def test_a_refused_label_keeps_the_lock_it_asked_for_and_no_rule():
+    found = read_labels(shop(
+        ctr("tool", "172.20.0.9", rules="egress deny\nadd --source=198.51.100.2 --dport=http\n"),
+        ctr("typo", "172.20.0.10", rules="allow 198.51.100.2\nallow db\n"),
+    ))
+    assert found.of("tool") == [] and found.of("typo") == []
+    [lock] = found.locks
+    assert (lock.owner, lock.origin) == ("tool", at(1))
+    assert lock.refused == dict(found.refused)["tool"]
+    assert dict(found.refused)["tool"].endswith("none of its label's rules applied but its egress lock")
+    assert dict(found.refused)["typo"].endswith("none of its label's rules applied")  # no lock asked: none
+    assert lock.describe() == f"# tool: label {RULES_LABEL} line 1: docker-fw egress tool deny"
+
+
+def _locked_web(engine: FakeEngine, tmp_path, rules: str):
+    conf = tmp_path / "web.resolv.conf"
+    conf.write_bytes(b"nameserver 192.0.2.53\n")
+    return engine.add("web", "running", ips={"bridge": "172.17.0.2"}, resolv_conf_path=str(conf),
+                      port_bindings={"80/tcp": [{"HostIp": "", "HostPort": "8080"}]},
+                      labels={RULES_LABEL: rules})
+
+
+def out_of(src: str, dst: str, port: int, proto: str = "tcp") -> Packet:
+    return Packet(src, dst, port, "docker0", "eth0", proto=proto)
+
+
+def test_a_label_lock_locks_as_the_command_does_and_follows_the_label(world, tmp_path):
+    engine, firewall, run, out, warnings = world
+    web = _locked_web(engine, tmp_path,
+                      "allow 198.51.100.2\negress deny\nadd --source=. --dest=198.51.100.9 --dport=443\n")
+    engine.add("free", "running", ips={"bridge": "172.17.0.3"})
+    run().init()
+    assert forward(firewall.table, out_of("172.17.0.2", EXTERNAL, 80)) == "ACCEPT"  # not applied before a replay
+    run().replay([])
+    assert forward(firewall.table, out_of("172.17.0.2", EXTERNAL, 80)) == "DROP"
+    assert forward(firewall.table, out_of("172.17.0.2", "198.51.100.9", 443)) == "ACCEPT"  # its outbound rule
+    assert forward(firewall.table, out_of("172.17.0.2", "192.0.2.53", 53, "udp")) == "ACCEPT"  # its DNS
+    assert forward(firewall.table, out_of("172.17.0.3", EXTERNAL, 80)) == "ACCEPT"  # another container
+    assert forward(firewall.table, to("172.17.0.2", "198.51.100.2", 80)) == "ACCEPT"  # its allow, too
+    assert run().check() == []
+    out.clear()
+    run().ls(["web"])
+    assert f"# web: label {RULES_LABEL} line 2: docker-fw egress web deny" in out
+    assert not any(line.startswith("docker-fw egress") for line in out)  # not copied into the store
+    with pytest.raises(UsageError, match=f"web's rules come from its {RULES_LABEL} label"):
+        run().drop(["web"])
+    web.labels = {RULES_LABEL: "allow 198.51.100.2\negress allow\n"}  # the label edited (re-created)
+    run().replay([])
+    assert forward(firewall.table, out_of("172.17.0.2", EXTERNAL, 80)) == "ACCEPT"
+    assert run().check() == []
+
+
+def test_a_label_that_asks_for_a_lock_but_is_refused_is_locked_and_opens_nothing(world, tmp_path):
+    engine, firewall, run, out, warnings = world
+    _locked_web(engine, tmp_path, "allow 198.51.100.2\negress deny\nallow db\n")
+    run().init()
+    run().replay([])
+    assert forward(firewall.table, out_of("172.17.0.2", EXTERNAL, 80)) == "DROP"  # locked, as asked
+    assert forward(firewall.table, to("172.17.0.2", "198.51.100.2", 80)) == "DROP"  # no rule of it
+    refused = f"container web: label {RULES_LABEL} line 3: "
+    assert any(w.startswith(refused) and w.endswith("but its egress lock") for w in warnings)
+    [problem] = run().check()
+    assert problem.startswith(f"label refused: {refused}")
+    out.clear()
+    run().ls([])
+    assert out == [f"# web: label {RULES_LABEL} line 2: docker-fw egress web deny"]
+
+
+def test_a_recorded_lock_and_a_label_allow_stay_locked_and_drop_takes_the_recorded_one(world, tmp_path):
+    engine, firewall, run, out, warnings = world
+    web = _locked_web(engine, tmp_path, "allow 198.51.100.2\negress allow\n")
+    run().init()
+    run().egress(EgressRequest("web", EgressPolicy.DENY))
+    assert forward(firewall.table, out_of("172.17.0.2", EXTERNAL, 80)) == "DROP"  # the label lifts no lock
+    run().drop(["web"])  # the store's lock: dropped, the label's rules kept
+    assert forward(firewall.table, out_of("172.17.0.2", EXTERNAL, 80)) == "ACCEPT"
+    assert forward(firewall.table, to("172.17.0.2", "198.51.100.2", 80)) == "ACCEPT"
+    assert out[-1] == "web: dropped 0 rules and its egress policy (allow again)"
+    web.labels = {RULES_LABEL: "egress deny\n"}
+    run().egress(EgressRequest("web", EgressPolicy.ALLOW))  # the label's lock is not the store's to lift
+    assert forward(firewall.table, out_of("172.17.0.2", EXTERNAL, 80)) == "DROP"
+    assert warnings[-1] == (f"web stays locked: label {RULES_LABEL} line 1 says egress deny "
+                            "(change the label to lift it)")
+    run().egress(EgressRequest("web", EgressPolicy.DENY))  # locked both ways: one lock
+    drops = [r for r in firewall.table.rules if "docker-fw:web:" in r.line and r.line.endswith("-j DROP")]
+    assert len(drops) == 2  # one lock: FORWARD's and INPUT's DROP, once each
+    run().drop(["web"])
+    assert forward(firewall.table, out_of("172.17.0.2", EXTERNAL, 80)) == "DROP"  # the label's stays
+    assert warnings[-1] == (f"web: the rules and egress lock of its {RULES_LABEL} label are kept: "
+                            "change the label to drop them")
+    assert drops == [r for r in firewall.table.rules if "docker-fw:web:" in r.line and r.line.endswith("-j DROP")]

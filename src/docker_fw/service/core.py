@@ -158,7 +158,9 @@ class ServiceCore:
         return None
 
     def _egress_desired(self, scope: set[str] | None, plan: Plan) -> list:
-        """The locks (and DNS) of the locked containers in SCOPE (None: all).
+        """The locks (and DNS) of the locked containers in SCOPE (None: all):
+        those recorded ('egress NAME deny') and those their labels ask for
+        ('egress deny'); a container locked both ways gets one lock.
 
         A container that is not running gets none (its old address may be
         handed to the next container that starts), reported as withdrawn."""
@@ -166,22 +168,26 @@ class ServiceCore:
         from ..model import EgressPolicy
 
         policies = self.store.egress(sorted(scope) if scope is not None else None)
-        locked = [owner for owner, policy in policies.items() if policy is EgressPolicy.DENY]
+        locked: dict[str, object] = {  # owner -> what asks for its lock (reported by describe())
+            owner: EgressSpec(owner, policy) for owner, policy in policies.items() if policy is EgressPolicy.DENY
+        }
+        for lock in self.label_rules().locked(scope):
+            locked.setdefault(lock.owner, lock)
         if not locked:
             return []
         snapshot = self.engine.snapshot()
         host_servers = _HostResolvConf()  # read at most once per plan, not once per locked container
         desired: list = []
-        for owner in locked:
+        for owner, asked_by in locked.items():
             try:
                 placed = resolve_lock(owner, snapshot, self._nameservers(snapshot.running(owner).id, host_servers))
             except EngineError as exc:
-                plan.withdrawn.append((EgressSpec(owner, EgressPolicy.DENY), str(exc)))
+                plan.withdrawn.append((asked_by, str(exc)))
                 continue
             why_not = self._inexpressible(placed)  # a bridge name no backend can match
             if why_not:
-                plan.withdrawn.append((EgressSpec(owner, EgressPolicy.DENY), why_not))
-                plan.refused.append((EgressSpec(owner, EgressPolicy.DENY), why_not))  # drift for 'check'
+                plan.withdrawn.append((asked_by, why_not))
+                plan.refused.append((asked_by, why_not))  # drift for 'check'
             else:
                 desired.extend(placed)
         return desired
