@@ -64,10 +64,26 @@ except OSError as exc:
     print("blocked", exc)
 """
 
+# What the raw-socket probes share: whether a packet WANTED(peer, its IP
+# payload) arrives on socket S within SECONDS.
+RAW_ARRIVED = """
+import random, os, socket, struct, sys, time
+def arrived(s, seconds, wanted):
+    s.settimeout(0.2)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            data, peer = s.recvfrom(2048)
+        except socket.timeout:
+            continue
+        if wanted(peer[0], data[(data[0] & 15) * 4:]):
+            return True
+    return False
+"""
+
 # An ICMP message of TYPE (8: echo request, 13: timestamp request) from SOURCE
 # to DEST; 'ok' when DEST's answer (0, 14) comes back within a second.
-PING = """
-import os, socket, struct, sys, time
+PING = RAW_ARRIVED + """
 source, dest, kind = sys.argv[1], sys.argv[2], int(sys.argv[3])
 answer = {8: 0, 13: 14}[kind]
 def checksum(data):
@@ -79,26 +95,16 @@ body = bytes(12) if kind == 13 else b"docker-fw!"
 packet = struct.pack("!BBHHH", kind, 0, 0, ident, 1) + body
 packet = struct.pack("!BBHHH", kind, 0, checksum(packet), ident, 1) + body
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-s.bind((source, 0)); s.settimeout(0.2); s.sendto(packet, (dest, 0))
-deadline = time.monotonic() + 1.0
-while time.monotonic() < deadline:
-    try:
-        data, peer = s.recvfrom(2048)
-    except socket.timeout:
-        continue
-    head = (data[0] & 15) * 4
-    kind_back, _, _, ident_back = struct.unpack("!BBHH", data[head:head + 6])
-    if peer[0] == dest and kind_back == answer and ident_back == ident:
-        print("ok"); break
-else:
-    print("blocked")
+s.bind((source, 0)); s.sendto(packet, (dest, 0))
+answered = arrived(s, 1.0, lambda peer, icmp: peer == dest and icmp[0] == answer
+                   and struct.unpack("!H", icmp[4:6])[0] == ident)
+print("ok" if answered else "blocked")
 """
 
 # SCTP without the kernel's SCTP sockets (a kernel may lack the module): an
 # INIT chunk sent on a raw socket, and a raw socket in the receiver that says
 # whether it arrived.
-SCTP_SEND = """
-import random, socket, struct, sys
+SCTP_SEND = RAW_ARRIVED + """
 source, dest, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 def crc32c(data):
     crc = 0xFFFFFFFF
@@ -113,22 +119,12 @@ packet = packet[:8] + struct.pack("<I", crc32c(packet)) + packet[12:]
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_SCTP)
 s.bind((source, 0)); s.sendto(packet, (dest, 0))
 """
-SCTP_RECEIVE = """
-import socket, struct, sys, time
+SCTP_RECEIVE = RAW_ARRIVED + """
 source, port = sys.argv[1], int(sys.argv[2])
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_SCTP); s.settimeout(0.2)
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_SCTP)
 print("ready", flush=True)
-deadline = time.monotonic() + 1.5
-while time.monotonic() < deadline:
-    try:
-        data, peer = s.recvfrom(2048)
-    except socket.timeout:
-        continue
-    head = (data[0] & 15) * 4
-    if peer[0] == source and struct.unpack("!HH", data[head:head + 4])[1] == port:
-        print("ok"); break
-else:
-    print("none")
+got = arrived(s, 1.5, lambda peer, sctp: peer == source and struct.unpack("!H", sctp[2:4])[0] == port)
+print("ok" if got else "none")
 """
 
 TOOLS = ("ip", "nsenter", "nft")
