@@ -13,7 +13,7 @@ import json
 import pytest
 
 from nft_world import DOCKER_LIKE, world  # noqa: F401 (a fixture)
-from docker_fw.backends.nftables.rules import NO_MARK
+from docker_fw.backends.nftables.rules import NO_MARK, render
 from docker_fw.egress import DNS_PORT, ResolvedLock
 from docker_fw.errors import FirewallError
 from docker_fw.model import Kind, parse_ports
@@ -366,3 +366,23 @@ def test_an_ipv6_lock(world):
     assert world.reaches("web", "fd00:17::2", "2001:db8:51::3", 53)
     assert not world.reaches("web", "fd00:17::2", "fd00:17::1", 9100)  # the host
     assert world.reaches("web", WEB, OTHER, 443)  # IPv4 is not locked: no IPv4 lock
+
+
+def test_replay_moves_an_outbound_rule_found_below_the_lock(world):
+    """A rule of ours below a lock (put there by hand) never gets its packets: plan moves it up."""
+    world.serve("ext", "443")
+    backend = world.backend()
+    rules = [*lock_of_web(), outbound()]
+    sync(backend, rules, init=True)
+    moved = render(outbound(), backend.read().mark)
+    handle = next(str(o["rule"]["handle"]) for o in json.loads(world.run(
+        "host", "nft", "-j", "list", "chain", "ip", "docker-fw", "fw-egress").stdout)["nftables"]
+        if o.get("rule", {}).get("comment") == moved.comment)
+    world.run("host", "nft", "delete", "rule", "ip", "docker-fw", "fw-egress", "handle", handle)
+    world.run("host", "nft", f"add rule ip docker-fw fw-egress {moved.text()}")  # appended: below the drop
+    assert not world.reaches("web", WEB, GOOD, 443)
+    changes = backend.plan(backend.read(), rules, None)
+    assert [c.verb for c in changes] == ["delete", "add"] and changes[1].line.startswith("insert rule")
+    backend.apply(backend.read(), changes)
+    assert world.reaches("web", WEB, GOOD, 443)
+    assert backend.plan(backend.read(), rules, None) == []
