@@ -61,6 +61,11 @@ Where the rules live (filter table), each chain reached by one jump:
                 before Docker's icc drop): new connections there are logged
                 (NFLOG group 42, rate-limited; 'docker-fw log' prints them)
 Every rule carries the comment 'docker-fw:<container>:<hash>'.
+With Docker 29's nftables backend (--firewall-backend=nftables) they live in
+docker-fw's tables 'ip docker-fw' and 'ip6 docker-fw' instead: fw-forward
+(add), fw-input (add-input), fw-internal (add-internal, with the engine's
+accept mark), fw-egress (outbound rules 'return' above the locks' drops),
+fw-input-lock (the locks for traffic to the host), fw-init (init's drops).
 """
 
 EXIT_CODES = """\
@@ -358,7 +363,8 @@ def build_parser(argv: list[str] | None = None) -> Parser:
         "command that recorded it; for Docker's, which one and why) and, for a blocked flow, the "
         "docker-fw command that would allow it (checked by walking again with it). An external "
         "client reaches a published port through its DNAT: --dport is the container's port. "
-        "Changes nothing. Exit 0: allowed, 1: blocked, 2: bad input.",
+        "Changes nothing. Exit 0: allowed, 1: blocked, 2: bad input, or an engine on Docker's "
+        "nftables backend (explain walks iptables rulesets only).",
     )
     p.add_argument("-s", "--source", metavar="SPEC", help="a container, '/' (the host) or an address")
     p.add_argument("-d", "--dest", metavar="SPEC", help="a container, '/' (the host) or an address")

@@ -45,6 +45,20 @@ ICMP_TYPES = {
     "ip-header-bad": 12, "required-option-missing": 12, "timestamp-request": 13,
     "timestamp-reply": 14, "address-mask-request": 17, "address-mask-reply": 18,
 }
+# The names of ICMP_TYPES that pin one code of their type as well (iptables'
+# libxt_icmp: 'port-unreachable' is type 3 code 3, not every type 3); the
+# others match any code.  A backend that writes the type and the code itself
+# (nftables) needs both to mean what iptables means.
+ICMP_CODES = {
+    "network-unreachable": 0, "host-unreachable": 1, "protocol-unreachable": 2,
+    "port-unreachable": 3, "fragmentation-needed": 4, "source-route-failed": 5,
+    "network-unknown": 6, "host-unknown": 7, "network-prohibited": 9, "host-prohibited": 10,
+    "TOS-network-unreachable": 11, "TOS-host-unreachable": 12, "communication-prohibited": 13,
+    "host-precedence-violation": 14, "precedence-cutoff": 15, "network-redirect": 0,
+    "host-redirect": 1, "TOS-network-redirect": 2, "TOS-host-redirect": 3,
+    "ttl-zero-during-transit": 0, "ttl-zero-during-reassembly": 1, "ip-header-bad": 0,
+    "required-option-missing": 1,
+}
 
 class Kind(enum.Enum):
     """The action a rule was recorded with, and which traffic it admits.

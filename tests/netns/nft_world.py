@@ -10,7 +10,9 @@ docker-bridges`` (tests/fixtures/nft/, modelled on moby's own test goldens)
 and is where docker-fw's nftables backend runs: its ``Nft`` runner is
 pointed at a wrapper that runs the real nft inside ``host``.  TCP servers
 answer "ok" in web (ports 80, 5432) and on the host (9100); ``reaches``
-says whether a connection from one namespace gets that answer.
+says whether a connection from one namespace gets that answer, ``pings``
+whether an ICMP echo (or timestamp) request is answered, ``sctp_arrives``
+whether an SCTP INIT gets to its destination.
 """
 
 from __future__ import annotations
@@ -60,6 +62,69 @@ try:
     s.bind((source, 0)); s.connect((dest, port)); print(s.recv(2).decode())
 except OSError as exc:
     print("blocked", exc)
+"""
+
+# What the raw-socket probes share: whether a packet WANTED(peer, its IP
+# payload) arrives on socket S within SECONDS.
+RAW_ARRIVED = """
+import random, os, socket, struct, sys, time
+def arrived(s, seconds, wanted):
+    s.settimeout(0.2)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            data, peer = s.recvfrom(2048)
+        except socket.timeout:
+            continue
+        if wanted(peer[0], data[(data[0] & 15) * 4:]):
+            return True
+    return False
+"""
+
+# An ICMP message of TYPE (8: echo request, 13: timestamp request) from SOURCE
+# to DEST; 'ok' when DEST's answer (0, 14) comes back within a second.
+PING = RAW_ARRIVED + """
+source, dest, kind = sys.argv[1], sys.argv[2], int(sys.argv[3])
+answer = {8: 0, 13: 14}[kind]
+def checksum(data):
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    total = (total >> 16) + (total & 0xFFFF)
+    return ~(total + (total >> 16)) & 0xFFFF
+ident = os.getpid() & 0xFFFF
+body = bytes(12) if kind == 13 else b"docker-fw!"
+packet = struct.pack("!BBHHH", kind, 0, 0, ident, 1) + body
+packet = struct.pack("!BBHHH", kind, 0, checksum(packet), ident, 1) + body
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.bind((source, 0)); s.sendto(packet, (dest, 0))
+answered = arrived(s, 1.0, lambda peer, icmp: peer == dest and icmp[0] == answer
+                   and struct.unpack("!H", icmp[4:6])[0] == ident)
+print("ok" if answered else "blocked")
+"""
+
+# SCTP without the kernel's SCTP sockets (a kernel may lack the module): an
+# INIT chunk sent on a raw socket, and a raw socket in the receiver that says
+# whether it arrived.
+SCTP_SEND = RAW_ARRIVED + """
+source, dest, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+init = struct.pack("!BBHIIHHI", 1, 0, 20, random.randint(1, 2**32 - 1), 65535, 1, 1, 1)
+packet = struct.pack("!HHII", 40000, port, 0, 0) + init
+packet = packet[:8] + struct.pack("<I", crc32c(packet)) + packet[12:]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_SCTP)
+s.bind((source, 0)); s.sendto(packet, (dest, 0))
+"""
+SCTP_RECEIVE = RAW_ARRIVED + """
+source, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_SCTP)
+print("ready", flush=True)
+got = arrived(s, 1.5, lambda peer, sctp: peer == source and struct.unpack("!H", sctp[2:4])[0] == port)
+print("ok" if got else "none")
 """
 
 TOOLS = ("ip", "nsenter", "nft")
@@ -159,6 +224,26 @@ class World:
     def reaches(self, role: str, source: str, dest: str, port: int) -> bool:
         answer = self.run(role, sys.executable, "-c", CLIENT, source, dest, str(port)).stdout
         return answer.strip() == "ok"
+
+    def pings(self, role: str, source: str, dest: str, kind: int = 8) -> bool:
+        """Whether an ICMP echo request (KIND 8) or timestamp request (13) is answered."""
+        answer = self.run(role, sys.executable, "-c", PING, source, dest, str(kind)).stdout
+        return answer.strip() == "ok"
+
+    def sctp_arrives(self, role: str, source: str, to: str, dest: str, port: int) -> bool:
+        """Whether an SCTP INIT from ROLE at SOURCE reaches namespace TO (at DEST, PORT)."""
+        receiver = subprocess.Popen(
+            ["nsenter", f"--net=/var/run/netns/{self.ns[to]}", sys.executable, "-c", SCTP_RECEIVE, source, str(port)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        try:
+            assert receiver.stdout.readline().strip() == "ready"
+            self.run(role, sys.executable, "-c", SCTP_SEND, source, dest, str(port))
+            return receiver.communicate(timeout=10)[0].strip() == "ok"
+        finally:
+            if receiver.poll() is None:
+                receiver.kill()
+                receiver.wait(timeout=10)
 
     def nft(self) -> Nft:
         runner = Nft()

@@ -48,7 +48,8 @@ class NftablesEngine(EngineView):
         return "nftables"
 
     def inspect(self, ref: str) -> dict:
-        raise AssertionError("not asked by these commands")
+        """What egress reads of a container: its resolv.conf (one name server, in ext)."""
+        return {"HostConfig": {"Dns": []}, "ResolvConfPath": self.resolv_conf}
 
     def start(self, container_id: str, port_bindings: dict | None = None) -> None:
         raise AssertionError("not asked by these commands")
@@ -69,6 +70,8 @@ def fw(world, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin")
     monkeypatch.setenv("DOCKER_FW_STATE_DIR", str(tmp_path / "state"))
     engine = NftablesEngine()
+    engine.resolv_conf = str(tmp_path / "resolv.conf")
+    (tmp_path / "resolv.conf").write_text("nameserver 198.51.100.3\n")
 
     def run(*args: str):
         out, err = [], []
@@ -163,3 +166,40 @@ def test_init_without_the_accept_mark_names_the_option(fw):
 def _mark_handle(world) -> str:
     listing = json.loads(world.run("host", "nft", "-j", "list", "chain", "ip", "docker-bridges", "filter-forward-in__docker0").stdout)
     return next(str(o["rule"]["handle"]) for o in listing["nftables"] if o.get("rule", {}).get("comment") == "ALLOW FW MARK")
+
+
+def test_egress_deny_on_nftables(fw):
+    """'egress web deny' with its outbound rules, on the nftables backend, with packets."""
+    world = fw.world
+    world.serve("ext", "443", "53")
+    assert fw("init")[0] == 0
+    assert world.reaches("web", "172.17.0.2", "198.51.100.3", 443)
+    assert fw("egress", "web", "deny")[0] == 0
+    assert fw("add", "web", "--source=.", "--dest=198.51.100.2", "--dport=443,8443")[0] == 0
+    assert fw("add", "web", "--source=.", "--dest=198.51.100.2", "-p", "icmp", "--icmp-type", "echo-request")[0] == 0
+    assert world.reaches("web", "172.17.0.2", "198.51.100.2", 443)  # its outbound rule
+    assert world.pings("web", "172.17.0.2", "198.51.100.2")
+    assert not world.pings("web", "172.17.0.2", "198.51.100.2", kind=13)
+    assert not world.reaches("web", "172.17.0.2", "198.51.100.3", 443)  # anywhere else
+    assert world.reaches("web", "172.17.0.2", "198.51.100.3", 53)  # its name server (resolv.conf)
+    assert not world.reaches("web", "172.17.0.2", "172.17.0.1", 9100)  # the host
+    # IPv6 locked too; its name server and its outbound rules are IPv4 addresses
+    assert not world.reaches("web", "fd00:17::2", "2001:db8:51::3", 53)
+    assert not world.reaches("web", "fd00:17::2", "2001:db8:51::2", 443)
+    assert world.reaches("db", "fd00:17::3", "2001:db8:51::2", 443)
+    assert world.reaches("db", "172.17.0.3", "198.51.100.3", 443)  # db is not locked
+    assert "docker-fw egress web deny" in fw("ls", "web")[1]
+    assert fw("check") == (0, ["check: no drift"], [])
+    assert fw("egress", "web", "allow")[0] == 0
+    assert world.reaches("web", "172.17.0.2", "198.51.100.3", 443)
+    assert world.reaches("web", "172.17.0.2", "172.17.0.1", 9100)
+    assert " drop comment \"docker-fw:web:" not in world.listing() + world.listing("ip6")
+
+
+def test_explain_is_refused_on_nftables_by_name(fw):
+    assert fw("init")[0] == 0
+    before = fw.world.listing()
+    code, out, err = fw("explain", "--source", "198.51.100.2", "--dest", "web", "--dport", "80")
+    assert (code, out, len(err)) == (2, [], 1)
+    assert "explain is not available on the nftables backend" in err[0]
+    assert fw.world.listing() == before

@@ -13,9 +13,10 @@ import json
 import pytest
 
 from nft_world import DOCKER_LIKE, world  # noqa: F401 (a fixture)
-from docker_fw.backends.nftables.rules import NO_MARK
+from docker_fw.backends.nftables.rules import NO_MARK, render
+from docker_fw.egress import DNS_PORT, ResolvedLock
 from docker_fw.errors import FirewallError
-from docker_fw.model import Kind
+from docker_fw.model import Kind, parse_ports
 from docker_fw.resolve import ResolvedRule
 
 pytestmark = pytest.mark.netns
@@ -216,3 +217,172 @@ def test_ipv6_rules_go_to_the_ip6_table(world):
     assert not world.reaches("ext", "2001:db8:51::3", "fd00:17::2", 80)
     assert not world.reaches("ext", OTHER, WEB, 80)  # IPv4 closed, no IPv4 rule
     assert "2001:db8" not in world.listing("ip") and "2001:db8:51::2" in world.listing("ip6")
+
+
+# -- what the iptables backend expresses since egress (issue #12), with packets --
+
+
+def test_icmp_between_containers_by_type(world):
+    """add-internal --protocol=icmp past --icc=false: echo requests only, when the rule names the type."""
+    backend = world.backend()
+    sync(backend, [], init=True)
+    assert not world.pings("db", DB, WEB)  # Docker's ICC drop
+    echo = ResolvedRule("web", Kind.INTERNAL, f"{DB}/32", f"{WEB}/32", "icmp", icmp_type="echo-request")
+    sync(backend, [echo])
+    assert world.pings("db", DB, WEB)
+    assert not world.pings("db", DB, WEB, kind=13)  # a timestamp request: another type
+    assert not world.pings("web", WEB, DB)  # one way
+    any_type = ResolvedRule("web", Kind.INTERNAL, f"{DB}/32", f"{WEB}/32", "icmp")
+    sync(backend, [any_type], scope={"web"})
+    assert world.pings("db", DB, WEB, kind=13) and world.pings("db", DB, WEB)
+    unreachable = ResolvedRule("web", Kind.INTERNAL, f"{DB}/32", f"{WEB}/32", "icmp", icmp_type="port-unreachable")
+    sync(backend, [unreachable], scope={"web"})
+    assert not world.pings("db", DB, WEB)  # type 3 code 3 only
+    assert backend.plan(backend.read(), [unreachable], None) == []  # found again by its tag
+
+
+def test_sctp_port_range_between_containers(world):
+    backend = world.backend()
+    sync(backend, [], init=True)
+    assert not world.sctp_arrives("db", DB, "web", WEB, 3869)  # Docker's ICC drop
+    rule = ResolvedRule("web", Kind.INTERNAL, f"{DB}/32", f"{WEB}/32", "sctp", dport=parse_ports("3868:3870", "x"))
+    sync(backend, [rule])
+    assert "sctp dport 3868-3870" in world.listing()
+    assert world.sctp_arrives("db", DB, "web", WEB, 3869) and world.sctp_arrives("db", DB, "web", WEB, 3870)
+    assert not world.sctp_arrives("db", DB, "web", WEB, 3871)
+
+
+def test_port_ranges_and_lists_on_the_real_kernel(world):
+    world.serve("web", "9100", "9150", "9300")
+    backend = world.backend()
+    ranged = internal(dport=parse_ports("9100:9200", "x"))
+    sync(backend, [ranged], init=True)
+    assert world.reaches("db", DB, WEB, 9100) and world.reaches("db", DB, WEB, 9150)
+    assert not world.reaches("db", DB, WEB, 9300) and not world.reaches("db", DB, WEB, 80)
+    # a list, with an overlapping item (merged: nft's sets refuse overlaps)
+    listed = internal(dport=parse_ports("80,9300:9400,9140:9160,9150", "x"))
+    sync(backend, [listed], scope={"web"})
+    assert "tcp dport { 80, 9140-9160, 9300-9400 }" in world.listing()
+    assert world.reaches("db", DB, WEB, 80) and world.reaches("db", DB, WEB, 9150) and world.reaches("db", DB, WEB, 9300)
+    assert not world.reaches("db", DB, WEB, 9100) and not world.reaches("db", DB, WEB, 5432)
+    assert backend.plan(backend.read(), [listed], None) == []
+    # a source port list: the client's port is not in it
+    sport = ResolvedRule("web", Kind.INTERNAL, f"{DB}/32", f"{WEB}/32", "tcp", sport=parse_ports("1,2", "x"), dport=5432)
+    sync(backend, [sport], scope={"web"})
+    assert not world.reaches("db", DB, WEB, 5432)
+
+
+RESOLVER = OTHER  # the name server a locked web keeps (TCP port 53 in ext)
+
+
+def lock_of_web(family=4) -> list:
+    """What 'egress web deny' places (egress.resolve_lock) with RESOLVER as name server."""
+    width = 32 if family == 4 else 128
+    web, server = (WEB, RESOLVER) if family == 4 else ("fd00:17::2", "2001:db8:51::3")
+    placed = [ResolvedLock("web", f"{web}/{width}", "docker0", family)]
+    for proto in ("udp", "tcp"):
+        placed.append(ResolvedRule("web", Kind.ADD, f"{web}/{width}", f"{server}/{width}", proto,
+                                   dport=DNS_PORT, family=family, outbound=True))
+        placed.append(ResolvedRule("web", Kind.INPUT, f"{web}/{width}", f"{server}/{width}", proto,
+                                   dport=DNS_PORT, family=family))
+    return placed
+
+
+def outbound(dest=GOOD, dport=443, proto="tcp", family=4, **kw) -> ResolvedRule:
+    width = 32 if family == 4 else 128
+    web = WEB if family == 4 else "fd00:17::2"
+    return ResolvedRule("web", Kind.ADD, f"{web}/{width}", f"{dest}/{width}", proto, dport=dport, family=family,
+                        outbound=True, **kw)
+
+
+def test_a_locked_container_reaches_only_its_outbound_rules_and_dns(world):
+    world.serve("ext", "443", "53")
+    backend = world.backend()
+    sync(backend, [add()], init=True)
+    assert world.reaches("web", WEB, GOOD, 443) and world.reaches("web", WEB, OTHER, 443)  # no lock yet
+    assert world.pings("web", WEB, OTHER)
+    rules = [add(), *lock_of_web(), outbound(), outbound(dest=OTHER, dport=0, proto="icmp", icmp_type="echo-request")]
+    sync(backend, rules)
+    assert world.reaches("web", WEB, GOOD, 443)  # its outbound rule
+    assert not world.reaches("web", WEB, OTHER, 443) and not world.reaches("web", WEB, GOOD, 53)
+    assert world.reaches("web", WEB, RESOLVER, 53)  # the DNS it keeps
+    assert world.pings("web", WEB, OTHER) and not world.pings("web", WEB, GOOD)  # the icmp outbound rule
+    assert world.reaches("ext", GOOD, WEB, 80)  # connections others open still work (add, replies)
+    assert world.reaches("db", DB, OTHER, 443)  # db is not locked
+    egress = world.run("host", "nft", "list", "chain", "ip", "docker-fw", "fw-egress").stdout.splitlines()
+    verdicts = [next(w for w in ("return", "drop") if f" {w} comment" in line) for line in egress if "comment" in line]
+    assert verdicts == ["return"] * 4 + ["drop"]  # outbound rules (and DNS) above the lock
+    assert backend.plan(backend.read(), rules, None) == []
+    # the lock goes: everything is reachable again; its outbound rules change nothing then
+    sync(backend, [add(), outbound()], scope={"web"})
+    assert world.reaches("web", WEB, OTHER, 443) and world.reaches("web", WEB, GOOD, 53)
+
+
+def test_an_outbound_return_does_not_skip_init(world):
+    """A locked container's outbound rule to everywhere lets it out, not into a bridge init closed:
+    the rule returns from fw-egress, and fw-init still decides (an accept would have skipped it)."""
+    backend = world.backend()
+    everywhere = ResolvedRule("db", Kind.ADD, f"{DB}/32", "0.0.0.0/0", "tcp", outbound=True)
+    lock = ResolvedLock("db", f"{DB}/32", "docker0")
+    sync(backend, [lock, everywhere], init=True)
+    world.ip("host", "link", "add", "docker1", "type", "bridge")
+    world.ip("host", "addr", "add", "172.19.0.1/16", "dev", "docker1")
+    world.ip("host", "link", "set", "docker1", "up")
+    world.ip("host", "link", "add", "veth-x", "type", "veth", "peer", "name", "eth1", "netns", world.ns["ext"])
+    world.ip("host", "link", "set", "veth-x", "master", "docker1", "up")
+    world.ip("ext", "addr", "add", "172.19.0.2/16", "dev", "eth1")
+    world.ip("ext", "link", "set", "eth1", "up")
+    world.serve("ext", "8443")
+    assert world.reaches("db", DB, GOOD, 8443)  # out: its outbound rule
+    live = backend.read()
+    backend.apply(live, backend.plan_init(live, ["docker0", "docker1"], "nftables", ["docker0", "docker1"]))
+    assert not world.reaches("db", DB, "172.19.0.2", 8443)  # into docker1, closed by init
+    assert world.reaches("db", DB, GOOD, 8443)
+
+
+def test_the_host_lock_and_add_input(world):
+    backend = world.backend()
+    sync(backend, [], init=True)
+    assert world.reaches("web", WEB, GATEWAY, 9100) and world.pings("web", WEB, GATEWAY)
+    sync(backend, lock_of_web())
+    assert not world.reaches("web", WEB, GATEWAY, 9100) and not world.pings("web", WEB, GATEWAY)
+    assert world.reaches("db", DB, GATEWAY, 9100)  # db is not locked
+    to_host = ResolvedRule("web", Kind.INPUT, f"{WEB}/32", f"{GATEWAY}/32", "tcp", dport=9100)
+    ping_host = ResolvedRule("web", Kind.INPUT, f"{WEB}/32", f"{GATEWAY}/32", "icmp", icmp_type="echo-request")
+    sync(backend, [*lock_of_web(), to_host, ping_host])
+    assert world.reaches("web", WEB, GATEWAY, 9100) and world.pings("web", WEB, GATEWAY)
+    assert not world.pings("web", WEB, GATEWAY, kind=13)
+
+
+def test_an_ipv6_lock(world):
+    """No traffic before the lock: the container's neighbour discovery (from its own
+    address to the host, never a tracked connection) must pass the host lock."""
+    world.serve("ext", "443", "53")
+    v6 = world.backend(6)
+    sync(world.backend(4), [], init=True)
+    sync(v6, [*lock_of_web(6), outbound(dest="2001:db8:51::2", family=6)], init=True)
+    assert world.reaches("web", "fd00:17::2", "2001:db8:51::2", 443)
+    assert not world.reaches("web", "fd00:17::2", "2001:db8:51::3", 443)
+    assert world.reaches("web", "fd00:17::2", "2001:db8:51::3", 53)
+    assert not world.reaches("web", "fd00:17::2", "fd00:17::1", 9100)  # the host
+    assert world.reaches("web", WEB, OTHER, 443)  # IPv4 is not locked: no IPv4 lock
+
+
+def test_replay_moves_an_outbound_rule_found_below_the_lock(world):
+    """A rule of ours below a lock (put there by hand) never gets its packets: plan moves it up."""
+    world.serve("ext", "443")
+    backend = world.backend()
+    rules = [*lock_of_web(), outbound()]
+    sync(backend, rules, init=True)
+    moved = render(outbound(), backend.read().mark)
+    handle = next(str(o["rule"]["handle"]) for o in json.loads(world.run(
+        "host", "nft", "-j", "list", "chain", "ip", "docker-fw", "fw-egress").stdout)["nftables"]
+        if o.get("rule", {}).get("comment") == moved.comment)
+    world.run("host", "nft", "delete", "rule", "ip", "docker-fw", "fw-egress", "handle", handle)
+    world.run("host", "nft", f"add rule ip docker-fw fw-egress {moved.text()}")  # appended: below the drop
+    assert not world.reaches("web", WEB, GOOD, 443)
+    changes = backend.plan(backend.read(), rules, None)
+    assert [c.verb for c in changes] == ["delete", "add"] and changes[1].line.startswith("insert rule")
+    backend.apply(backend.read(), changes)
+    assert world.reaches("web", WEB, GOOD, 443)
+    assert backend.plan(backend.read(), rules, None) == []

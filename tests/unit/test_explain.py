@@ -365,7 +365,7 @@ def test_nftables_engine_and_a_backend_without_explain_are_refused(tmp_path):
             family = 4
 
         service.backends = [Plain()]
-        with pytest.raises(FirewallError, match="cannot explain flows"):
+        with pytest.raises(UsageError, match="cannot explain flows"):
             ask(service, CLIENT, "web", 80)
 
 

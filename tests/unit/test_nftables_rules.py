@@ -12,9 +12,13 @@ from docker_fw.backends import FirewallBackend
 from docker_fw.backends.choice import for_engine, uses_nftables
 from docker_fw.backends.nftables.backend import NftablesBackend
 from docker_fw.backends.nftables.live import parse_docker, parse_own
-from docker_fw.backends.nftables.rules import Mark, Unexpressible, filter_matches, init_rule, interface_problem, render
+from docker_fw.backends.nftables.rules import (
+    CHAIN_EGRESS, CHAIN_LOCK_INPUT, Mark, Unexpressible, filter_matches, icmp_matches, init_rule, interface_problem,
+    intervals, render, render_all,
+)
+from docker_fw.egress import ResolvedLock, resolve_lock
 from docker_fw.errors import FirewallError
-from docker_fw.model import Kind, RuleSpec, parse_address, parse_filter
+from docker_fw.model import ICMP_CODES, ICMP_TYPES, Kind, RuleSpec, parse_address, parse_filter, parse_ports
 from docker_fw.resolve import ResolvedRule, resolve
 
 NFT_GOLDEN = GOLDEN_DIR / "nftables"
@@ -32,13 +36,30 @@ GOLDEN = {
     "add-internal-container": rule(kind=Kind.INTERNAL, source="db", dport=5432),
     "add-input-gateway": rule(kind=Kind.INPUT, source=".", dest="/", dport=53, proto="udp"),
     "add-wildcard-interface": rule(dport=443, filter=parse_filter("-i eth+")),
+    # what the iptables backend writes since egress (issue #12), with the same meaning
+    "add-dport-range": rule(dport="9100:9200"),
+    "add-dport-list": rule(dport="80,443"),
+    "add-mixed-list-and-sport-range": rule(dport="443,80,9100:9200", sport="1024:65535", proto="udp"),
+    "add-overlapping-dport-list": rule(dport="80:90,85,91,443"),
+    "add-internal-sctp-range": rule(kind=Kind.INTERNAL, source="db", dport="3868:3870", proto="sctp"),
+    "add-icmp-echo-request": rule(proto="icmp", icmp_type="echo-request"),
+    "add-icmp-port-unreachable": rule(proto="icmp", icmp_type="port-unreachable"),
+    "add-icmp-any-type": rule(source="198.51.100.0/24", proto="icmp"),
+    "add-input-icmp-number": rule(kind=Kind.INPUT, source=".", dest="/", proto="icmp", icmp_type="8"),
+    "add-outbound-dport-list": rule(source=".", dest="198.51.100.0/24", dport="80,443"),
+    "add-outbound-icmp": rule(source=".", dest="198.51.100.9", proto="icmp", icmp_type="echo-request"),
+    "egress-deny": "web",  # the lock and the DNS it keeps (to 192.0.2.53)
 }
 
 
-def golden_text(spec: RuleSpec) -> str:
-    lines = [f"# {spec.describe()}"]
-    for resolved in resolve(spec, SNAP):
-        nft = render(resolved, MARK)
+def golden_text(spec: RuleSpec | str) -> str:
+    if isinstance(spec, str):
+        lines = [f"# docker-fw egress {spec} deny (name server 192.0.2.53)"]
+        placed = resolve_lock(spec, SNAP, ["192.0.2.53"])
+    else:
+        lines = [f"# {spec.describe()}"]
+        placed = resolve(spec, SNAP)
+    for nft in render_all(placed, MARK):
         lines += [f"{nft.chain}: {nft.text()}", json.dumps(nft.expr(), sort_keys=True)]
     return "\n".join(lines) + "\n"
 
@@ -189,12 +210,7 @@ def test_plan_deletes_stale_and_duplicate_rules_by_handle_and_leaves_others_alon
         return {"rule": {"family": "ip", "table": "docker-fw", "chain": chain, "handle": handle, "comment": comment,
                          "expr": [{"accept": None}]}}
 
-    ours = [{"table": {"family": "ip", "name": "docker-fw"}}]
-    ours += [{"chain": {"family": "ip", "table": "docker-fw", "name": n}} for n in ("fw-forward", "fw-internal", "fw-input", "fw-init")]
-    ours += [{"chain": {"family": "ip", "table": "docker-fw", "name": n, "hook": h, "prio": -1, "policy": "accept"}}
-             for n, h in (("forward", "forward"), ("input", "input"))]
-    ours += [{"rule": {"family": "ip", "table": "docker-fw", "chain": c, "handle": 90 + i, "expr": [{"jump": {"target": t}}]}}
-             for i, (c, t) in enumerate((("forward", "fw-forward"), ("forward", "fw-internal"), ("forward", "fw-init"), ("input", "fw-input")))]
+    ours = _own_listing([])
     ours += [live_rule(10, a.comment), live_rule(11, a.comment), live_rule(12, "docker-fw:web:000000000000"),
              live_rule(13, "docker-fw:db:000000000000"), live_rule(14, "")]
     backend = NftablesBackend(Listing(docker_listing(MASKED), ours), 4)
@@ -206,7 +222,7 @@ def test_plan_deletes_stale_and_duplicate_rules_by_handle_and_leaves_others_alon
     ]
     assert [c.verb for c in changes] == ["delete", "delete"]
     assert backend.foreign_rules(live) == ["foreign rule in ip docker-fw fw-forward: handle 14 [{\"accept\": null}]"]
-    assert parse_own(ours).chain_rules("forward")[0].jump_target() == "fw-forward"
+    assert parse_own(ours).chain_rules("forward")[0].jump_target() == "fw-egress"
 
 
 def test_a_flushed_base_chain_is_filled_again_in_order():
@@ -214,12 +230,14 @@ def test_a_flushed_base_chain_is_filled_again_in_order():
             {"rule": {"chain": "forward", "handle": 5, "expr": [{"jump": {"target": "fw-init"}}]}}]
     backend = NftablesBackend(Listing(docker_listing(MASKED), ours), 4)
     lines = [c.line for c in backend.ensure(backend.read())]
-    assert lines[-5:] == [
+    assert lines[-7:] == [
         "flush chain ip docker-fw forward",
+        "add rule ip docker-fw forward jump fw-egress",
         "add rule ip docker-fw forward jump fw-forward",
         "add rule ip docker-fw forward jump fw-internal",
         "add rule ip docker-fw forward jump fw-init",
         "add rule ip docker-fw input jump fw-input",
+        "add rule ip docker-fw input jump fw-input-lock",
     ]
 
 
@@ -230,3 +248,103 @@ def test_the_engine_report_chooses_the_backend(driver, nft):
     backends = for_engine(driver, firewall=object(), firewall6=object())
     assert [type(b).__name__ for b in backends] == (["NftablesBackend"] * 2 if nft else ["IptablesBackend"] * 2)
     assert [b.family for b in backends] == [4, 6]
+
+
+@pytest.mark.parametrize("typed, expected", [
+    ("", []), ("any", []), ("255", []),
+    ("echo-request", ["icmp type 8"]), ("ping", ["icmp type 8"]), ("8", ["icmp type 8"]),
+    ("destination-unreachable", ["icmp type 3"]), ("3", ["icmp type 3"]),
+    ("port-unreachable", ["icmp type 3", "icmp code 3"]),
+    ("ttl-zero-during-reassembly", ["icmp type 11", "icmp code 1"]),
+    ("network-redirect", ["icmp type 5", "icmp code 0"]),
+])
+def test_icmp_types_mean_what_iptables_names_mean(typed, expected):
+    assert [m.text() for m in icmp_matches(typed)] == expected
+
+
+def test_every_iptables_icmp_name_renders():
+    for name in ICMP_TYPES:
+        found = icmp_matches(name)
+        assert len(found) == (0 if name == "any" else 2 if name in ICMP_CODES else 1)
+    assert set(ICMP_CODES) <= set(ICMP_TYPES)
+
+
+@pytest.mark.parametrize("typed, expected", [
+    ("80", [(80, 80)]), ("9100:9200", [(9100, 9200)]), ("443,80", [(80, 80), (443, 443)]),
+    ("80:90,85", [(80, 90)]), ("80,81,82", [(80, 82)]), ("80,80", [(80, 80)]), ("1:5,3:9,20", [(1, 9), (20, 20)]),
+])
+def test_port_lists_become_disjoint_intervals(typed, expected):
+    """nft refuses overlapping intervals in a set; merged, they are the same ports."""
+    assert intervals(parse_ports(typed, "--dport")) == expected
+
+
+def test_a_merged_list_of_one_interval_is_no_set():
+    r = render(ResolvedRule("web", Kind.ADD, "198.51.100.2/32", "172.17.0.2/32", "tcp", dport=parse_ports("80,81", "x")), MARK)
+    assert r.text().startswith("ip saddr 198.51.100.2 ip daddr 172.17.0.2 meta l4proto tcp tcp dport 80-81 accept")
+    assert r.expr()[-2]["match"]["right"] == {"range": [80, 81]}
+
+
+def test_outbound_rules_return_from_egress_and_locks_drop_last():
+    outbound = ResolvedRule("web", Kind.ADD, "172.17.0.2/32", "198.51.100.9/32", "tcp", dport=443, outbound=True)
+    r = render(outbound, MARK)
+    assert (r.chain, r.verdict, r.last) == (CHAIN_EGRESS, "return", False)
+    forward, to_host = render_all([ResolvedLock("web", "172.17.0.2/32", "docker0")], MARK)
+    assert (forward.chain, forward.verdict, forward.last) == (CHAIN_EGRESS, "drop", True)
+    assert forward.text().startswith(
+        'ip saddr 172.17.0.2 iifname "docker0" oifname != "docker0" ct state != { established, related } drop')
+    assert (to_host.chain, to_host.verdict) == (CHAIN_LOCK_INPUT, "drop")
+    assert to_host.text().startswith('ip saddr 172.17.0.2 iifname "docker0" ct state != { established, related } drop')
+    v6 = render_all([ResolvedLock("web", "fd00:17::2/128", "docker0", 6)], MARK)
+    assert all(r.text().startswith("ip6 saddr fd00:17::2 ") and r.family == 6 for r in v6)
+    assert [r.chain for r in v6] == [CHAIN_EGRESS, CHAIN_LOCK_INPUT, "fw-input"]  # neighbour discovery: accepted
+    assert 'meta l4proto ipv6-icmp icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept' in v6[2].text()
+
+
+def test_a_lock_on_a_bridge_nft_cannot_name_is_refused():
+    backend = NftablesBackend(runner=None, family=4)
+    assert "wildcard" in backend.expressible(ResolvedLock("web", "172.17.0.2/32", "br*"))
+    assert backend.expressible(ResolvedLock("web", "172.17.0.2/32", "docker0")) is None
+    icmp = ResolvedRule("web", Kind.INPUT, "172.17.0.2/32", "172.17.0.1/32", "icmp", icmp_type="echo-request")
+    assert backend.expressible(icmp) is None
+    sctp = ResolvedRule("web", Kind.INTERNAL, "172.17.0.3/32", "172.17.0.2/32", "sctp", dport=parse_ports("3868:3870", "x"))
+    assert backend.expressible(sctp) is None
+
+
+def _own_listing(egress_rules: list[tuple[int, str]]) -> list[dict]:
+    """Our table as nft lists it, fw-egress holding EGRESS_RULES (handle, comment) in order."""
+    ours = [{"table": {"family": "ip", "name": "docker-fw"}}]
+    ours += [{"chain": {"family": "ip", "table": "docker-fw", "name": n}}
+             for n in ("fw-egress", "fw-forward", "fw-internal", "fw-input", "fw-input-lock", "fw-init")]
+    ours += [{"chain": {"family": "ip", "table": "docker-fw", "name": n, "hook": n, "prio": -1, "policy": "accept"}}
+             for n in ("forward", "input")]
+    jumps = (("forward", "fw-egress"), ("forward", "fw-forward"), ("forward", "fw-internal"), ("forward", "fw-init"),
+             ("input", "fw-input"), ("input", "fw-input-lock"))
+    ours += [{"rule": {"family": "ip", "table": "docker-fw", "chain": c, "handle": 90 + i, "expr": [{"jump": {"target": t}}]}}
+             for i, (c, t) in enumerate(jumps)]
+    ours += [{"rule": {"family": "ip", "table": "docker-fw", "chain": "fw-egress", "handle": h, "comment": c,
+                       "expr": [{"accept": None}]}} for h, c in egress_rules]
+    return ours
+
+
+def test_plan_inserts_outbound_rules_above_locks_and_moves_one_found_below():
+    lock = ResolvedLock("web", "172.17.0.2/32", "docker0")
+    outbound = ResolvedRule("web", Kind.ADD, "172.17.0.2/32", "198.51.100.9/32", "tcp", dport=443, outbound=True)
+    backend = NftablesBackend(Listing(docker_listing(MASKED), _own_listing([])), 4)
+    changes = backend.plan(backend.read(), [lock, outbound], {"web"})
+    commands = [json.loads(c.command) for c in changes]
+    assert [next(iter(c)) for c in commands] == ["add", "add", "insert"]  # lock drops appended, the return inserted
+    assert [c.verb for c in changes] == ["add", "add", "add"]  # three rules of web's
+    assert changes[2].line.startswith("insert rule ip docker-fw fw-egress ip saddr 172.17.0.2 ip daddr 198.51.100.9")
+
+    drop, to_host = render_all([lock], MARK)
+    ret = render(outbound, MARK)
+    listed = _own_listing([(10, drop.comment), (11, ret.comment)])  # the return below the drop: moved
+    listed.append({"rule": {"family": "ip", "table": "docker-fw", "chain": "fw-input-lock", "handle": 12,
+                            "comment": to_host.comment, "expr": []}})
+    backend = NftablesBackend(Listing(docker_listing(MASKED), listed), 4)
+    changes = backend.plan(backend.read(), [lock, outbound], {"web"})
+    assert [c.line.split(" fw-egress ")[0] for c in changes] == ["delete rule ip docker-fw", "insert rule ip docker-fw"]
+    assert changes[0].line.endswith("handle 11")
+    listed = _own_listing([(11, ret.comment), (10, drop.comment)]) + listed[-1:]
+    backend = NftablesBackend(Listing(docker_listing(MASKED), listed), 4)
+    assert backend.plan(backend.read(), [lock, outbound], {"web"}) == []  # in order: nothing to do

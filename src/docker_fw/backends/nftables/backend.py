@@ -6,13 +6,17 @@ docker-bridges``, which nobody else may touch.  docker-fw keeps a table of
 its own per family (``ip docker-fw``, ``ip6 docker-fw``) whose base chains
 run just before Docker's (priority filter - 1) on the same hooks:
 
-- ``forward`` (hook forward) jumps to ``fw-forward`` ('add' rules: a match
+- ``forward`` (hook forward) jumps to ``fw-egress`` (egress locks: outbound
+  rules return from it, above the locks' drops of what a locked container
+  starts beyond its own bridge), ``fw-forward`` ('add' rules: a match
   is accepted here, which is not final: Docker's chain still accepts only
   published ports), ``fw-internal`` ('add-internal' rules: a match is given
   the engine's accept mark, which Docker's per-bridge chain accepts before
   its ICC drop) and ``fw-init`` (init's drops: a new connection from outside
   a bridge into it; a drop is final);
-- ``input`` (hook input) jumps to ``fw-input`` ('add-input' rules, accepted).
+- ``input`` (hook input) jumps to ``fw-input`` ('add-input' rules, accepted)
+  and ``fw-input-lock`` (egress locks: new traffic from a locked container to
+  the host, dropped unless an add-input rule accepted it first).
 
 Every change is one 'nft -j -f -' batch (one kernel transaction).
 """
@@ -21,10 +25,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from ... import values
 from ...values import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from ...errors import FirewallError
+from ...egress import ResolvedLock
 from ...resolve import ResolvedRule
 from ..tag import parse_comment
 from .live import DOCKER_TABLE, LiveRule, NftLive, parse_docker, parse_own
@@ -33,6 +39,7 @@ from .rules import (
     CHAIN_INIT,
     INIT_PREFIX,
     NO_MARK,
+    ORDERED_CHAINS,
     PRIORITY,
     RULE_CHAINS,
     TABLE,
@@ -42,7 +49,7 @@ from .rules import (
     init_rule,
     interface_problem,
     nft_family,
-    render,
+    render_all,
 )
 
 if TYPE_CHECKING:  # annotations only
@@ -117,8 +124,13 @@ class NftablesBackend:
         line = f"delete rule {self.nft_family} {TABLE} {rule.chain} handle {rule.handle}"
         return self._change("delete", "rule", body, line, why, note or describe(rule))
 
-    def _add(self, rule: NftRule, why: str) -> NftChange:
-        return self._add_rule(rule.chain, rule.expr(), rule.comment, rule.text(), why)
+    def _add(self, rule: NftRule, why: str, top: bool = False) -> NftChange:
+        """Append RULE to its chain, or (TOP) insert it at the chain's head."""
+        change = self._add_rule(rule.chain, rule.expr(), rule.comment, rule.text(), why)
+        if not top:
+            return change
+        command = json.dumps({"insert": json.loads(change.command)["add"]}, ensure_ascii=True)
+        return values.replace(change, command=command, line="insert" + change.line[len("add"):])
 
     # -- the protocol ------------------------------------------------------------
 
@@ -134,40 +146,47 @@ class NftablesBackend:
         ours = self.runner.list_table(self.nft_family, TABLE)
         return NftLive(self.family, parse_docker(docker), parse_own(ours) if ours is not None else None)
 
-    def plan(self, live: NftLive, desired: list[ResolvedRule], scope: set[str] | None) -> list[NftChange]:
+    def plan(
+        self, live: NftLive, desired: list[ResolvedRule | ResolvedLock], scope: set[str] | None
+    ) -> list[NftChange]:
         mine = [r for r in desired if r.family == self.family and (scope is None or r.owner in scope)]
         changes: list[NftChange] = []
         if self.required or mine or live.ours is not None:
             changes.extend(self.ensure(live))
         wanted: dict[tuple[str, str], NftRule] = {}
-        for rule in mine:
+        for item in mine:
             try:
-                rendered = render(rule, live.mark)
+                rendered = render_all([item], live.mark)
             except Unexpressible as exc:
-                raise FirewallError(f"{rule.owner}: {exc}; {_NOTHING}") from None
-            wanted.setdefault(rendered.key, rendered)
+                raise FirewallError(f"{item.owner}: {exc}; {_NOTHING}") from None
+            for rule in rendered:
+                wanted.setdefault(rule.key, rule)
         actual: dict[tuple[str, str], list[LiveRule]] = {}
         for rule in live.ours.rules if live.ours else ():
             key = parse_comment(rule.comment) if rule.chain in RULE_CHAINS else None
             if key is not None and (scope is None or key[0] in scope):
                 actual.setdefault(key, []).append(rule)
+        misplaced = _below_a_lock(live, wanted)
         for key, rules in actual.items():
             for rule in rules if key not in wanted else rules[1:]:
                 changes.append(self._delete_rule(rule, key[0]))
+            if key in misplaced:
+                changes.append(self._delete_rule(rules[0], key[0], "below a lock: moved above it"))
         for key, rule in wanted.items():
-            if key not in actual:
-                changes.append(self._add(rule, rule.owner))
+            if key not in actual or key in misplaced:
+                # in fw-egress, a lock's drop goes last and the rest first
+                changes.append(self._add(rule, rule.owner, top=rule.chain in ORDERED_CHAINS and not rule.last))
         return changes
 
     def apply(self, live: NftLive, changes: list[NftChange]) -> None:
         if changes:
             self.runner.apply([c.command for c in changes], [c.shown for c in changes])
 
-    def expressible(self, rule: ResolvedRule) -> str | None:
+    def expressible(self, rule: ResolvedRule | ResolvedLock) -> str | None:
         if rule.family != self.family:
             return f"an IPv{rule.family} rule, not an IPv{self.family} one"
         try:
-            render(rule, Mark(1))  # the engine's mark is read live; any will do to check the rest
+            render_all([rule], Mark(1))  # the engine's mark is read live; any will do to check the rest
         except Unexpressible as exc:
             return str(exc)
         return None
@@ -289,6 +308,23 @@ class NftablesBackend:
         known = set(RULE_CHAINS) | {CHAIN_INIT} | set(jumps)
         found.extend(f"foreign chain in {self.nft_family} {TABLE}: {name}" for name in sorted(ours.chains - known))
         return found
+
+
+def _below_a_lock(live: NftLive, wanted: dict[tuple[str, str], NftRule]) -> set[tuple[str, str]]:
+    """The wanted rules (not locks) of ORDERED_CHAINS that are live below a wanted
+    lock (placed by hand, or left by an older order): they must move above it."""
+    found: set[tuple[str, str]] = set()
+    for chain in ORDERED_CHAINS:
+        seen_lock = False
+        for rule in live.ours.chain_rules(chain) if live.ours else []:
+            key = parse_comment(rule.comment)
+            if key not in wanted:
+                continue
+            if wanted[key].last:
+                seen_lock = True
+            elif seen_lock:
+                found.add(key)
+    return found
 
 
 def describe(rule: LiveRule) -> str:

@@ -15,7 +15,8 @@ import ipaddress
 import json
 from ...values import dataclass
 
-from ...model import Kind, Ports
+from ...egress import ResolvedLock
+from ...model import ICMP_CODES, ICMP_TYPES, Kind, Ports
 from ...resolve import ResolvedRule
 from ..tag import COMMENT_PREFIX, parse_comment, sha256
 
@@ -30,15 +31,28 @@ CHAIN_ADD = "fw-forward"  # 'add', 'allow': a match goes on to Docker's chains
 CHAIN_INTERNAL = "fw-internal"  # 'add-internal', 'add-two-ways': a match gets the accept mark
 CHAIN_ADD_INPUT = "fw-input"  # 'add-input': a match is accepted
 CHAIN_INIT = "fw-init"  # 'init': new connections into the bridges it closed are dropped
-RULE_CHAINS = (CHAIN_ADD, CHAIN_INTERNAL, CHAIN_ADD_INPUT)
+# Egress ('docker-fw egress NAME deny'), on the forward hook: the outbound
+# rules of locked containers (and the DNS a lock keeps) 'return' (the rest of
+# our chains and Docker's then decide, as for a container without a lock)
+# above the locks' drops.  An accept would not do: it would skip fw-init too.
+# Outbound rules are inserted at the top, locks added at the bottom (plan
+# moves a rule found below a lock).
+CHAIN_EGRESS = "fw-egress"
+# Egress locks towards the host itself, on the input hook after fw-input: an
+# add-input rule (or the DNS to a server on the host) accepts in fw-input,
+# which ends our input chain, so it never meets these drops.
+CHAIN_LOCK_INPUT = "fw-input-lock"
+RULE_CHAINS = (CHAIN_EGRESS, CHAIN_ADD, CHAIN_INTERNAL, CHAIN_ADD_INPUT, CHAIN_LOCK_INPUT)
+# Where a lock's drops must come after every other rule of ours.
+ORDERED_CHAINS = (CHAIN_EGRESS,)
 
 # Base chains run before Docker's (priority filter, 0) and the host's own
 # 'inet filter' (0): our drop is final, our accept lets them decide.
 PRIORITY = -1
 # (name, hook, the chains it jumps to, in order)
 BASE_CHAINS = (
-    (CHAIN_FORWARD, "forward", (CHAIN_ADD, CHAIN_INTERNAL, CHAIN_INIT)),
-    (CHAIN_INPUT, "input", (CHAIN_ADD_INPUT,)),
+    (CHAIN_FORWARD, "forward", (CHAIN_EGRESS, CHAIN_ADD, CHAIN_INTERNAL, CHAIN_INIT)),
+    (CHAIN_INPUT, "input", (CHAIN_ADD_INPUT, CHAIN_LOCK_INPUT)),
 )
 KIND_CHAINS = {Kind.ADD: CHAIN_ADD, Kind.INTERNAL: CHAIN_INTERNAL, Kind.INPUT: CHAIN_ADD_INPUT}
 
@@ -57,16 +71,16 @@ def quoted(name: str) -> str:
 
 @dataclass(frozen=True)
 class Match:
-    """One match: KEY (what nft compares: 'saddr', 'dport', 'iifname', 'l4proto',
-    'ct state') OP ('==' or '!=') VALUE."""
+    """One match: KEY (what nft compares: 'saddr', 'dport', 'type', 'code',
+    'iifname', 'l4proto', 'ct state') OP ('==' or '!=') VALUE."""
 
     key: str
     op: str
     value: str | int | tuple[str, ...] | Ports
-    proto: str = ""  # the header a port or an address is in: 'ip', 'ip6', 'tcp', 'udp'
+    proto: str = ""  # the header a field is in: 'ip', 'ip6', 'tcp', 'udp', 'sctp', 'icmp'
 
     def json(self) -> dict:
-        if self.key in ("saddr", "daddr", "sport", "dport"):
+        if self.key in HEADER_FIELDS:
             left: dict = {"payload": {"protocol": self.proto, "field": self.key}}
         elif self.key == "ct state":
             left = {"ct": {"key": "state"}}
@@ -81,12 +95,12 @@ class Match:
         elif isinstance(self.value, tuple):
             right = {"set": list(self.value)}
         elif isinstance(self.value, Ports):
-            items = [lo if lo == hi else {"range": [lo, hi]} for lo, hi in self.value.ranges]
-            right = {"set": items} if self.value.is_list else items[0]
+            items = [lo if lo == hi else {"range": [lo, hi]} for lo, hi in intervals(self.value)]
+            right = {"set": items} if len(items) > 1 else items[0]
         return {"match": {"op": self.op, "left": left, "right": right}}
 
     def text(self) -> str:
-        if self.key in ("saddr", "daddr", "sport", "dport"):
+        if self.key in HEADER_FIELDS:
             left = f"{self.proto} {self.key}"
         elif self.key == "l4proto":
             left = "meta l4proto"
@@ -95,8 +109,8 @@ class Match:
         if isinstance(self.value, tuple):
             value = "{ " + ", ".join(self.value) + " }"
         elif isinstance(self.value, Ports):
-            items = [str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.value.ranges]
-            value = "{ " + ", ".join(items) + " }" if self.value.is_list else items[0]
+            items = [str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in intervals(self.value)]
+            value = "{ " + ", ".join(items) + " }" if len(items) > 1 else items[0]
         elif self.key in ("iifname", "oifname"):
             value = quoted(str(self.value))
         else:
@@ -105,6 +119,24 @@ class Match:
                 net = ipaddress.ip_network(value)
                 value = str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
         return f"{left} {value}" if self.op == "==" else f"{left} {self.op} {value}"
+
+
+HEADER_FIELDS = ("saddr", "daddr", "sport", "dport", "type", "code")
+
+
+def intervals(ports: Ports) -> list[tuple[int, int]]:
+    """PORTS as the disjoint intervals nft's sets hold, in order.
+
+    An anonymous set refuses overlapping intervals ('80:90,85' is one
+    interval for iptables' multiport, "conflicting intervals" for nft), so
+    they are merged, adjacent ones too: the same ports either way."""
+    merged: list[tuple[int, int]] = []
+    for low, high in sorted(ports.ranges):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return merged
 
 
 @dataclass(frozen=True)
@@ -141,10 +173,13 @@ class NftRule:
     owner: str
     chain: str
     matches: tuple[Match, ...]
-    verdict: str  # 'accept' or 'drop'
+    verdict: str  # 'accept', 'drop' or 'return'
     mark: Mark | None = None
     family: int = 4
     tag: str = ""  # the comment when it is not an owner's tag (init's rules)
+    # A lock's drop: it must come after the chain's other rules of ours
+    # (ORDERED_CHAINS); not hashed (the verdict is).
+    last: bool = False
 
     @property
     def digest(self) -> str:
@@ -228,6 +263,20 @@ def filter_matches(tokens: tuple[str, ...]) -> list[Match]:
     return matches
 
 
+def icmp_matches(icmp_type: str) -> list[Match]:
+    """--icmp-type as nft matches: the type, and the code where iptables' name pins
+    one (model.ICMP_CODES); none for 'any' or 255 (iptables: every type)."""
+    if not icmp_type:
+        return []
+    number = int(icmp_type) if icmp_type.isdigit() else ICMP_TYPES[icmp_type]
+    if number == ICMP_TYPES["any"]:
+        return []
+    found = [Match("type", "==", number, "icmp")]
+    if icmp_type in ICMP_CODES:
+        found.append(Match("code", "==", ICMP_CODES[icmp_type], "icmp"))
+    return found
+
+
 def render(rule: ResolvedRule, mark: Mark | None) -> NftRule:
     """The nft rule for a resolved one (Unexpressible when there is none).
 
@@ -235,16 +284,16 @@ def render(rule: ResolvedRule, mark: Mark | None) -> NftRule:
     then accepts only published ports, as the DOCKER chain does on iptables.
     'add-internal' rules also set the engine's accept mark (MARK), which
     Docker's per-bridge chain accepts before its ICC drop (--icc=false).
-    'add-input' rules accept on the input hook.
+    'add-input' rules accept on the input hook.  An outbound rule (the
+    container as source, an external destination) returns from fw-egress,
+    above the locks: past its container's lock, the rest decides as without one.
     """
-    if not isinstance(rule, ResolvedRule):  # an egress lock (egress.ResolvedLock)
-        raise Unexpressible(NO_EGRESS)
-    if rule.proto not in ("tcp", "udp"):
-        raise Unexpressible(f"{rule.proto} rules are not written on the nftables backend yet (tcp and udp are)")
     address = nft_family(rule.family)
     matches = [Match("saddr", "==", rule.source, address), Match("daddr", "==", rule.dest, address)]
     matches += filter_matches(rule.filter)
     matches.append(Match("l4proto", "==", rule.proto))
+    if rule.proto == "icmp":
+        matches += icmp_matches(rule.icmp_type)
     if rule.sport:
         matches.append(Match("sport", "==", rule.sport, rule.proto))
     if rule.dport:
@@ -252,17 +301,61 @@ def render(rule: ResolvedRule, mark: Mark | None) -> NftRule:
     needs_mark = rule.kind is Kind.INTERNAL
     if needs_mark and mark is None:
         raise Unexpressible(NO_MARK)
-    nft_rule = NftRule(
-        rule.owner, KIND_CHAINS[rule.kind], tuple(matches), "accept", mark if needs_mark else None, rule.family
-    )
+    if rule.outbound:
+        chain, verdict = CHAIN_EGRESS, "return"
+    else:
+        chain, verdict = KIND_CHAINS[rule.kind], "accept"
+    return _checked(NftRule(rule.owner, chain, tuple(matches), verdict, mark if needs_mark else None, rule.family))
+
+
+def _checked(nft_rule: NftRule) -> NftRule:
     if len(nft_rule.comment.encode("utf-8")) > MAX_COMMENT:
         raise Unexpressible(
-            f"container name {rule.owner[:40]}...: its tag would pass nft's {MAX_COMMENT}-byte rule comment"
+            f"container name {nft_rule.owner[:40]}...: its tag would pass nft's {MAX_COMMENT}-byte rule comment"
         )
     return nft_rule
 
 
-NO_EGRESS = "egress locks (egress NAME deny) are not written on the nftables backend yet (iptables only)"
+def render_lock(lock: ResolvedLock) -> list[NftRule]:
+    """A locked container's two drops for one of its networks (as on iptables):
+    in fw-egress, new traffic from its address entering from its bridge and
+    leaving by any other interface (the outside, other Docker networks); in
+    fw-input-lock, new traffic from it to the host itself (IPv6: but for
+    neighbour discovery, accepted in fw-input).  Traffic within its
+    own network (out by the same bridge) is left to Docker, to add-internal
+    rules and to --icc."""
+    problem = interface_problem(lock.bridge)
+    if problem:
+        raise Unexpressible(f"the bridge {ascii(lock.bridge)}: {problem}: no egress lock can be placed")
+    address = nft_family(lock.family)
+    source = (Match("saddr", "==", lock.source, address), Match("iifname", "==", lock.bridge))
+    new = Match("ct state", "!=", REPLIED)
+    rules = [
+        _checked(NftRule(lock.owner, CHAIN_EGRESS, (*source, Match("oifname", "!=", lock.bridge), new),
+                         "drop", family=lock.family, last=True)),
+        _checked(NftRule(lock.owner, CHAIN_LOCK_INPUT, (*source, new), "drop", family=lock.family)),
+    ]
+    if lock.family == 6:
+        # Neighbour discovery is never a tracked connection (conntrack leaves
+        # it 'invalid'), and a container sends it from its own address to the
+        # host: dropped, its IPv6 would stop once its neighbour entries expire.
+        discovery = (*source, Match("l4proto", "==", "ipv6-icmp"), Match("type", "==", ND_TYPES, "icmpv6"))
+        rules.append(_checked(NftRule(lock.owner, CHAIN_ADD_INPUT, discovery, "accept", family=6)))
+    return rules
+
+
+ND_TYPES = ("nd-router-solicit", "nd-neighbor-solicit", "nd-neighbor-advert")
+
+
+def render_all(desired: "list[ResolvedRule | ResolvedLock]", mark: Mark | None) -> list[NftRule]:
+    """Every nft rule of the desired rules and locks (Unexpressible for one that has none)."""
+    rendered: list[NftRule] = []
+    for item in desired:
+        if isinstance(item, ResolvedLock):
+            rendered.extend(render_lock(item))
+        else:
+            rendered.append(render(item, mark))
+    return rendered
 
 NO_MARK = (
     "the engine sets no accept mark: run dockerd with --bridge-accept-fwmark=MARK[/MASK] "
@@ -282,4 +375,5 @@ def init_rule(bridge: str, family: int) -> NftRule:
     )
 
 
-__all__ = ["parse_comment", "NftRule", "Match", "Mark", "render", "init_rule", "Unexpressible"]
+__all__ = ["parse_comment", "NftRule", "Match", "Mark", "render", "render_lock", "render_all", "init_rule",
+           "Unexpressible"]
