@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -88,3 +91,77 @@ def test_ipv6_init_on_ip6tables(netns6):
     text = save6(netns6)
     assert "-A FORWARD -o docker0 -j DOCKER" not in text
     assert "-A FORWARD -i docker0 -o docker0 -j DOCKER" in text
+
+
+def test_an_ipv6_lock_keeps_the_containers_neighbour_discovery(netns6):
+    """Neighbour discovery is never a tracked connection: a lock that dropped it
+    would cut a locked container's IPv6 off once its neighbour entries expired.
+    With the caches flushed, the port its add-input rule allows is reached, and
+    the lock still stops another port."""
+    from docker_fw.backends.iptables.rules import render_all
+    from docker_fw.egress import resolve_lock
+
+    web6 = "2001:db8:1::242:ac11:2"
+    host = netns6
+    container = f"{host.name}-c"  # the container's own namespace, on a veth into docker0
+    subprocess.run(["ip", "netns", "add", container], check=True, capture_output=True)
+    try:
+        for argv in (
+            ["ip", "link", "add", "docker0", "type", "bridge"],
+            ["ip", "-6", "addr", "add", "2001:db8:1::1/64", "dev", "docker0", "nodad"],
+            ["ip", "link", "set", "docker0", "up"],
+            ["ip", "link", "add", "veth-web", "type", "veth", "peer", "name", "eth0", "netns", container],
+            ["ip", "link", "set", "veth-web", "master", "docker0", "up"],
+        ):
+            host.run(argv)
+        for argv in (["-6", "addr", "add", f"{web6}/64", "dev", "eth0", "nodad"], ["link", "set", "eth0", "up"]):
+            subprocess.run(["ip", "-n", container, *argv], check=True, capture_output=True)
+        snap = snapshot(web6)
+        allowed = RuleSpec("web", Kind.INPUT, parse_address("."), parse_address("/"), dport=9100)
+        rules = render_all([r for r in [*resolve(allowed, snap), *resolve_lock("web", snap, [])] if r.family == 6])
+        answer = host.helper("sync", family=6, desired=[dataclasses.asdict(r) for r in rules], scope=None)
+        assert answer["ok"], answer
+        servers = [subprocess.Popen(["nsenter", f"--net={host.path}", sys.executable, "-c", LISTEN, str(port)])
+                   for port in (9100, 9200)]
+        try:
+            time.sleep(0.5)
+            for ns in (host.name, container):
+                subprocess.run(["ip", "-n", ns, "-6", "neigh", "flush", "all"], check=True, capture_output=True)
+            assert connects(container, "2001:db8:1::1", 9100)
+            assert not connects(container, "2001:db8:1::1", 9200)  # the lock still holds
+        finally:
+            for server in servers:
+                server.kill()
+                server.wait(timeout=10)
+    finally:
+        subprocess.run(["ip", "netns", "delete", container], capture_output=True)
+
+
+LISTEN = """
+import socket, sys
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::", int(sys.argv[1])))
+s.listen(5)
+s.settimeout(60)
+while True:
+    c, _ = s.accept()
+    c.sendall(b"ok")
+    c.close()
+"""
+
+
+def connects(namespace: str, address: str, port: int) -> bool:
+    code = f"""
+import socket
+s = socket.socket(socket.AF_INET6)
+s.settimeout(3)
+try:
+    s.connect(({address!r}, {port}))
+    print(s.recv(2).decode())
+except OSError as exc:
+    print("no", exc)
+"""
+    done = subprocess.run(["nsenter", f"--net=/var/run/netns/{namespace}", sys.executable, "-c", code],
+                          capture_output=True, text=True, timeout=30)
+    return done.stdout.strip() == "ok"

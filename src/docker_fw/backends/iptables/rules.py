@@ -52,6 +52,8 @@ ORDERED_CHAINS = (CHAIN_EGRESS, CHAIN_INPUT)
 # Replies and continuations of connections already admitted are never locked:
 # connections others opened to the container, and the ones it may open.
 NOT_ADMITTED = ("-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED")
+# ICMPv6 types an IPv6 lock lets pass: router solicitation, neighbour solicitation, advertisement.
+NEIGHBOUR_DISCOVERY = ("133", "135", "136")
 
 
 @dataclass(frozen=True)
@@ -135,9 +137,19 @@ def render_lock(lock: ResolvedLock) -> list[IptablesRule]:
     from it to the host itself.  Traffic within its own network (-o the same
     bridge) is left to Docker, to add-internal rules and to --icc."""
     source = ("-s", lock.source, "-i", lock.bridge)
+    # Neighbour discovery (router solicitation, neighbour solicitation and
+    # advertisement) is never a tracked connection: the INPUT lock would drop
+    # it, and the container's IPv6 would die once its neighbour entries expire.
+    # It returns to INPUT, which decides as for a container without a lock.
+    discovery = [
+        IptablesRule(lock.owner, CHAIN_INPUT, (*source, "-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", icmp6_type),
+                     "RETURN", lock.family)
+        for icmp6_type in NEIGHBOUR_DISCOVERY
+    ] if lock.family == 6 else []
     return [
         IptablesRule(lock.owner, CHAIN_EGRESS, (*source, "!", "-o", lock.bridge, *NOT_ADMITTED),
                      "DROP", lock.family, last=True),
+        *discovery,
         IptablesRule(lock.owner, CHAIN_INPUT, (*source, *NOT_ADMITTED), "DROP", lock.family, last=True),
     ]
 
