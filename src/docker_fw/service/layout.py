@@ -127,9 +127,12 @@ class LayoutActions(ServiceCore):
             self.out("init: logging blocked connections, rate-limited (recorded; 'docker-fw log' prints them, "
                      "'init --no-log-blocked' stops it)")
         if plan:
-            for change in plan.changes:
-                if change.why in ("init", "log"):
-                    self.out(f"init: {change.shown}{family_note(change)}")
+            shown = [c for c in plan.changes if c.why in ("init", "log")]
+            # Nothing of init's own but docker-fw's chains or jumps put back (e.g. after
+            # 'nft flush chain ip docker-fw forward', which left init's drops unreachable):
+            # say so rather than print nothing.
+            for change in shown or plan.changes:
+                self.out(f"init: {change.shown}{family_note(change)}")
         else:
             self.out("init: already done, nothing changed")
         return plan

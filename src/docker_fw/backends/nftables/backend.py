@@ -14,7 +14,9 @@ run just before Docker's (priority filter - 1) on the same hooks:
   the engine's accept mark, which Docker's per-bridge chain accepts before
   its ICC drop) and ``fw-init`` (init's drops: a new connection from outside
   a bridge into it; a drop is final);
-- ``input`` (hook input) jumps to ``fw-input`` ('add-input' rules, accepted)
+- ``input`` (hook input) jumps to ``fw-input`` ('add-input' rules: a match
+  is given the accept mark and accepted; Docker has no input chain, so the
+  mark is for a host firewall whose input chain drops: it accepts the mark)
   and ``fw-input-lock`` (egress locks: new traffic from a locked container to
   the host, dropped unless an add-input rule accepted it first).
 
