@@ -40,6 +40,7 @@ from .rulegrammar import (
 # '--help' and usage errors load no service layer, 'ls' no engine module.
 if TYPE_CHECKING:
     from .backends.iptables.process import Iptables
+    from .backends.nftables.process import Nft
     from .engine import Engine
 
 MAIN_DESCRIPTION = """\
@@ -542,9 +543,16 @@ def _iptables(family: int, verbose) -> Iptables:
     return Iptables(family=family, verbose=verbose)
 
 
-def real_backends(verbose) -> tuple[Engine, Iptables, Iptables]:
-    """The engine and the firewalls (iptables, ip6tables) a run talks to, each made on its first use."""
-    return _OnFirstUse(_engine), _OnFirstUse(lambda: _iptables(4, verbose)), _OnFirstUse(lambda: _iptables(6, verbose))
+def _nft(verbose) -> Nft:
+    from .backends.nftables.process import Nft
+
+    return Nft(verbose=verbose)
+
+
+def real_backends(verbose) -> tuple[Engine, Iptables, Iptables, Nft]:
+    """The engine and the firewalls (iptables, ip6tables, nft) a run talks to, each made on its first use."""
+    return (_OnFirstUse(_engine), _OnFirstUse(lambda: _iptables(4, verbose)), _OnFirstUse(lambda: _iptables(6, verbose)),
+            _OnFirstUse(lambda: _nft(verbose)))
 
 
 def _printing(write):
@@ -831,7 +839,8 @@ COMMANDS: dict[str, Command] = {
 def run(argv: list[str], out=None, err=None, backends=real_backends) -> int:
     """Run one docker-fw command; the exit code.  OUT and ERR print one line
     each (default: stdout, stderr); BACKENDS(verbose) gives the engine and the
-    firewalls (tests give fakes)."""
+    firewalls: iptables, ip6tables and, optionally, nft (tests give fakes; with
+    no nft, nft is found on PATH in nftables mode, and not looked at otherwise)."""
     out = _printing(out or (lambda s: print(s, flush=True)))
     err = _printing(err or (lambda s: print(s, file=sys.stderr, flush=True)))
     parser = build_parser(argv)
@@ -851,7 +860,7 @@ def run(argv: list[str], out=None, err=None, backends=real_backends) -> int:
         from .store import Store
 
         verbose = (lambda line: out(f"docker-fw: {line}")) if args.verbose else None
-        engine, firewall, firewall6 = backends(verbose)
+        engine, firewall, firewall6, *nft = backends(verbose)
         with Store.open(read_only=command.reads_only(args)) as store:
             if not command.needs_engine:
                 from .listing import Records
@@ -862,7 +871,7 @@ def run(argv: list[str], out=None, err=None, backends=real_backends) -> int:
 
             service = Service(
                 engine, firewall, store, out=out, warn=lambda s: err(f"docker-fw: warning: {s}"),
-                firewall6=firewall6,
+                firewall6=firewall6, nft=nft[0] if nft else None,
             )
             return command.handler(service, args, prepared) or EXIT_OK
     except DockerFwError as exc:
