@@ -49,7 +49,13 @@ containers, not addresses: they are recorded in docker-fw's state store and
 re-resolved whenever they are applied, so 'replay' makes them follow a
 container to a new address after a restart.
 
-Where the rules live (filter table), each chain reached by one jump:
+The firewall is the one the engine uses ('docker info': Firewall Backend):
+iptables (every engine's default), or Docker 29's nftables mode
+(dockerd --firewall-backend=nftables --bridge-accept-fwmark=MARK[/MASK]).
+After the engine switched, 'init' removes what docker-fw left in the other
+one and 'replay' writes the recorded rules again.
+
+iptables: where the rules live (filter table), each chain reached by one jump:
   add           DOCKER-FW-FORWARD (jumped to from FORWARD): matches go to
                 Docker's DOCKER chain, so only published ports can open
   add-input     DOCKER-FW-INPUT (jumped to from INPUT): matches are accepted
@@ -61,6 +67,20 @@ Where the rules live (filter table), each chain reached by one jump:
   init --log-blocked  DOCKER-FW-LOG (jumped to at the end of FORWARD and just
                 before Docker's icc drop): new connections there are logged
                 (NFLOG group 42, rate-limited; 'docker-fw log' prints them)
+
+nftables: tables 'ip docker-fw' and 'ip6 docker-fw' (Docker's own tables are
+never touched), base chains 'forward' and 'input' at priority filter - 1,
+before Docker's; an accept there is not final, a drop is:
+  init          fw-init: drops new connections into each bridge from outside it
+  add           fw-forward: matches are accepted, skipping init's drop; Docker's
+                chain still accepts only published ports
+  add-internal  fw-internal: matches get the engine's accept mark, which Docker's
+                chain accepts before its icc drop
+  add-input     fw-input: matches get the accept mark and are accepted; a host
+                input chain that drops must accept the mark for them
+Not on nftables: --filter words other than '[!] -i/-o IFACE' (refused), and
+init --log-blocked (warned about, not applied); see the README for the rest.
+
 Every rule carries the comment 'docker-fw:<container>:<hash>'.
 With Docker 29's nftables backend (--firewall-backend=nftables) they live in
 docker-fw's tables 'ip docker-fw' and 'ip6 docker-fw' instead: fw-forward
@@ -78,9 +98,9 @@ exit codes:
      dependency); nothing was changed
   3  Docker engine problem (unreachable, unknown or stopped container, or a
      container's hosts file docker-fw will not read or write)
-  4  firewall problem (iptables missing, change refused, unknown layout or
-     bridge name, iptables past its deadline); the message says whether
-     nothing or some of the change is live
+  4  firewall problem (iptables or nft missing, change refused, unknown layout
+     or bridge name, no accept mark in nftables mode, past its deadline); the
+     message says whether nothing or some of the change is live
   5  state store problem (locked by another run, unreadable, damaged or
      unsafe, disk full)
 
@@ -89,6 +109,7 @@ environment:
   DOCKER_FW_STATE_DIR         state store directory (default /var/lib/docker-fw)
   DOCKER_FW_IPTABLES_TIMEOUT  seconds one iptables-save/-restore may take
                               (default 30; then it is killed: exit 4)
+  DOCKER_FW_NFT_TIMEOUT       the same for one nft (nftables mode)
   DOCKER_FW_ENGINE_TIMEOUT    seconds one Docker API request may take
                               (default 60; exit 3)
 """
@@ -129,13 +150,13 @@ def build_parser(argv: list[str] | None = None) -> Parser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="print every iptables change")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every firewall change (iptables or nft)")
     # -v also after the action; SUPPRESS keeps the subparser from resetting a
     # -v given before it.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-        help="print every iptables change",
+        help="print every firewall change (iptables or nft)",
     )
     parser.add_argument("--version", action="version", version=f"docker-fw {__version__}")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
@@ -166,7 +187,10 @@ def build_parser(argv: list[str] | None = None) -> Parser:
         "chain ('FORWARD -i <bridge> -o <bridge> -j DOCKER', first), for every bridge "
         "network (or those named with --network); deletes those jumps of networks that "
         "are gone. Safe to re-run: a second run changes nothing. Refuses an iptables "
-        "layout it does not know.",
+        "layout it does not know. In Docker's nftables mode: a drop of new connections "
+        "into each bridge from outside it, in docker-fw's table; refuses an engine with "
+        "no --bridge-accept-fwmark. Also removes what docker-fw left in the other "
+        "firewall after the engine switched backends.",
     )
     scope = p.add_mutually_exclusive_group()
     scope.add_argument(
