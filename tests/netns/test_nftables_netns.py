@@ -96,18 +96,20 @@ def test_replay_after_a_move_withdraws_the_old_address(world):
     assert WEB not in world.listing()
 
 
-# A host input chain that drops, and admits what carries the engine's accept mark
-# (0x100/0x100 in the world): what makes add-input choose the containers.
-HOST_INPUT_MARK = """
-table inet filter {
-    chain input {
-        type filter hook input priority filter; policy drop;
-        ct state established,related accept
-        iif "lo" accept
-        meta mark & 0x100 == 0x100 accept
-    }
-}
-"""
+def host_filter(*input_rules: str) -> str:
+    """The host's own 'inet filter': input policy drop (replies and loopback
+    accepted, then INPUT_RULES), a forward chain that accepts."""
+    rules = "".join(f"        {rule}\n" for rule in ("ct state established,related accept", 'iif "lo" accept', *input_rules))
+    return (
+        "table inet filter {\n    chain input {\n        type filter hook input priority filter; policy drop;\n"
+        f"{rules}    }}\n    chain forward {{\n        type filter hook forward priority filter;\n    }}\n}}\n"
+    )
+
+
+HOST_FILTER = host_filter()
+# ... and one that admits what carries the engine's accept mark (0x100/0x100 in the
+# world): what makes add-input choose the containers.
+HOST_INPUT_MARK = host_filter("meta mark & 0x100 == 0x100 accept")
 
 
 def test_add_input_marks_what_it_admits_on_the_input_hook(world):
@@ -127,18 +129,6 @@ def test_add_input_marks_what_it_admits_on_the_input_hook(world):
     assert not world.reaches("web", WEB, GATEWAY, 9100)
 
 
-HOST_FILTER = """
-table inet filter {
-    chain input {
-        type filter hook input priority filter; policy drop;
-        ct state established,related accept
-        iif "lo" accept
-    }
-    chain forward {
-        type filter hook forward priority filter;
-    }
-}
-"""
 
 
 def test_a_host_inet_filter_with_policy_drop(world):
