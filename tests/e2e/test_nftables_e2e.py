@@ -11,7 +11,8 @@ writes tables ``ip docker-fw`` / ``ip6 docker-fw`` and nothing in iptables.
   refused, check (no drift, then drift after tampering), replay --dry-run,
   replay after a move, the stale-address guarantee, drop; add-internal and
   add-two-ways through Docker's ICC drop (the accept mark); add-input with a
-  host input chain that drops (it accepts the mark); IPv6.
+  host input chain that drops (it accepts the mark); IPv6; a user network
+  created after init (open, reported by check, closed by init again).
 - icc on: allow, containers free among themselves, watch following a
   restarted container to its new address and withdrawing a stopped one's
   rules; then init refusing on an engine with no accept mark, naming the
@@ -295,6 +296,23 @@ def test_ipv6_rules_on_a_dual_stack_network(off):
     assert old6 not in ours(sb) and ip6_of(sb, "web") in ours(sb)
     fw.ok("drop", "web")
     assert not reaches(sb, ALLOWED6, HOST6) and not reaches(sb, ALLOWED)
+
+
+def test_a_user_network_created_after_init_is_open_until_init_covers_it(off):
+    sb, fw = off.sandbox, off
+    fw.ok("init")
+    sb.docker("network", "create", "appnet")
+    bridge = "br-" + sb.client().api.inspect_network("appnet")["Id"][:12]
+    sb.run_server("web", ports=(80,), publish=(f"{PORT}:80",), extra_args=("--network", "appnet"))
+    assert reaches(sb, OTHER)  # Docker's default on the new bridge
+    check = fw.run("check")
+    assert check.returncode == 1 and f'oifname "{bridge}"' in check.stdout, check
+    assert f'docker-fw-init:{bridge}' in fw.ok("init").stdout
+    assert not reaches(sb, OTHER) and not reaches(sb, ALLOWED)
+    fw.ok("allow", "web", ALLOWED)  # '! -i @bridge -o @bridge': appnet's bridge
+    assert f'iifname != "{bridge}" oifname "{bridge}"' in ours(sb)
+    assert reaches(sb, ALLOWED) and not reaches(sb, OTHER)
+    assert fw.ok("check").stdout == "check: no drift\n"
 
 
 # -- icc on ----------------------------------------------------------------------
