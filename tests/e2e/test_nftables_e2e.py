@@ -15,7 +15,8 @@ writes tables ``ip docker-fw`` / ``ip6 docker-fw`` and nothing in iptables.
   created after init (open, reported by check, closed by init again).
 - icc on: allow, containers free among themselves, watch following a
   restarted container to its new address and withdrawing a stopped one's
-  rules; then init refusing on an engine with no accept mark, naming the
+  rules; a v4-only container's port open over IPv6 through docker-proxy (the
+  README's warning); then init refusing on an engine with no accept mark, naming the
   dockerd option, and a host moved from iptables to nftables and back (init
   removes what docker-fw left in the other one, replay puts the rules back).
 
@@ -343,6 +344,19 @@ def test_icc_on_allow_and_watch_following_a_restarted_container(on, tmp_path):
         assert fw.ok("check").stdout.endswith("check: no drift\n")  # after "not applied (... exited ...)"
     finally:
         watch.stop()
+
+
+def test_a_v4_only_containers_port_stays_open_over_ipv6_through_docker_proxy(on):
+    """What the README warns about (IPv6): docker-proxy listens on [::] for a container
+    with no IPv6 address and connects to it from the host, where no forward rule sees
+    the client.  If this ever fails, Docker or docker-fw closed the hole: say so there."""
+    sb, fw = on.sandbox, on
+    sb.docker("network", "create", "v4only")  # user networks get IPv6 only with --ipv6
+    sb.run_server("web", ports=(80,), publish=(f"{PORT}:80",), extra_args=("--network", "v4only"))
+    fw.ok("init")
+    fw.ok("allow", "web", ALLOWED)
+    assert reaches(sb, ALLOWED) and not reaches(sb, OTHER)
+    assert soon_reaches(sb, OTHER6, HOST6)  # any IPv6 client, through the userland proxy
 
 
 def _switch(sb: Sandbox, backend: str, mark: bool = True) -> None:
