@@ -78,15 +78,12 @@ before Docker's; an accept there is not final, a drop is:
                 chain accepts before its icc drop
   add-input     fw-input: matches get the accept mark and are accepted; a host
                 input chain that drops must accept the mark for them
-Not on nftables: --filter words other than '[!] -i/-o IFACE' (refused), and
-init --log-blocked (warned about, not applied); see the README for the rest.
+  egress        fw-egress: outbound rules 'return' above the locks' drops;
+                fw-input-lock: the locks for traffic to the host
+Not on nftables: --filter words other than '[!] -i/-o IFACE' and explain
+(refused), init --log-blocked (warned about, not applied); see the README.
 
 Every rule carries the comment 'docker-fw:<container>:<hash>'.
-With Docker 29's nftables backend (--firewall-backend=nftables) they live in
-docker-fw's tables 'ip docker-fw' and 'ip6 docker-fw' instead: fw-forward
-(add), fw-input (add-input), fw-internal (add-internal, with the engine's
-accept mark), fw-egress (outbound rules 'return' above the locks' drops),
-fw-input-lock (the locks for traffic to the host), fw-init (init's drops).
 """
 
 EXIT_CODES = """\

@@ -160,6 +160,7 @@ def test_init_says_it_put_back_a_flushed_base_chain(fw):
     assert fw.world.reaches("ext", "198.51.100.3", "172.17.0.2", 80)
     code, out, _ = fw("init")
     assert code == 0 and out == [
+        "init: add rule ip docker-fw forward jump fw-egress",
         "init: add rule ip docker-fw forward jump fw-forward",
         "init: add rule ip docker-fw forward jump fw-internal",
         "init: add rule ip docker-fw forward jump fw-init",
