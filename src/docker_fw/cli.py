@@ -40,6 +40,7 @@ from .rulegrammar import (
 # '--help' and usage errors load no service layer, 'ls' no engine module.
 if TYPE_CHECKING:
     from .backends.iptables.process import Iptables
+    from .backends.nftables.process import Nft
     from .engine import Engine
 
 MAIN_DESCRIPTION = """\
@@ -48,7 +49,13 @@ containers, not addresses: they are recorded in docker-fw's state store and
 re-resolved whenever they are applied, so 'replay' makes them follow a
 container to a new address after a restart.
 
-Where the rules live (filter table), each chain reached by one jump:
+The firewall is the one the engine uses ('docker info': Firewall Backend):
+iptables (every engine's default), or Docker 29's nftables mode
+(dockerd --firewall-backend=nftables --bridge-accept-fwmark=MARK[/MASK]).
+After the engine switched, 'init' removes what docker-fw left in the other
+one and 'replay' writes the recorded rules again.
+
+iptables: where the rules live (filter table), each chain reached by one jump:
   add           DOCKER-FW-FORWARD (jumped to from FORWARD): matches go to
                 Docker's DOCKER chain, so only published ports can open
   add-input     DOCKER-FW-INPUT (jumped to from INPUT): matches are accepted
@@ -60,12 +67,23 @@ Where the rules live (filter table), each chain reached by one jump:
   init --log-blocked  DOCKER-FW-LOG (jumped to at the end of FORWARD and just
                 before Docker's icc drop): new connections there are logged
                 (NFLOG group 42, rate-limited; 'docker-fw log' prints them)
+
+nftables: tables 'ip docker-fw' and 'ip6 docker-fw' (Docker's own tables are
+never touched), base chains 'forward' and 'input' at priority filter - 1,
+before Docker's; an accept there is not final, a drop is:
+  init          fw-init: drops new connections into each bridge from outside it
+  add           fw-forward: matches are accepted, skipping init's drop; Docker's
+                chain still accepts only published ports
+  add-internal  fw-internal: matches get the engine's accept mark, which Docker's
+                chain accepts before its icc drop
+  add-input     fw-input: matches get the accept mark and are accepted; a host
+                input chain that drops must accept the mark for them
+  egress        fw-egress: outbound rules 'return' above the locks' drops;
+                fw-input-lock: the locks for traffic to the host
+Not on nftables: --filter words other than '[!] -i/-o IFACE' and explain
+(refused), init --log-blocked (warned about, not applied); see the README.
+
 Every rule carries the comment 'docker-fw:<container>:<hash>'.
-With Docker 29's nftables backend (--firewall-backend=nftables) they live in
-docker-fw's tables 'ip docker-fw' and 'ip6 docker-fw' instead: fw-forward
-(add), fw-input (add-input), fw-internal (add-internal, with the engine's
-accept mark), fw-egress (outbound rules 'return' above the locks' drops),
-fw-input-lock (the locks for traffic to the host), fw-init (init's drops).
 """
 
 EXIT_CODES = """\
@@ -77,9 +95,9 @@ exit codes:
      dependency); nothing was changed
   3  Docker engine problem (unreachable, unknown or stopped container, or a
      container's hosts file docker-fw will not read or write)
-  4  firewall problem (iptables missing, change refused, unknown layout or
-     bridge name, iptables past its deadline); the message says whether
-     nothing or some of the change is live
+  4  firewall problem (iptables or nft missing, change refused, unknown layout
+     or bridge name, no accept mark in nftables mode, past its deadline); the
+     message says whether nothing or some of the change is live
   5  state store problem (locked by another run, unreadable, damaged or
      unsafe, disk full)
 
@@ -88,6 +106,7 @@ environment:
   DOCKER_FW_STATE_DIR         state store directory (default /var/lib/docker-fw)
   DOCKER_FW_IPTABLES_TIMEOUT  seconds one iptables-save/-restore may take
                               (default 30; then it is killed: exit 4)
+  DOCKER_FW_NFT_TIMEOUT       the same for one nft (nftables mode)
   DOCKER_FW_ENGINE_TIMEOUT    seconds one Docker API request may take
                               (default 60; exit 3)
 """
@@ -128,13 +147,13 @@ def build_parser(argv: list[str] | None = None) -> Parser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="print every iptables change")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every firewall change (iptables or nft)")
     # -v also after the action; SUPPRESS keeps the subparser from resetting a
     # -v given before it.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-        help="print every iptables change",
+        help="print every firewall change (iptables or nft)",
     )
     parser.add_argument("--version", action="version", version=f"docker-fw {__version__}")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
@@ -165,7 +184,10 @@ def build_parser(argv: list[str] | None = None) -> Parser:
         "chain ('FORWARD -i <bridge> -o <bridge> -j DOCKER', first), for every bridge "
         "network (or those named with --network); deletes those jumps of networks that "
         "are gone. Safe to re-run: a second run changes nothing. Refuses an iptables "
-        "layout it does not know.",
+        "layout it does not know. In Docker's nftables mode: a drop of new connections "
+        "into each bridge from outside it, in docker-fw's table; refuses an engine with "
+        "no --bridge-accept-fwmark. Also removes what docker-fw left in the other "
+        "firewall after the engine switched backends.",
     )
     scope = p.add_mutually_exclusive_group()
     scope.add_argument(
@@ -542,9 +564,16 @@ def _iptables(family: int, verbose) -> Iptables:
     return Iptables(family=family, verbose=verbose)
 
 
-def real_backends(verbose) -> tuple[Engine, Iptables, Iptables]:
-    """The engine and the firewalls (iptables, ip6tables) a run talks to, each made on its first use."""
-    return _OnFirstUse(_engine), _OnFirstUse(lambda: _iptables(4, verbose)), _OnFirstUse(lambda: _iptables(6, verbose))
+def _nft(verbose) -> Nft:
+    from .backends.nftables.process import Nft
+
+    return Nft(verbose=verbose)
+
+
+def real_backends(verbose) -> tuple[Engine, Iptables, Iptables, Nft]:
+    """The engine and the firewalls (iptables, ip6tables, nft) a run talks to, each made on its first use."""
+    return (_OnFirstUse(_engine), _OnFirstUse(lambda: _iptables(4, verbose)), _OnFirstUse(lambda: _iptables(6, verbose)),
+            _OnFirstUse(lambda: _nft(verbose)))
 
 
 def _printing(write):
@@ -831,7 +860,8 @@ COMMANDS: dict[str, Command] = {
 def run(argv: list[str], out=None, err=None, backends=real_backends) -> int:
     """Run one docker-fw command; the exit code.  OUT and ERR print one line
     each (default: stdout, stderr); BACKENDS(verbose) gives the engine and the
-    firewalls (tests give fakes)."""
+    firewalls: iptables, ip6tables and, optionally, nft (tests give fakes; with
+    no nft, nft is found on PATH in nftables mode, and not looked at otherwise)."""
     out = _printing(out or (lambda s: print(s, flush=True)))
     err = _printing(err or (lambda s: print(s, file=sys.stderr, flush=True)))
     parser = build_parser(argv)
@@ -851,7 +881,7 @@ def run(argv: list[str], out=None, err=None, backends=real_backends) -> int:
         from .store import Store
 
         verbose = (lambda line: out(f"docker-fw: {line}")) if args.verbose else None
-        engine, firewall, firewall6 = backends(verbose)
+        engine, firewall, firewall6, *nft = backends(verbose)
         with Store.open(read_only=command.reads_only(args)) as store:
             if not command.needs_engine:
                 from .listing import Records
@@ -862,7 +892,7 @@ def run(argv: list[str], out=None, err=None, backends=real_backends) -> int:
 
             service = Service(
                 engine, firewall, store, out=out, warn=lambda s: err(f"docker-fw: warning: {s}"),
-                firewall6=firewall6,
+                firewall6=firewall6, nft=nft[0] if nft else None,
             )
             return command.handler(service, args, prepared) or EXIT_OK
     except DockerFwError as exc:

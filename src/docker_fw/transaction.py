@@ -74,7 +74,11 @@ class Transaction:
         """The backends in use here, each with what it read."""
         return [(b, live) for b in self.backends if (live := self.live(b)) is not None]
 
-    def add(self, backend: FirewallBackend, changes: list[Change]) -> None:
+    def add(self, backend: FirewallBackend, changes: list[Change], live: Live | None = None) -> None:
+        """CHANGES for BACKEND; LIVE: what they were planned against, when it was not
+        read through live() (the leftovers of another firewall backend)."""
+        if live is not None:
+            self._live[id(backend)] = live
         self.batches.append((backend, list(changes)))
 
     def after_apply(self, step: Step) -> None:

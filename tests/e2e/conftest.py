@@ -15,10 +15,11 @@ unpacked 28.x engine and its client, Docker 29's tarball) that are missing skip
 the end-to-end tests, except under CI=true, where they fail instead.  Every test
 collected from this directory is marked ``e2e``.
 
-Docker 29 in nftables mode (not in ENGINES: docker-fw refuses it today):
-``start_sandbox("29", name=..., extra_daemon_args=[*NFTABLES_ARGS, ...])``, or the
-``sandbox29_nftables`` fixture; the sandbox then turns forwarding on before
-dockerd starts, and ``nft`` must be installed.
+Docker 29 in nftables mode (not in ENGINES: the ``sandbox`` tests are about
+iptables; test_nftables_e2e.py proves the nftables backend on sandboxes of its
+own): ``start_sandbox("29", name=..., extra_daemon_args=[*NFTABLES_ARGS, ...])``,
+or the ``sandbox29_nftables`` fixture; the sandbox then turns forwarding on
+before dockerd starts, and ``nft`` must be installed.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ _MAJORS = {SYSTEM_ENGINE: (20,), "28": (28, 29), "29": (29,)}  # sid's docker.io
 # add, add-internal, add-input, replay, drop), watch (29's event stream, restarts),
 # IPv6, start and add-two-ways (API versions: 29.0 refuses clients below 1.44), the SDK path,
 # and user networks read from its API.  module -> test functions (None: all of them).
-# (test_host_nftables_e2e.py and test_engine29_e2e.py choose 29 themselves.)
+# (test_host_nftables_e2e.py, test_engine29_e2e.py and test_nftables_e2e.py choose 29 themselves.)
 ON_DOCKER29: dict[str, frozenset[str] | None] = {
     "test_core_e2e.py": frozenset({
         "test_init_closes_published_ports_and_is_safe_to_rerun",

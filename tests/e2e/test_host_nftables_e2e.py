@@ -12,31 +12,36 @@ What is proved here, with packets, inside the sandbox engine's namespace (its
 - a host forward chain with policy drop drops what docker-fw allows until the
   host accepts traffic to Docker's bridge itself;
 - ``add-input`` cannot open what the host's input chain drops; with the port
-  open there, add-input picks the containers when iptables' INPUT drops;
+  open there, add-input picks the containers when iptables' INPUT drops
+  (iptables backend), or when the host's input chain accepts the engine's
+  accept mark instead, which add-input rules set (nftables backend);
 - reloading a configuration that starts with ``flush ruleset`` (Debian's does)
-  removes Docker's and docker-fw's iptables-nft tables too: every published port
-  is then open to all through docker-proxy, ``check`` says so; an engine restart
-  puts Docker's rules back with FORWARD's policy ACCEPT, which ``init`` refuses;
-  ``iptables -P FORWARD DROP``, ``init`` and ``replay`` close it again.
+  removes Docker's and docker-fw's tables too (iptables-nft's, or nftables'):
+  every published port is then open to all through docker-proxy, ``check``
+  says so; an engine restart puts Docker's rules back (iptables: with FORWARD's
+  policy ACCEPT, which ``init`` refuses until ``iptables -P FORWARD DROP``);
+  ``init`` and ``replay`` close it again.
 
-CASES lists (engine, firewall backend) pairs; the nftables backend's pair is
-to be added with that backend (its engine: conftest.NFTABLES_ARGS).  The
-iptables-only steps say so.
+CASES lists (engine, firewall backend) pairs: Docker 29 with each of its
+firewall backends, so each of docker-fw's.  The steps about one backend say so.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import SANDBOX_NAME, engine_id, skip_unselected, start_sandbox
+from tests.e2e.conftest import NFTABLES_ARGS, NFTABLES_FWMARK, SANDBOX_NAME, engine_id, skip_unselected, start_sandbox
 from tests.e2e.fw import ALLOWED, OTHER, PORT, Fw
 
 pytestmark = pytest.mark.e2e
 
 # The iptables backend on Docker 29 (28.x's layout; the kernel's rules about base
 # chains do not depend on the engine).
-CASES = [("29", "iptables")]
-DAEMON_ARGS = {"iptables": []}
+CASES = [("29", "iptables"), ("29", "nftables")]
+DAEMON_ARGS = {"iptables": [], "nftables": list(NFTABLES_ARGS)}
+MARK_VALUE, MARK_MASK = (int(part, 0) for part in NFTABLES_FWMARK.split("/"))
+# What lets add-input's rules through a host input chain that drops, on the nftables backend
+MARK_ACCEPT = f"meta mark & {MARK_MASK:#x} == {MARK_VALUE:#x} accept"
 BRIDGE = "docker0"
 HOST_PORT = 9000  # a service on the Docker host that containers may reach (add-input)
 
@@ -84,6 +89,10 @@ class Host:
         # create-if-missing, then delete: nothing else of the ruleset is touched
         self.load("table inet filter\ndelete table inet filter\n")
 
+    def remove_docker_fw_tables(self) -> None:
+        """docker-fw's nftables tables (the nftables backend's), where they exist."""
+        self.load("".join(f"table {f} docker-fw\ndelete table {f} docker-fw\n" for f in ("ip", "ip6")))
+
     def reaches(self, src: str) -> bool:
         return self.sb.ext_fetch(self.sb.host_ip, PORT, src, timeout=1.5) == "web\n"
 
@@ -106,6 +115,7 @@ def host(host_engine, tmp_path):
     h = Host(sb, backend)
     sb.reset()
     sb.restore_filter(baseline)
+    h.remove_docker_fw_tables()
     h.fw = Fw(sb, str(tmp_path / "state"))
     try:
         yield h
@@ -113,6 +123,7 @@ def host(host_engine, tmp_path):
         h.remove_firewall()
         sb.reset()
         sb.restore_filter(baseline)
+        h.remove_docker_fw_tables()
 
 
 def test_the_hosts_input_drop_leaves_published_ports_to_docker_fw(host):
@@ -160,6 +171,11 @@ def test_add_input_cannot_open_what_the_hosts_input_chain_drops(host):
             with fw.input_policy_drop():  # now docker-fw's add-input picks the containers
                 assert fw.container_connects("client", gateway, HOST_PORT)
                 assert not fw.container_connects("stranger", gateway, HOST_PORT)
+        else:  # nftables: the host accepts add-input's mark instead of the port
+            host.remove_firewall()
+            host.load(host_firewall(input_policy="drop", input_rules=(*INPUT_BASICS, MARK_ACCEPT)))
+            assert fw.container_connects("client", gateway, HOST_PORT)
+            assert not fw.container_connects("stranger", gateway, HOST_PORT)
 
 
 def test_a_reload_that_flushes_the_ruleset_opens_published_ports_until_repaired(host):
@@ -172,6 +188,7 @@ def test_a_reload_that_flushes_the_ruleset_opens_published_ports_until_repaired(
     # Debian's /etc/nftables.conf, as `systemctl reload nftables` loads it
     host.load(host_firewall(flush=True))
     assert "DOCKER" not in sb.engine_run(["iptables-save"]).stdout  # Docker's tables are gone, NAT too
+    assert sb.nft_tables() == {("inet", "filter")}  # docker-bridges and docker-fw too
     # no DNAT and no FORWARD filter any more: the port is docker-proxy's, open to all
     assert host.reaches(OTHER)
     check = fw.run("check")
@@ -182,10 +199,13 @@ def test_a_reload_that_flushes_the_ruleset_opens_published_ports_until_repaired(
     sb.restart_engine()
     sb.docker("start", "web")
     sb.wait_listening("web", 80)
-    refused = fw.run("init")
-    assert refused.returncode == 4 and "iptables -P FORWARD DROP" in refused.stderr, refused.stderr
-    assert host.reaches(OTHER)
-    sb.engine_run(["iptables", "-P", "FORWARD", "DROP"])
+    if host.backend == "iptables":
+        refused = fw.run("init")
+        assert refused.returncode == 4 and "iptables -P FORWARD DROP" in refused.stderr, refused.stderr
+        assert host.reaches(OTHER)
+        sb.engine_run(["iptables", "-P", "FORWARD", "DROP"])
+    else:  # Docker's tables are back; docker-fw's are not
+        assert host.reaches(OTHER)
     fw.ok("init")
     fw.ok("replay")
     assert host.reaches(ALLOWED) and not host.reaches(OTHER)

@@ -154,6 +154,21 @@ def test_check_reports_init_undone_and_replay_repairs_a_flush(fw):
     assert fw("check") == (0, ["check: no drift"], [])
 
 
+def test_init_says_it_put_back_a_flushed_base_chain(fw):
+    assert fw("init")[0] == 0 and fw("allow", "web", "198.51.100.2")[0] == 0
+    fw.world.run("host", "nft", "flush", "chain", "ip", "docker-fw", "forward")  # init's drops unreachable
+    assert fw.world.reaches("ext", "198.51.100.3", "172.17.0.2", 80)
+    code, out, _ = fw("init")
+    assert code == 0 and out == [
+        "init: add rule ip docker-fw forward jump fw-egress",
+        "init: add rule ip docker-fw forward jump fw-forward",
+        "init: add rule ip docker-fw forward jump fw-internal",
+        "init: add rule ip docker-fw forward jump fw-init",
+    ]
+    assert not fw.world.reaches("ext", "198.51.100.3", "172.17.0.2", 80)
+    assert fw("init")[1] == ["init: already done, nothing changed"]
+
+
 def test_init_without_the_accept_mark_names_the_option(fw):
     world = fw.world
     world.run("host", "nft", "delete", "rule", "ip", "docker-bridges", "filter-forward-in__docker0", "handle",

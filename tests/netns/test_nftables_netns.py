@@ -96,27 +96,39 @@ def test_replay_after_a_move_withdraws_the_old_address(world):
     assert WEB not in world.listing()
 
 
-def test_add_input_accepts_on_the_input_hook(world):
+def host_filter(*input_rules: str) -> str:
+    """The host's own 'inet filter': input policy drop (replies and loopback
+    accepted, then INPUT_RULES), a forward chain that accepts."""
+    rules = "".join(f"        {rule}\n" for rule in ("ct state established,related accept", 'iif "lo" accept', *input_rules))
+    return (
+        "table inet filter {\n    chain input {\n        type filter hook input priority filter; policy drop;\n"
+        f"{rules}    }}\n    chain forward {{\n        type filter hook forward priority filter;\n    }}\n}}\n"
+    )
+
+
+HOST_FILTER = host_filter()
+# ... and one that admits what carries the engine's accept mark (0x100/0x100 in the
+# world): what makes add-input choose the containers.
+HOST_INPUT_MARK = host_filter("meta mark & 0x100 == 0x100 accept")
+
+
+def test_add_input_marks_what_it_admits_on_the_input_hook(world):
+    """An accept on the input hook is not final: add-input also sets the accept
+    mark, which a host input chain that drops can accept (Docker has no chain there)."""
+    world.run("host", "nft", "-f", "-", stdin=HOST_INPUT_MARK)
     backend = world.backend()
+    sync(backend, [], init=True)
+    assert not world.reaches("web", WEB, GATEWAY, 9100)  # the host's input policy drop
     rule = ResolvedRule("web", Kind.INPUT, f"{WEB}/32", f"{GATEWAY}/32", "tcp", dport=9100)
-    sync(backend, [rule], init=True)
+    sync(backend, [rule])
     assert "jump fw-input" in world.listing()
-    assert "ip saddr 172.17.0.2 ip daddr 172.17.0.1 tcp dport 9100 accept" in world.listing()
+    assert "ip saddr 172.17.0.2 ip daddr 172.17.0.1 tcp dport 9100 meta mark set" in world.listing()
     assert world.reaches("web", WEB, GATEWAY, 9100)
+    assert not world.reaches("db", DB, GATEWAY, 9100)  # no rule, no mark: the host drops it
+    sync(backend, [], scope={"web"})
+    assert not world.reaches("web", WEB, GATEWAY, 9100)
 
 
-HOST_FILTER = """
-table inet filter {
-    chain input {
-        type filter hook input priority filter; policy drop;
-        ct state established,related accept
-        iif "lo" accept
-    }
-    chain forward {
-        type filter hook forward priority filter;
-    }
-}
-"""
 
 
 def test_a_host_inet_filter_with_policy_drop(world):

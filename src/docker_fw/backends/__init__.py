@@ -118,6 +118,23 @@ class Explainer(Protocol):
 
 
 @runtime_checkable
+class Leftovers(Protocol):
+    """Optional for a FirewallBackend: what docker-fw wrote there while the engine
+    used this firewall backend, for 'init' to remove once the engine uses the other
+    one (a stale copy of the rules, at addresses that may be others' by now)."""
+
+    def read_leftovers(self) -> Live | None:
+        """What is there of docker-fw's (and what else 'init' warns about); None when
+        there is nothing, or this firewall cannot be read here (e.g. no nft)."""
+
+    def plan_remove(self, live: Live) -> list[Change]:
+        """The changes that remove every chain, jump or table of docker-fw's (one batch)."""
+
+    def leftover_warnings(self, live: Live) -> list[str]:
+        """What of this firewall, not docker-fw's to change, still stands in the way."""
+
+
+@runtime_checkable
 class BlockLogger(Protocol):
     """Optional for a FirewallBackend: logging the new connections its whitelist
     drops ('init --log-blocked'); one without it is warned about when logging is on."""

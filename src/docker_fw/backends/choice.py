@@ -12,21 +12,25 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # annotations only
     from . import FirewallBackend
     from .iptables.backend import Runner
+    from .nftables.backend import Runner as NftRunner
 
 
 def uses_nftables(engine_backend: str) -> bool:
     return engine_backend.split("+", 1)[0] == "nftables"
 
 
-def for_engine(engine_backend: str, firewall: Runner, firewall6: Runner | None) -> list[FirewallBackend]:
+def for_engine(engine_backend: str, firewall: Runner, firewall6: Runner | None,
+               nft: NftRunner | None = None) -> list[FirewallBackend]:
     """The backends for an engine whose firewall backend is ENGINE_BACKEND: the
-    nftables tables of both families (an Nft runner with FIREWALL's --verbose
-    printer), else iptables (FIREWALL) and, given, ip6tables (FIREWALL6)."""
+    nftables tables of both families (NFT, else an Nft runner with FIREWALL's
+    --verbose printer), else iptables (FIREWALL) and, given, ip6tables (FIREWALL6)."""
     if uses_nftables(engine_backend):
         from .nftables.backend import NftablesBackend
-        from .nftables.process import Nft
 
-        nft = Nft(verbose=getattr(firewall, "verbose", None))
+        if nft is None:
+            from .nftables.process import Nft
+
+            nft = Nft(verbose=getattr(firewall, "verbose", None))
         return [NftablesBackend(nft, 4), NftablesBackend(nft, 6)]
     from .iptables.backend import IptablesBackend
 
@@ -34,4 +38,15 @@ def for_engine(engine_backend: str, firewall: Runner, firewall6: Runner | None) 
     if firewall6 is not None:
         backends.append(IptablesBackend(firewall6, 6))
     return backends
+
+
+def not_for_engine(engine_backend: str, firewall: Runner | None, firewall6: Runner | None,
+                   nft: NftRunner | None) -> list[FirewallBackend]:
+    """The backends of the firewall backend the engine does NOT use, for the runners
+    given (FIREWALL for iptables, NFT for nftables; none: nothing is looked at):
+    where 'init' looks for what docker-fw wrote before the engine switched
+    (backends.Leftovers)."""
+    if uses_nftables(engine_backend):
+        return for_engine("iptables", firewall, firewall6) if firewall is not None else []
+    return for_engine("nftables", firewall, firewall6, nft) if nft is not None else []
 

@@ -20,6 +20,7 @@ from ..store import Store
 from ..transaction import Plan, Transaction, transaction
 
 if TYPE_CHECKING:  # annotations only: 'ls' and '--help' do not load the engine module
+    from ..backends.nftables.backend import Runner as NftRunner
     from ..engine import Snapshot
 
 
@@ -97,13 +98,18 @@ class ServiceCore:
         warn: Callable[[str], None] = say_nothing,
         firewall6: Runner | None = None,
         backends: Sequence[FirewallBackend] | None = None,
+        nft: NftRunner | None = None,
     ):
         """BACKENDS: the firewalls to keep in line with the record, the required
         one first.  By default they are chosen by the engine's firewall backend
         when first needed (backends.choice): nftables for Docker's nftables
-        mode, else iptables (FIREWALL) and, given, ip6tables (FIREWALL6)."""
+        mode (NFT, else an nft found on PATH), else iptables (FIREWALL) and,
+        given, ip6tables (FIREWALL6).  'init' also removes docker-fw's leftovers
+        in the firewall the engine does not use, where its runner is given
+        (FIREWALL for iptables, NFT for nftables)."""
         self.engine = engine
         self._firewall, self._firewall6 = firewall, firewall6
+        self._nft = nft
         self._backends = list(backends) if backends is not None else None
         self.store = store
         self.out = out
@@ -112,7 +118,7 @@ class ServiceCore:
     @property
     def backends(self) -> list[FirewallBackend]:
         if self._backends is None:
-            self._backends = for_engine(self.engine.firewall_backend(), self._firewall, self._firewall6)
+            self._backends = for_engine(self.engine.firewall_backend(), self._firewall, self._firewall6, self._nft)
         return self._backends
 
     @backends.setter

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..backends import BlockLogger, Change, FirewallBackend
+from ..backends import BlockLogger, Change, FirewallBackend, Leftovers
+from ..backends.choice import not_for_engine
 from ..errors import DockerFwError, FirewallError, UsageError
 from ..transaction import Plan, Transaction
 from .core import ServiceCore, backend_note, family_note
@@ -48,11 +49,13 @@ class LayoutActions(ServiceCore):
         with self._transaction(record=False) as tx:
             return self._plan_init(tx)
 
-    def _plan_init(self, tx: Transaction) -> Plan:
+    def _plan_init(self, tx: Transaction, leftovers: bool = False) -> Plan:
         """'init' in every backend: the same reshaping, on the selected bridges it covers.
 
         A backend that is not required only warns when it cannot be
-        initialised: the required one protects all the same.
+        initialised: the required one protects all the same.  LEFTOVERS: also
+        remove what docker-fw wrote in the firewall backend the engine no longer
+        uses (the 'init' command; watch's re-init does not look).
         """
         snapshot = self.engine.snapshot()
         selected = self._init_networks(snapshot)
@@ -86,7 +89,25 @@ class LayoutActions(ServiceCore):
             changes.extend(self._plan_log(backend, live, bridges, changes))
             tx.add(backend, changes)
             plan.extend(changes)
+        if leftovers:
+            self._plan_leftovers(tx, plan, engine_backend)
         return plan
+
+    def _plan_leftovers(self, tx: Transaction, plan: Plan, engine_backend: str) -> None:
+        """Remove docker-fw's chains or tables of the firewall backend the engine used
+        before (Docker leaves ours behind when it switches): stale copies of the rules."""
+        for backend in not_for_engine(engine_backend, self._firewall, self._firewall6, self._nft):
+            if not isinstance(backend, Leftovers):
+                continue
+            live = backend.read_leftovers()
+            if live is None:
+                continue
+            for warning in backend.leftover_warnings(live):
+                self.warn(warning)
+            changes = backend.plan_remove(live)
+            if changes:
+                tx.add(backend, changes, live)
+                plan.extend(changes)
 
     def _plan_log(self, backend: FirewallBackend, live, bridges: list[str], before: list[Change] = ()) -> list[Change]:
         """What makes BACKEND log (or stop logging) the connections its whitelist drops,
@@ -118,7 +139,7 @@ class LayoutActions(ServiceCore):
                 self.store.set_init_networks(None)
             if log_blocked is not None:
                 self.store.set_log_blocked(log_blocked)
-            plan = self._plan_init(tx)
+            plan = self._plan_init(tx, leftovers=True)
         selected = self.store.init_networks()
         if selected is not None:
             self.out(f"init: limited to network{'s' if len(selected) > 1 else ''} {', '.join(selected)} "
@@ -127,9 +148,12 @@ class LayoutActions(ServiceCore):
             self.out("init: logging blocked connections, rate-limited (recorded; 'docker-fw log' prints them, "
                      "'init --no-log-blocked' stops it)")
         if plan:
-            for change in plan.changes:
-                if change.why in ("init", "log"):
-                    self.out(f"init: {change.shown}{family_note(change)}")
+            shown = [c for c in plan.changes if c.why in ("init", "log")]
+            # Nothing of init's own but docker-fw's chains or jumps put back (e.g. after
+            # 'nft flush chain ip docker-fw forward', which left init's drops unreachable):
+            # say so rather than print nothing.
+            for change in shown or plan.changes:
+                self.out(f"init: {change.shown}{family_note(change)}")
         else:
             self.out("init: already done, nothing changed")
         return plan

@@ -23,6 +23,9 @@ if TYPE_CHECKING:  # annotations only: 'ls' and '--help' do not load the engine 
     from .explain import Tables
 
 UNMANAGED_IP6TABLES = "IPv6 rules not applied: the engine does not manage ip6tables (--ip6tables)"
+# Every chain docker-fw makes in iptables (what 'init' removes once the engine uses nftables).
+ALL_OWN_CHAINS = (*OWN_CHAINS, logrules.CHAIN_LOG)
+LEFT_FROM_IPTABLES = "left from the engine's iptables backend"
 
 
 class Runner(Protocol):
@@ -136,6 +139,39 @@ class IptablesBackend:
 
     def is_initialised(self, live: Table, bridges: list[str], engine_backend: str | None = None) -> bool:
         return layouts.is_initialised(live, bridges, engine_backend)
+
+    # Leftovers (backends.Leftovers): what 'init' removes after the engine moved to
+    # its nftables backend.  Docker then deletes its own chains but keeps those
+    # that something still jumps to (DOCKER, emptied, and DOCKER-USER), and the
+    # FORWARD policy DROP it set: docker-fw's chains would be stale copies there.
+
+    def read_leftovers(self) -> Table | None:
+        try:
+            return self.runner.save()
+        except FirewallError:
+            return None  # no iptables (or ip6tables) here: nothing of ours either
+
+    def plan_remove(self, live: Table) -> list[Change]:
+        """The jumps to docker-fw's chains, then the chains themselves (flushed, deleted)."""
+        ours = [chain for chain in ALL_OWN_CHAINS if chain in live.chains]
+        changes = [
+            Change("-D" + rule.line[2:], "init", LEFT_FROM_IPTABLES, self.family)
+            for rule in live.rules
+            if rule.chain not in ours and rule.target() in ours
+        ]
+        changes += [Change(f"-F {chain}", "init", LEFT_FROM_IPTABLES, self.family) for chain in ours]
+        changes += [Change(f"-X {chain}", "init", LEFT_FROM_IPTABLES, self.family) for chain in ours]
+        return changes
+
+    def leftover_warnings(self, live: Table) -> list[str]:
+        if live.chains.get("FORWARD") != "DROP":
+            return []
+        command = "iptables" if self.family == 4 else "ip6tables"
+        return [
+            f"{command}' FORWARD policy is DROP (Docker's iptables backend sets it, its nftables backend "
+            f"leaves it): unless rules of the host's accept Docker's traffic there, it drops what Docker's "
+            f"nftables rules and docker-fw admit; '{command} -P FORWARD ACCEPT' lets them decide"
+        ]
 
     def foreign_rules(self, live: Table) -> list[str]:
         return [

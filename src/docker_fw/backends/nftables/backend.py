@@ -14,7 +14,9 @@ run just before Docker's (priority filter - 1) on the same hooks:
   the engine's accept mark, which Docker's per-bridge chain accepts before
   its ICC drop) and ``fw-init`` (init's drops: a new connection from outside
   a bridge into it; a drop is final);
-- ``input`` (hook input) jumps to ``fw-input`` ('add-input' rules, accepted)
+- ``input`` (hook input) jumps to ``fw-input`` ('add-input' rules: a match
+  is given the accept mark and accepted; Docker has no input chain, so the
+  mark is for a host firewall whose input chain drops: it accepts the mark)
   and ``fw-input-lock`` (egress locks: new traffic from a locked container to
   the host, dropped unless an add-input rule accepted it first).
 
@@ -33,7 +35,7 @@ from ...errors import FirewallError
 from ...egress import ResolvedLock
 from ...resolve import ResolvedRule
 from ..tag import parse_comment
-from .live import DOCKER_TABLE, LiveRule, NftLive, parse_docker, parse_own
+from .live import DOCKER_TABLE, LiveRule, NftLive, OwnTable, parse_docker, parse_own
 from .rules import (
     BASE_CHAINS,
     CHAIN_INIT,
@@ -289,6 +291,25 @@ class NftablesBackend:
         except FirewallError:
             return False
         return live.ours is not None and not pending and not self.ensure(live)
+
+    # Leftovers (backends.Leftovers): what 'init' removes after the engine moved to
+    # its iptables backend.  Docker then deletes its tables; ours would go on
+    # dropping new connections into the bridges (fw-init) that no stale rule admits.
+
+    def read_leftovers(self) -> OwnTable | None:
+        try:
+            ours = self.runner.list_table(self.nft_family, TABLE)
+        except FirewallError:
+            return None  # no nft here (or no IPv6): nothing of ours either
+        return parse_own(ours) if ours is not None else None
+
+    def plan_remove(self, live: OwnTable) -> list[NftChange]:
+        body = {"family": self.nft_family, "name": TABLE}
+        line = f"delete table {self.nft_family} {TABLE}"
+        return [self._change("delete", "table", body, line, "init", "left from the engine's nftables backend")]
+
+    def leftover_warnings(self, live: OwnTable) -> list[str]:
+        return []
 
     def foreign_rules(self, live: NftLive) -> list[str]:
         ours = live.ours

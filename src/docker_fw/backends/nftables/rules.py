@@ -29,7 +29,7 @@ CHAIN_FORWARD = "forward"  # base chain, hook forward, before Docker's
 CHAIN_INPUT = "input"  # base chain, hook input
 CHAIN_ADD = "fw-forward"  # 'add', 'allow': a match goes on to Docker's chains
 CHAIN_INTERNAL = "fw-internal"  # 'add-internal', 'add-two-ways': a match gets the accept mark
-CHAIN_ADD_INPUT = "fw-input"  # 'add-input': a match is accepted
+CHAIN_ADD_INPUT = "fw-input"  # 'add-input': a match gets the accept mark and is accepted
 CHAIN_INIT = "fw-init"  # 'init': new connections into the bridges it closed are dropped
 # Egress ('docker-fw egress NAME deny'), on the forward hook: the outbound
 # rules of locked containers (and the DNS a lock keeps) 'return' (the rest of
@@ -284,9 +284,12 @@ def render(rule: ResolvedRule, mark: Mark | None) -> NftRule:
     then accepts only published ports, as the DOCKER chain does on iptables.
     'add-internal' rules also set the engine's accept mark (MARK), which
     Docker's per-bridge chain accepts before its ICC drop (--icc=false).
-    'add-input' rules accept on the input hook.  An outbound rule (the
-    container as source, an external destination) returns from fw-egress,
-    above the locks: past its container's lock, the rest decides as without one.
+    'add-input' rules accept on the input hook and set the mark too: an
+    accept there is not final either, so a host whose own input chain drops
+    admits them by accepting the mark (Docker writes nothing on that hook).
+    An outbound rule (the container as source, an external destination)
+    returns from fw-egress, above the locks: past its container's lock, the
+    rest decides as without one.
     """
     address = nft_family(rule.family)
     matches = [Match("saddr", "==", rule.source, address), Match("daddr", "==", rule.dest, address)]
@@ -298,7 +301,7 @@ def render(rule: ResolvedRule, mark: Mark | None) -> NftRule:
         matches.append(Match("sport", "==", rule.sport, rule.proto))
     if rule.dport:
         matches.append(Match("dport", "==", rule.dport, rule.proto))
-    needs_mark = rule.kind is Kind.INTERNAL
+    needs_mark = rule.kind in (Kind.INTERNAL, Kind.INPUT)
     if needs_mark and mark is None:
         raise Unexpressible(NO_MARK)
     if rule.outbound:
