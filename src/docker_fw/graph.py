@@ -39,6 +39,7 @@ from .errors import EngineError, UsageError, one_line
 from .filtergrammar import FilterError
 from .jsonout import ORIGIN_LABEL, ORIGIN_STORE, label_record, ports_value
 from .model import AddressKind, AddressSpec, Kind, Ports, RuleSpec
+from .egress import DNS_PORT, ResolvedLock
 from .resolve import ResolvedRule, is_outbound, resolve
 
 if TYPE_CHECKING:  # annotations only
@@ -258,14 +259,15 @@ def lock_of(asked_by, placed: list, withdrawn: str, snapshot: Snapshot) -> Lock:
     egress.EgressSpec or a labels.LabelledLock, PLACED egress.resolve_lock's
     values (its ResolvedLocks and DNS rules), WITHDRAWN why not placed."""
     bridges = {n.bridge: n.name for n in snapshot.networks if n.bridge}
-    networks = sorted({bridges.get(p.bridge, p.bridge) for p in placed if not isinstance(p, ResolvedRule)})
-    dns = []
+    networks = sorted({bridges.get(p.bridge, p.bridge) for p in placed if isinstance(p, ResolvedLock)})
+    servers: list[str] = []
     for rule in placed:
-        server = rule.dest.split("/")[0] if isinstance(rule, ResolvedRule) and rule.outbound else ""
-        if server and server not in dns:
-            dns.append(server)
+        dns = isinstance(rule, ResolvedRule) and rule.outbound and rule.dport == DNS_PORT
+        server = rule.dest.split("/")[0] if dns else ""
+        if server and server not in servers:
+            servers.append(server)
     return Lock(asked_by.owner, asked_by.policy.command(asked_by.owner), getattr(asked_by, "origin", None),
-                tuple(networks), tuple(dns), withdrawn)
+                tuple(networks), tuple(servers), withdrawn)
 
 
 def build(specs: Iterable[RuleSpec], host_entries: dict[str, list[str]], snapshot: Snapshot,
