@@ -201,7 +201,8 @@ def build_parser(argv: list[str] | None = None) -> Parser:
     logging.add_argument(
         "--log-blocked", dest="log_blocked", action="store_const", const=True, default=None,
         help="log new connections the whitelist drops (NFLOG group 42, rate-limited, for ulogd2; "
-        "see 'docker-fw log'): recorded, so later runs and 'watch' keep it",
+        "see 'docker-fw log'): recorded, so later runs and 'watch' keep it; iptables backend "
+        "only (refused, exit 2, with Docker's nftables firewall backend)",
     )
     logging.add_argument("--no-log-blocked", dest="log_blocked", action="store_const", const=False,
                          help="stop logging blocked connections (recorded)")
@@ -399,9 +400,11 @@ def build_parser(argv: list[str] | None = None) -> Parser:
         "graph",
         "draw every flow the recorded rules allow, at today's addresses",
         "Print every allowed flow: external address or subnet -> container:port, "
-        "container -> container:port, container -> host:port, from the record and the "
-        "engine's live addresses. A rule that cannot be applied now (a stopped container) "
-        "is shown as withdrawn. Formats: text (default, for a terminal), json (stable keys, "
+        "container -> container:port, container -> host:port, from the record, the "
+        "containers' docker-fw.rules labels (marked with their line) and the engine's live "
+        "addresses; a container whose egress is locked with what it may still reach (its "
+        "networks, its outbound and add-input rules, DNS). A rule that cannot be applied "
+        "now (a stopped container) is shown as withdrawn. Formats: text (default, for a terminal), json (stable keys, "
         "see the README), dot (Graphviz: 'docker-fw graph --format dot | dot -Tsvg'), "
         "mermaid, html (one self-contained page). Changes nothing.",
     )

@@ -1,8 +1,13 @@
 """docker-fw graph: every flow the record allows, at today's addresses, in five formats.
 
-A flow is one recorded rule (the store), placed with the engine's live
-addresses (resolve.resolve): who (an external address or subnet, a
-container, the Docker host) may open connections to whom, on which port.
+A flow is one recorded rule (the store) or one rule of a container's
+``docker-fw.rules`` label (marked with its label and line), placed with the
+engine's live addresses (resolve.resolve): who (an external address or
+subnet, a container, the Docker host) may open connections to whom, on which
+port (or, for ICMP, which type).  A container whose egress is locked
+('egress NAME deny', or 'egress deny' in its label) is shown with what it may
+still start: its own networks, its outbound and add-input rules, DNS to its
+name servers (egress.py).
 A rule that cannot be placed now (a container it names is stopped, a filter
 this version refuses) is a *withdrawn* flow: it is shown, marked so, since
 its container's firewall does not let it through today.
@@ -32,12 +37,15 @@ from typing import TYPE_CHECKING
 
 from .errors import EngineError, UsageError, one_line
 from .filtergrammar import FilterError
-from .jsonout import ports_value
+from .jsonout import ORIGIN_LABEL, ORIGIN_STORE, label_record, ports_value
 from .model import AddressKind, AddressSpec, Kind, Ports, RuleSpec
-from .resolve import resolve
+from .egress import DNS_PORT, ResolvedLock
+from .resolve import ResolvedRule, is_outbound, resolve
 
 if TYPE_CHECKING:  # annotations only
     from .engine import Snapshot
+    from .labels import LabelledRule
+    from .rulegrammar import Origin
 
 FORMATS = ("text", "json", "dot", "mermaid", "html")
 JSON_VERSION = 1
@@ -94,6 +102,9 @@ class Flow:
     command: str  # the docker-fw command line that records it again
     placed: tuple[Placement, ...]
     withdrawn: str  # why it is not applied now; '' when it is
+    icmp_type: str = ""  # proto icmp: --icmp-type as typed; '': any type
+    label: Origin | None = None  # the label line it comes from; None: the store's rule
+    passes_lock: bool = False  # the owner starts it outwards: its egress lock lets it through
 
     @property
     def direction(self) -> str:
@@ -101,8 +112,47 @@ class Flow:
 
     @property
     def port_text(self) -> str:
-        """'80/tcp', or 'any/udp'."""
+        """'80/tcp', '9100:9200/tcp', '80,443/tcp', 'any/udp'; ICMP: 'icmp echo-request', 'icmp'."""
+        if self.proto == "icmp":
+            return f"icmp {self.icmp_type}" if self.icmp_type else "icmp"
         return f"{self.dport or 'any'}/{self.proto}"
+
+    @property
+    def origin_text(self) -> str:
+        """'label docker-fw.rules line 3' for a label's rule, '' for the store's."""
+        return str(self.label) if self.label is not None else ""
+
+
+@dataclass(frozen=True)
+class Lock:
+    """A container whose new outbound connections are dropped (egress deny), and
+    what it may still start besides its flows that pass the lock."""
+
+    owner: str
+    command: str  # 'docker-fw egress NAME deny': what records (or, a label's, amounts to) it
+    label: Origin | None  # the label line asking for it (line 0: a refused label); None: the store's
+    networks: tuple[str, ...]  # its bridge networks: Docker's own rules and add-internal decide there
+    dns: tuple[str, ...]  # its name servers: udp and tcp port 53 to each
+    withdrawn: str  # why it is not placed now ('' when it is)
+
+    @property
+    def origin_text(self) -> str:
+        if self.label is None:
+            return ""
+        return str(self.label) if self.label.line else f"label {self.label.name} (refused: locked whole)"
+
+
+DNS_TEXT = "53/udp,tcp DNS"
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One arrow of a drawing: a flow, or a locked container's DNS."""
+
+    source: Party
+    dest: Party
+    label: str
+    withdrawn: bool
 
 
 @dataclass(frozen=True)
@@ -115,17 +165,34 @@ class Address:
 @dataclass(frozen=True)
 class Graph:
     flows: tuple[Flow, ...]
-    # Each container a flow names: its state and live addresses ('' state: unknown to the engine).
+    # Each container a flow or lock names: its state and live addresses ('' state: unknown to the engine).
     containers: tuple[tuple[str, str, tuple[Address, ...]], ...]
+    locks: tuple[Lock, ...] = ()
+
+    def edges(self) -> list[Edge]:
+        """What a drawing shows as arrows: every flow, then each lock's DNS."""
+        drawn = [Edge(f.source, f.dest, edge_label(f), bool(f.withdrawn)) for f in self.flows]
+        for lock in self.locks:
+            drawn.extend(Edge(Party(CONTAINER, lock.owner), Party(EXTERNAL, server), DNS_TEXT, bool(lock.withdrawn))
+                         for server in lock.dns)
+        return drawn
 
     def parties(self) -> list[Party]:
-        """Every party of a flow, once, in a stable order (by kind, then name)."""
+        """Every party of an edge or lock, once, in a stable order (by kind, then name)."""
         order = {EXTERNAL: 0, CONTAINER: 1, HOST: 2}
-        seen = {p.key: p for f in self.flows for p in (f.source, f.dest)}
+        seen = {p.key: p for e in self.edges() for p in (e.source, e.dest)}
+        seen.update({(CONTAINER, lock.owner): Party(CONTAINER, lock.owner) for lock in self.locks})
         return sorted(seen.values(), key=lambda p: (order.get(p.kind, 3), p.name))
 
     def container(self, name: str):
         return next((c for c in self.containers if c[0] == name), (name, "", ()))
+
+    def lock_of(self, name: str) -> Lock | None:
+        return next((lock for lock in self.locks if lock.owner == name), None)
+
+    def passing(self, lock: Lock) -> list[Flow]:
+        """LOCK's owner's flows that its lock lets through (outbound and add-input rules)."""
+        return [f for f in self.flows if f.owner == lock.owner and f.passes_lock]
 
 
 # -- building ---------------------------------------------------------------
@@ -160,7 +227,7 @@ def action_of(spec: RuleSpec, host_entries: dict[str, list[str]]) -> str:
     return spec.kind.action
 
 
-def flow_of(spec: RuleSpec, snapshot: Snapshot, action: str) -> Flow:
+def flow_of(spec: RuleSpec, snapshot: Snapshot, action: str, label: Origin | None = None) -> Flow:
     try:
         placed = tuple(
             Placement(r.family, _network_of(spec, r.source, r.dest, snapshot), r.source, r.dest)
@@ -181,13 +248,37 @@ def flow_of(spec: RuleSpec, snapshot: Snapshot, action: str) -> Flow:
         command=spec.describe(action),
         placed=placed,
         withdrawn=withdrawn,
+        icmp_type=spec.icmp_type,
+        label=label,
+        passes_lock=is_outbound(spec) or (spec.kind is Kind.INPUT and spec.source.kind is AddressKind.SELF),
     )
 
 
-def build(specs: Iterable[RuleSpec], host_entries: dict[str, list[str]], snapshot: Snapshot) -> Graph:
-    """The graph of the recorded rules SPECS at the addresses of SNAPSHOT."""
-    flows = tuple(flow_of(spec, snapshot, action_of(spec, host_entries)) for spec in specs)
-    names = sorted({p.name for f in flows for p in (f.source, f.dest) if p.kind == CONTAINER})
+def lock_of(asked_by, placed: list, withdrawn: str, snapshot: Snapshot) -> Lock:
+    """A lock as the service found it (ServiceCore.egress_locks): ASKED_BY an
+    egress.EgressSpec or a labels.LabelledLock, PLACED egress.resolve_lock's
+    values (its ResolvedLocks and DNS rules), WITHDRAWN why not placed."""
+    bridges = {n.bridge: n.name for n in snapshot.networks if n.bridge}
+    networks = sorted({bridges.get(p.bridge, p.bridge) for p in placed if isinstance(p, ResolvedLock)})
+    servers: list[str] = []
+    for rule in placed:
+        dns = isinstance(rule, ResolvedRule) and rule.outbound and rule.dport == DNS_PORT
+        server = rule.dest.split("/")[0] if dns else ""
+        if server and server not in servers:
+            servers.append(server)
+    return Lock(asked_by.owner, asked_by.policy.command(asked_by.owner), getattr(asked_by, "origin", None),
+                tuple(networks), tuple(servers), withdrawn)
+
+
+def build(specs: Iterable[RuleSpec], host_entries: dict[str, list[str]], snapshot: Snapshot,
+          labelled: Iterable[LabelledRule] = (), locks: Iterable[tuple[object, list, str]] = ()) -> Graph:
+    """The graph of the recorded rules SPECS, the label rules LABELLED and the
+    egress LOCKS (ServiceCore.egress_locks) at the addresses of SNAPSHOT."""
+    flows = tuple(flow_of(spec, snapshot, action_of(spec, host_entries)) for spec in specs) + tuple(
+        flow_of(rule.spec, snapshot, rule.action, rule.origin) for rule in labelled)
+    locked = tuple(lock_of(asked_by, placed, why, snapshot) for asked_by, placed, why in locks)
+    names = sorted({p.name for f in flows for p in (f.source, f.dest) if p.kind == CONTAINER}
+                   | {lock.owner for lock in locked})
     containers = []
     for name in names:
         found = snapshot.find(name)
@@ -196,7 +287,7 @@ def build(specs: Iterable[RuleSpec], host_entries: dict[str, list[str]], snapsho
             continue
         addresses = tuple(Address(e.network, e.ip, e.ip6) for e in found.endpoints if e.ip or e.ip6)
         containers.append((name, found.state if found.has_address else found.state or "unknown", addresses))
-    return Graph(flows, tuple(containers))
+    return Graph(flows, tuple(containers), locked)
 
 
 # -- text -------------------------------------------------------------------
@@ -237,15 +328,42 @@ def render_text(graph: Graph) -> str:
             )
             extra = f"  --filter {flow.filter}" if flow.filter else ""
             sport = f" from port {flow.sport}" if flow.sport else ""
-            lines.append(f"  {_party_text(flow.source):<{width}} -> {dest}{sport}  [{where}]{extra}")
+            lines.append(f"  {_party_text(flow.source):<{width}} -> {dest}{sport}  [{where}]{extra}"
+                         f"{_origin_note(flow)}")
     withdrawn = [f for f in graph.flows if f.withdrawn]
     if withdrawn:
         lines.append("")
         lines.append("withdrawn (recorded, not applied now):")
         for flow in withdrawn:
             lines.append(f"  {_party_text(flow.source):<{width}} -> {_party_text(flow.dest)}:{flow.port_text}"
-                         f"  ({flow.withdrawn})")
+                         f"  ({flow.withdrawn}){_origin_note(flow)}")
+    if graph.locks:
+        lines.append("")
+        lines.append("egress locked (new connections out dropped, but for):")
+        for lock in graph.locks:
+            lines.extend(_lock_lines(graph, lock))
     return "\n".join(one_line(line) for line in lines)
+
+
+def _origin_note(flow: Flow) -> str:
+    return f"  ({flow.origin_text})" if flow.label is not None else ""
+
+
+def _lock_lines(graph: Graph, lock: Lock) -> list[str]:
+    asked = lock.command + (f"; {lock.origin_text}" if lock.label is not None else "")
+    if lock.withdrawn:
+        return [f"  {lock.owner}  ({asked})  withdrawn: {lock.withdrawn}"]
+    lines = [f"  {lock.owner}  ({asked})"]
+    if lock.networks:
+        lines.append(f"    its own networks: {', '.join(lock.networks)} (Docker's rules and add-internal decide there)")
+    for flow in graph.passing(lock):
+        state = f"  withdrawn: {flow.withdrawn}" if flow.withdrawn else ""
+        lines.append(f"    -> {_party_text(flow.dest)}:{flow.port_text}  ({flow.action} rule){_origin_note(flow)}{state}")
+    for server in lock.dns:
+        lines.append(f"    -> {server}:53/udp,tcp  (DNS: a name server of its own)")
+    if not graph.passing(lock) and not lock.dns:
+        lines.append("    nothing outside its own networks (no outbound rule, no name server outside it)")
+    return lines
 
 
 # -- json -------------------------------------------------------------------
@@ -274,8 +392,11 @@ def as_json_data(graph: Graph) -> dict:
                 "proto": f.proto,
                 "sport": ports_value(f.sport),
                 "dport": ports_value(f.dport),
+                "icmp_type": f.icmp_type or None,
                 "filter": f.filter or None,
                 "command": f.command,
+                "origin": ORIGIN_STORE if f.label is None else ORIGIN_LABEL,
+                "label": label_record(f.label),
                 "in_place": not f.withdrawn,
                 "withdrawn": f.withdrawn or None,
                 "placed": [
@@ -284,6 +405,21 @@ def as_json_data(graph: Graph) -> dict:
                 ],
             }
             for f in graph.flows
+        ],
+        "egress": [
+            {
+                "container": lock.owner,
+                "policy": "deny",
+                "command": lock.command,
+                "origin": ORIGIN_STORE if lock.label is None else ORIGIN_LABEL,
+                "label": label_record(lock.label),
+                "in_place": not lock.withdrawn,
+                "withdrawn": lock.withdrawn or None,
+                "networks": list(lock.networks),
+                "dns": list(lock.dns),
+                "outbound": [graph.flows.index(f) for f in graph.passing(lock)],
+            }
+            for lock in graph.locks
         ],
     }
 
@@ -306,6 +442,9 @@ def node_lines(graph: Graph, party: Party) -> list[str]:
     lines.extend(f"{a.ipv4 or a.ipv6} ({a.network})" for a in addresses)
     if state not in ("running", "paused"):
         lines.append(state or "not found")
+    lock = graph.lock_of(party.name)
+    if lock is not None:
+        lines.append("egress locked" + (" (withdrawn)" if lock.withdrawn else ""))
     return lines
 
 
@@ -319,6 +458,8 @@ def edge_label(flow: Flow) -> str:
         label += f" from {flow.sport}"
     if flow.filter:
         label += " (filtered)"
+    if flow.label is not None:
+        label += f" [{flow.label.name}:{flow.label.line}]"  # the label line it comes from
     if flow.withdrawn:
         label += " withdrawn"
     return label
@@ -359,9 +500,9 @@ def render_dot(graph: Graph) -> str:
         style = ', style="rounded"' if party.kind == CONTAINER else ""
         out.append(f"  {ids[party.key]} [shape={_DOT_SHAPES[party.kind]}{style}, "
                    f"label={_dot_label(node_lines(graph, party))}];")
-    for flow in graph.flows:
-        style = ', style=dashed, color="gray50", fontcolor="gray50"' if flow.withdrawn else ""
-        out.append(f"  {ids[flow.source.key]} -> {ids[flow.dest.key]} [label={dot_quote(edge_label(flow))}{style}];")
+    for edge in graph.edges():
+        style = ', style=dashed, color="gray50", fontcolor="gray50"' if edge.withdrawn else ""
+        out.append(f"  {ids[edge.source.key]} -> {ids[edge.dest.key]} [label={dot_quote(edge.label)}{style}];")
     out.append("}")
     return "\n".join(out)
 
@@ -387,9 +528,9 @@ def render_mermaid(graph: Graph) -> str:
         start, end = _MERMAID_SHAPES[party.kind]
         label = "<br/>".join(mermaid_text(line) for line in node_lines(graph, party))
         out.append(f"  {ids[party.key]}{start}{label}{end}")
-    for flow in graph.flows:
-        arrow = "-.->" if flow.withdrawn else "-->"
-        out.append(f'  {ids[flow.source.key]} {arrow}|"{mermaid_text(edge_label(flow))}"| {ids[flow.dest.key]}')
+    for edge in graph.edges():
+        arrow = "-.->" if edge.withdrawn else "-->"
+        out.append(f'  {ids[edge.source.key]} {arrow}|"{mermaid_text(edge.label)}"| {ids[edge.dest.key]}')
     return "\n".join(out)
 
 
@@ -411,6 +552,9 @@ table { border-collapse: collapse; margin-top: 1.5em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
 tr.withdrawn td { color: #888; }
+.origin { color: #6a4c93; font-size: 0.9em; }
+h2 { font-size: 1.1em; margin-top: 1.5em; }
+.node.locked rect { stroke: #b03030; stroke-width: 2; }
 code { font-size: 0.9em; }
 """
 
@@ -428,17 +572,18 @@ def _svg(graph: Graph) -> str:
     right; each edge ends at its own point of its destination's box, its label
     (port/protocol) just before the arrow head."""
     order = {p.key: i for i, p in enumerate(graph.parties())}
-    sources = sorted({f.source for f in graph.flows}, key=lambda p: order[p.key])
-    dests = sorted({f.dest for f in graph.flows}, key=lambda p: order[p.key])
+    edges = graph.edges()
+    sources = sorted({e.source for e in edges}, key=lambda p: order[p.key])
+    dests = sorted({e.dest for e in edges}, key=lambda p: order[p.key])
     outgoing: dict[tuple[str, str], list[int]] = {}
     incoming: dict[tuple[str, str], list[int]] = {}
-    for n, flow in enumerate(graph.flows):
-        outgoing.setdefault(flow.source.key, []).append(n)
-        incoming.setdefault(flow.dest.key, []).append(n)
+    for n, edge in enumerate(edges):
+        outgoing.setdefault(edge.source.key, []).append(n)
+        incoming.setdefault(edge.dest.key, []).append(n)
     # Edges meet a box in the order of the boxes at their other ends: fewer crossings.
     for ends, other in ((outgoing, "dest"), (incoming, "source")):
         for key in ends:
-            ends[key].sort(key=lambda n: order[getattr(graph.flows[n], other).key])
+            ends[key].sort(key=lambda n: order[getattr(edges[n], other).key])
     boxes: dict[tuple[str, tuple[str, str]], tuple[float, float, float]] = {}
     parts: list[str] = []
 
@@ -452,8 +597,9 @@ def _svg(graph: Graph) -> str:
                 f'<text x="{x + 8}" y="{y + 5 + _LINE * (i + 1) - 3}"{_BOLD if i == 0 else ""}>{_esc(line[:40])}</text>'
                 for i, line in enumerate(lines)
             )
+            locked = " locked" if graph.lock_of(party.name) is not None and party.kind == CONTAINER else ""
             parts.append(
-                f'<g class="node {party.kind}" data-name="{_esc(party.name)}">'
+                f'<g class="node {party.kind}{locked}" data-name="{_esc(party.name)}">'
                 f'<rect x="{x}" y="{y}" width="{_BOX_W}" height="{height}" rx="6"/>{text}</g>'
             )
             y += height + _ROW
@@ -466,14 +612,14 @@ def _svg(graph: Graph) -> str:
 
     left = column(sources, "src", 10, outgoing)
     right = column(dests, "dst", 10 + _BOX_W + _GAP, incoming)
-    for n, flow in enumerate(graph.flows):
-        x1, y1 = 10 + _BOX_W, anchor("src", flow.source.key, n, outgoing)
-        x2, y2 = 10 + _BOX_W + _GAP, anchor("dst", flow.dest.key, n, incoming)
+    for n, edge in enumerate(edges):
+        x1, y1 = 10 + _BOX_W, anchor("src", edge.source.key, n, outgoing)
+        x2, y2 = 10 + _BOX_W + _GAP, anchor("dst", edge.dest.key, n, incoming)
         mid = (x1 + x2) / 2
-        kind = "edge withdrawn" if flow.withdrawn else "edge"
+        kind = "edge withdrawn" if edge.withdrawn else "edge"
         parts.append(
             f'<g class="{kind}"><path d="M{x1},{y1} C{mid},{y1} {mid},{y2} {x2 - 8},{y2}" marker-end="url(#arrow)"/>'
-            f'<text x="{x2 - 12}" y="{y2 - 3}" text-anchor="end">{_esc(edge_label(flow))}</text></g>'
+            f'<text x="{x2 - 12}" y="{y2 - 3}" text-anchor="end">{_esc(edge.label)}</text></g>'
         )
     width = int(10 + _BOX_W * 2 + _GAP + 10)
     height = int(max(left, right, 40))
@@ -485,7 +631,7 @@ def _svg(graph: Graph) -> str:
 
 def render_html(graph: Graph) -> str:
     live = sum(1 for f in graph.flows if not f.withdrawn)
-    svg = _svg(graph) if graph.flows else "<p>No rules recorded.</p>"
+    svg = _svg(graph) if graph.flows or graph.locks else "<p>No rules recorded.</p>"
     rows = []
     for flow in graph.flows:
         where = "<br>".join(
@@ -498,7 +644,9 @@ def render_html(graph: Graph) -> str:
             f'<td class="port">{_esc(flow.port_text)}</td>'
             f"<td>{_esc(flow.direction)}</td>"
             f'<td class="state">{"withdrawn" if flow.withdrawn else "in place"}</td>'
-            f"<td>{where}</td><td><code>{_esc(flow.command)}</code></td></tr>"
+            f"<td>{where}</td><td><code>{_esc(flow.command)}</code>"
+            + (f'<br><span class="origin">{_esc(flow.origin_text)}</span>' if flow.label is not None else "")
+            + "</td></tr>"
         )
     table = (
         "<table><thead><tr><th>from</th><th>to</th><th>port</th><th>direction</th><th>state</th>"
@@ -514,8 +662,31 @@ def render_html(graph: Graph) -> str:
         "<h1>docker-fw: allowed flows</h1>"
         f'<p class="summary">{len(graph.flows)} flow(s), {live} in place, {len(graph.flows) - live} withdrawn. '
         "What no flow allows is dropped (after <code>docker-fw init</code>).</p>"
-        f"{svg}{table}</body></html>\n"
+        f"{svg}{table}{_locks_table(graph)}</body></html>\n"
     )
+
+
+def _locks_table(graph: Graph) -> str:
+    if not graph.locks:
+        return ""
+    rows = []
+    for lock in graph.locks:
+        reach = [f"its own networks: {', '.join(lock.networks)}"] if lock.networks else []
+        reach += [f"{_party_text(f.dest)}:{f.port_text} ({f.action} rule" + (f", {f.origin_text})" if f.label else ")")
+                  for f in graph.passing(lock)]
+        reach += [f"{server}:53/udp,tcp (DNS)" for server in lock.dns]
+        rows.append(
+            f'<tr class="lock{" withdrawn" if lock.withdrawn else ""}"><td class="owner">{_esc(lock.owner)}</td>'
+            f'<td class="state">{"withdrawn: " + _esc(lock.withdrawn) if lock.withdrawn else "in place"}</td>'
+            f'<td class="reach">{"<br>".join(_esc(r) for r in reach) or "nothing outside its own networks"}</td>'
+            f"<td><code>{_esc(lock.command)}</code>"
+            + (f'<br><span class="origin">{_esc(lock.origin_text)}</span>' if lock.label is not None else "")
+            + "</td></tr>"
+        )
+    return ("<h2>Egress locked</h2><p class=\"summary\">New connections these containers start are dropped, "
+            "but for what is listed (and replies).</p><table class=\"locks\"><thead><tr><th>container</th>"
+            "<th>state</th><th>may still reach</th><th>locked by</th></tr></thead><tbody>" + "".join(rows)
+            + "</tbody></table>")
 
 
 RENDERERS = {
@@ -534,8 +705,13 @@ def render(graph: Graph, fmt: str) -> str:
 
 
 def show(service, fmt: str) -> str:
-    """'docker-fw graph': the recorded rules at the engine's addresses, printed in FMT."""
-    graph = build(service.store.rules(), service.store.host_entries(), service.engine.snapshot())
+    """'docker-fw graph': the recorded rules, the containers' label rules and the
+    egress locks at the engine's addresses, printed in FMT (refused labels warned about)."""
+    labelled = service.label_rules()
+    for message in labelled.errors(None):
+        service.warn(message)
+    graph = build(service.store.rules(), service.store.host_entries(), service.engine.snapshot(),
+                  labelled.rules, service.egress_locks(None))
     text = render(graph, fmt)
     for line in text.split("\n"):
         service.out(line)

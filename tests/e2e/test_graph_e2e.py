@@ -148,3 +148,46 @@ def test_graph_html_shows_the_flows_in_a_real_browser(flows, tmp_path):
     png = os.environ.get("DFW_GRAPH_SCREENSHOT") or str(tmp_path / "graph.png")
     browser.screenshot(str(page), png)
     assert os.path.getsize(png) > 10_000
+
+
+EXT = "198.51.100.2"  # what the locked container's label lets it reach
+EXT_OTHER = "198.51.100.3"
+DNS_SERVER = "198.51.100.4"
+LOCK_LABEL = (
+    "# locked by its label\n"
+    "egress deny\n"
+    f"add --source=. --dest={EXT} --dport=80,443\n"
+    f"add --source=. --dest={EXT} --protocol=icmp --icmp-type=echo-request\n"
+)
+
+
+def test_graph_json_shows_a_label_lock_and_its_rules_and_packets_agree(sandbox, fw):
+    """A container locked by its docker-fw.rules label: the graph names the label's
+    lines, lists its DNS server and the rules that pass the lock; packets get
+    through exactly there."""
+    sandbox.run_server("locked", ports=(8000,), extra_args=("--dns", DNS_SERVER, "--label", f"docker-fw.rules={LOCK_LABEL}"))
+    fw.ok("init")
+    fw.ok("replay")
+    data = graph_json(fw)
+    (lock,) = data["egress"]
+    assert lock["container"] == "locked" and lock["policy"] == "deny" and lock["in_place"]
+    assert lock["origin"] == "label" and lock["label"] == {"name": "docker-fw.rules", "line": 2}
+    assert lock["dns"] == [DNS_SERVER] and lock["networks"] == ["bridge"]
+    passing = [data["flows"][i] for i in lock["outbound"]]
+    assert [(f["dest"]["name"], f["proto"], f["dport"], f["icmp_type"], f["label"]["line"]) for f in passing] == [
+        (EXT, "tcp", "80,443", None, 3), (EXT, "icmp", None, "echo-request", 4)]
+    assert all(f["origin"] == "label" and f["direction"] == "egress" and f["in_place"] for f in passing)
+    ip = sandbox.container_ip("locked")
+    assert [p["source"] for f in passing for p in f["placed"]] == [f"{ip}/32", f"{ip}/32"]
+    text = fw.ok("graph").stdout
+    assert f"-> {EXT}:80,443/tcp  (add rule)  (label docker-fw.rules line 3)" in text
+    assert f"-> {DNS_SERVER}:53/udp,tcp  (DNS" in text
+
+    # Packets: what the graph lists gets out, nothing else does.
+    with fw.ext_server((80, 443, 9300, 53)):
+        assert fw.container_connects("locked", EXT, 80) and fw.container_connects("locked", EXT, 443)
+        assert fw.container_pings("locked", EXT)
+        assert not fw.container_connects("locked", EXT, 9300)
+        assert not fw.container_connects("locked", EXT_OTHER, 80) and not fw.container_pings("locked", EXT_OTHER)
+        assert fw.container_connects("locked", DNS_SERVER, 53)
+        assert not fw.container_connects("locked", EXT_OTHER, 53)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from docker_fw.errors import UsageError
+
 from docker_fw.backends.iptables.logrules import CHAIN_LOG, internal_log_jump, log_comment, log_jump, plan_log
 from docker_fw.backends.iptables.walk import Packet, forward
 from test_service import FIXED_80, World, store, world  # noqa: F401 (fixtures)
@@ -120,8 +122,10 @@ def test_on_each_engines_layout_the_jumps_sit_before_the_drops(fixture, chain):
     assert not any(r.target() == CHAIN_LOG for r in cleared.rules) and cleared.chain_rules(CHAIN_LOG) == []
 
 
-def test_a_backend_that_cannot_log_is_warned_about_not_failed(world):
-    """A FirewallBackend without plan_log (the optional BlockLogger protocol)."""
+def test_a_backend_that_cannot_log_refuses_log_blocked_and_warns_of_a_recorded_one(world):
+    """A FirewallBackend without plan_log (the optional BlockLogger protocol):
+    'init --log-blocked' is refused, nothing recorded or changed; a logging
+    recorded before (the engine since moved to such a backend) is warned about."""
     from docker_fw.backends import BlockLogger
     from docker_fw.backends.iptables.backend import IptablesBackend
 
@@ -139,7 +143,12 @@ def test_a_backend_that_cannot_log_is_warned_about_not_failed(world):
     service.backends = [NoLogging(IptablesBackend(world.firewall, 4))]
     assert isinstance(IptablesBackend(world.firewall, 4), BlockLogger)
     assert not isinstance(service.backends[0], BlockLogger)
-    service.init(log_blocked=True)
+    before = list(world.firewall.table.rules)
+    with pytest.raises(UsageError, match=r"^--log-blocked: not supported with the engine's iptables firewall backend"):
+        service.init(log_blocked=True)
+    assert not world.store.log_blocked() and world.firewall.table.rules == before
+    world.store.set_log_blocked(True)
+    service.init()
     assert world.store.log_blocked()
     assert any("cannot log blocked connections" in w for w in world.warnings)
     assert not any(r.target() == CHAIN_LOG for r in world.firewall.table.rules)

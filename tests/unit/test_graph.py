@@ -24,7 +24,11 @@ from docker_fw import jsonout
 from docker_fw import cli, graph
 from docker_fw.engine import Container, Endpoint, Network, Snapshot
 from docker_fw.errors import UsageError, one_line
-from docker_fw.model import AddressSpec, Kind, RuleSpec, parse_address
+from docker_fw import labels
+from docker_fw.egress import EgressSpec, resolve_lock
+from docker_fw.labels import RULES_LABEL
+from docker_fw.model import AddressSpec, EgressPolicy, Kind, RuleSpec, parse_address
+from docker_fw.rulegrammar import Origin
 
 BRIDGE = ("!", "-i", "@bridge", "-o", "@bridge")
 
@@ -87,28 +91,117 @@ def test_an_outgoing_rule_is_egress():
     assert flow.direction == "egress" and flow.dest.kind == graph.EXTERNAL
 
 
+# -- egress locks, label rules, ICMP and port lists -------------------------------------
+
+
+def locked_graph() -> graph.Graph:
+    """web locked by the store (DNS to 192.0.2.53, an outbound rule to a port list,
+    an add-input rule); cache locked by its label, its label's ICMP rule as a flow."""
+    snap = snapshot()
+    cache = snap.get("cache")
+    labelled = Container(cache.id, "cache", cache.state, cache.endpoints, cache.ports, labels=(
+        (RULES_LABEL, "# the cache\negress deny\nadd --source=. --dest=192.0.2.9 --protocol=icmp --icmp-type=echo-request\n"
+                      "add-internal --source=web --dport=6379:6380\n"),))
+    snap = Snapshot(containers=[labelled] + [c for c in snap.containers if c.name != "cache"], networks=snap.networks)
+    found = labels.read_labels(snap)
+    assert not found.refused, found.refused
+    specs = [
+        spec("web", Kind.ADD, ".", "192.0.2.0/24", "443,8443,9000:9100"),
+        spec("web", Kind.INPUT, ".", "/", 9100),
+        spec("web", Kind.ADD, "198.51.100.2", ".", 80),
+        spec("db", Kind.INTERNAL, "web", ".", 5432),
+    ]
+    locks = [(EgressSpec("web", EgressPolicy.DENY), resolve_lock("web", snap, ["192.0.2.53"]), "")]
+    locks += [(lock, resolve_lock(lock.owner, snap, []), "") for lock in found.locks]
+    locks += [(EgressSpec("old", EgressPolicy.DENY), [], "container old is exited")]
+    return graph.build(specs, {}, snap, found.rules, locks)
+
+
+def test_a_locked_container_shows_what_it_may_still_reach():
+    g = locked_graph()
+    web = g.lock_of("web")
+    assert web.command == "docker-fw egress web deny" and web.label is None and not web.withdrawn
+    assert web.networks == ("appnet", "bridge") and web.dns == ("192.0.2.53",)
+    assert [(f.dest.name, f.port_text) for f in g.passing(web)] == [("192.0.2.0/24", "443,8443,9000:9100/tcp"),
+                                                                   ("host", "9100/tcp")]
+    cache = g.lock_of("cache")
+    assert cache.label == Origin.label(RULES_LABEL, 2) and cache.dns == ()
+    assert [(f.dest.name, f.port_text) for f in g.passing(cache)] == [("192.0.2.9", "icmp echo-request")]
+    assert g.lock_of("old").withdrawn == "container old is exited"
+    assert g.lock_of("db") is None
+
+
+def test_text_shows_locks_label_rules_icmp_and_port_lists():
+    text = graph.render(locked_graph(), "text")
+    lock = text.split("egress locked (new connections out dropped, but for):\n", 1)[1]
+    assert "  web  (docker-fw egress web deny)\n" in lock
+    assert "    its own networks: appnet, bridge" in lock
+    assert "    -> 192.0.2.0/24:443,8443,9000:9100/tcp  (add rule)" in lock
+    assert "    -> host:9100/tcp  (add-input rule)" in lock
+    assert "    -> 192.0.2.53:53/udp,tcp  (DNS" in lock
+    assert "  cache  (docker-fw egress cache deny; label docker-fw.rules line 2)" in lock
+    assert "    -> 192.0.2.9:icmp echo-request  (add rule)  (label docker-fw.rules line 3)" in lock
+    assert "  old  (docker-fw egress old deny)  withdrawn: container old is exited" in lock
+    assert re.search(r"web +-> cache:6379:6380/tcp  \[.*\]  \(label docker-fw.rules line 4\)", text)
+    assert re.search(r"cache +-> 192\.0\.2\.9:icmp echo-request  \[.*\]  \(label docker-fw.rules line 3\)", text)
+
+
+def test_json_shows_locks_and_label_origins():
+    g = locked_graph()
+    data = json.loads(graph.render(g, "json"))
+    by_owner = {e["container"]: e for e in data["egress"]}
+    web = by_owner["web"]
+    assert sorted(web) == sorted(["container", "policy", "command", "origin", "label", "in_place", "withdrawn",
+                                  "networks", "dns", "outbound"])
+    assert web["policy"] == "deny" and web["origin"] == "store" and web["label"] is None and web["in_place"]
+    assert web["dns"] == ["192.0.2.53"] and web["networks"] == ["appnet", "bridge"]
+    assert [data["flows"][i]["dport"] for i in web["outbound"]] == ["443,8443,9000:9100", 9100]
+    cache = by_owner["cache"]
+    assert cache["origin"] == "label" and cache["label"] == {"name": RULES_LABEL, "line": 2}
+    icmp = data["flows"][cache["outbound"][0]]
+    assert icmp["proto"] == "icmp" and icmp["icmp_type"] == "echo-request" and icmp["dport"] is None
+    assert icmp["origin"] == "label" and icmp["label"] == {"name": RULES_LABEL, "line": 3}
+    assert icmp["command"] == ("docker-fw add cache --source=. --dest=192.0.2.9 --protocol=icmp "
+                               "--icmp-type=echo-request")
+    ranged = next(f for f in data["flows"] if f["label"] == {"name": RULES_LABEL, "line": 4})
+    assert ranged["dport"] == "6379:6380" and ranged["action"] == "add-internal"
+    assert not by_owner["old"]["in_place"] and by_owner["old"]["withdrawn"] == "container old is exited"
+
+
+@pytest.mark.parametrize("fmt", ["dot", "mermaid", "html"])
+def test_drawings_show_locks_dns_and_label_origins(fmt):
+    out = graph.render(locked_graph(), fmt)
+    decode = _mermaid_label if fmt == "mermaid" else (lambda t: t)
+    text = decode(out)
+    assert "egress locked" in text
+    assert "53/udp,tcp DNS" in text and "192.0.2.53" in text
+    assert "icmp echo-request [docker-fw.rules:3]" in text
+    assert "6379:6380/tcp [docker-fw.rules:4]" in text
+    assert "443,8443,9000:9100/tcp" in text
+    if fmt == "html":
+        assert "label docker-fw.rules line 3" in text and "<h2>Egress locked</h2>" in text
+        assert "192.0.2.53:53/udp,tcp (DNS)" in text and 'class="node container locked"' in text
+
+
 # -- json -----------------------------------------------------------------------------
 
 
 def test_json_keys_are_stable_and_documented():
     data = json.loads(graph.render(sample_graph(), "json"))
     assert data["version"] == graph.JSON_VERSION
-    assert sorted(data) == ["containers", "flows", "version"]
+    assert sorted(data) == ["containers", "egress", "flows", "version"]
     flow = data["flows"][0]
     assert sorted(flow) == sorted([
-        "direction", "action", "owner", "source", "dest", "proto", "sport", "dport", "filter",
-        "command", "in_place", "withdrawn", "placed"])
+        "direction", "action", "owner", "source", "dest", "proto", "sport", "dport", "icmp_type", "filter",
+        "command", "origin", "label", "in_place", "withdrawn", "placed"])
+    assert flow["origin"] == "store" and flow["label"] is None
     assert flow["source"] == {"kind": "external", "name": "198.51.100.2"}
     assert flow["sport"] is None and flow["dport"] == 80 and flow["filter"] == "! -i @bridge -o @bridge"
     assert sorted(flow["placed"][0]) == ["dest", "family", "network", "source"]
     web = next(c for c in data["containers"] if c["name"] == "web")
     assert web["state"] == "running"
     assert {"network": "bridge", "ipv4": "172.17.0.2", "ipv6": None} in web["addresses"]
-    readme = (graph.__file__.rsplit("/src/", 1)[0] + "/README.md")
-    with open(readme) as handle:
-        text = handle.read()
-    for key in list(flow) + list(flow["placed"][0]) + list(web):
-        assert f"`{key}`" in text, f"README does not document graph's JSON key {key}"
+    # test_json_documented.py: the README's table holds these keys, and no other
 
 
 def test_cli_formats_are_graphs_formats():
@@ -140,17 +233,25 @@ EVIL_OWNER = 'a"b<i>&amp;\\l|{x}'  # not a valid Docker name: a record may still
 
 
 def hostile_graph() -> graph.Graph:
+    """Hostile names everywhere: a network, a rule owner that is locked, a label rule's peer."""
     net = Network(id="9" * 64, name=EVIL_NET, driver="bridge", bridge="br-999999999999",
                   subnets=(ipaddress.IPv4Network("10.99.0.0/16"),), gateway="10.99.0.1")
     owner = Container("1" * 64, EVIL_OWNER, "running", (Endpoint(EVIL_NET, net.bridge, "10.99.0.2", "10.99.0.1"),))
-    peer = Container("2" * 64, "peer", "running", (Endpoint(EVIL_NET, net.bridge, "10.99.0.3", "10.99.0.1"),))
-    snap = Snapshot(containers=[owner, peer], networks=[net])
+    peer = Container("2" * 64, "peer", "running", (Endpoint(EVIL_NET, net.bridge, "10.99.0.3", "10.99.0.1"),),
+                     labels=((RULES_LABEL, "egress deny\nadd-internal --source=evil.name-x_1 --dport=6379\n"),))
+    evil = Container("3" * 64, "evil.name-x_1", "running", (Endpoint(EVIL_NET, net.bridge, "10.99.0.4", "10.99.0.1"),))
+    snap = Snapshot(containers=[owner, peer, evil], networks=[net])
     specs = [
         RuleSpec(EVIL_OWNER, Kind.ADD, parse_address("198.51.100.7"), AddressSpec.self_(), dport=80),
         RuleSpec(EVIL_OWNER, Kind.INTERNAL, AddressSpec.container("peer"), AddressSpec.self_(), dport=5432),
         RuleSpec("peer", Kind.INTERNAL, AddressSpec.container(EVIL_OWNER), AddressSpec.self_(), dport=22),
+        RuleSpec(EVIL_OWNER, Kind.ADD, AddressSpec.self_(), parse_address("192.0.2.0/24"), dport="25,465,587"),
     ]
-    return graph.build(specs, {}, snap)
+    found = labels.read_labels(snap)
+    assert not found.refused
+    locks = [(EgressSpec(EVIL_OWNER, EgressPolicy.DENY), resolve_lock(EVIL_OWNER, snap, ["192.0.2.53"]), "")]
+    locks += [(lock, resolve_lock(lock.owner, snap, []), "") for lock in found.locks]
+    return graph.build(specs, {}, snap, found.rules, locks)
 
 
 def test_hostile_names_stay_one_line_in_text():
@@ -196,7 +297,7 @@ def test_dot_renders_with_graphviz_showing_names_as_they_are(make):
         for line in graph.node_lines(g, party):
             assert one_line(line) in texts, (line, texts)
     edges = [n for n in ET.fromstring(result.stdout).iter("{http://www.w3.org/2000/svg}g") if n.get("class") == "edge"]
-    assert len(edges) == len(g.flows)
+    assert len(edges) == len(g.edges())
 
 
 _ENTITY = re.compile(r"#(\d+);")
@@ -212,7 +313,7 @@ def test_mermaid_labels_hold_no_syntax():
     assert out[0] == "flowchart LR"
     nodes = [line for line in out[1:] if "--" not in line]
     edges = [line for line in out[1:] if "--" in line]
-    assert len(nodes) == len(g.parties()) and len(edges) == len(g.flows)
+    assert len(nodes) == len(g.parties()) and len(edges) == len(g.edges())
     shape = re.compile(r'  (n\d+)(\(\["|\["|\[/")([A-Za-z0-9 ._:/#;<>-]*)("\]\)|"\]|"\\\])')
     labels = []
     for line in nodes:

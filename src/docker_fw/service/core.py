@@ -163,13 +163,15 @@ class ServiceCore:
                         return why_not
         return None
 
-    def _egress_desired(self, scope: set[str] | None, plan: Plan) -> list:
-        """The locks (and DNS) of the locked containers in SCOPE (None: all):
-        those recorded ('egress NAME deny') and those their labels ask for
-        ('egress deny'); a container locked both ways gets one lock.
+    def egress_locks(self, scope: set[str] | None) -> list[tuple[object, list, str]]:
+        """The locked containers in SCOPE (None: all): those recorded ('egress NAME
+        deny') and those their labels ask for ('egress deny'); a container locked
+        both ways gets one lock.  Each as (what asks for it: an egress.EgressSpec or
+        a labels.LabelledLock, what it places: egress.resolve_lock's locks and DNS
+        rules, why it is not placed: '' when it is).
 
         A container that is not running gets none (its old address may be
-        handed to the next container that starts), reported as withdrawn."""
+        handed to the next container that starts): empty, with why."""
         from ..egress import EgressSpec, resolve_lock
         from ..model import EgressPolicy
 
@@ -183,17 +185,25 @@ class ServiceCore:
             return []
         snapshot = self.engine.snapshot()
         host_servers = _HostResolvConf()  # read at most once per plan, not once per locked container
-        desired: list = []
+        found: list[tuple[object, list, str]] = []
         for owner, asked_by in locked.items():
             try:
                 placed = resolve_lock(owner, snapshot, self._nameservers(snapshot.running(owner).id, host_servers))
             except EngineError as exc:
-                plan.withdrawn.append((asked_by, str(exc)))
+                found.append((asked_by, [], str(exc)))
                 continue
-            why_not = self._inexpressible(placed)  # a bridge name no backend can match
+            found.append((asked_by, placed, self._inexpressible(placed) or ""))  # a bridge no backend can match
+        return found
+
+    def _egress_desired(self, scope: set[str] | None, plan: Plan) -> list:
+        """The locks (and DNS) of the locked containers in SCOPE (None: all), to
+        apply; those that cannot be placed are reported as withdrawn."""
+        desired: list = []
+        for asked_by, placed, why_not in self.egress_locks(scope):
             if why_not:
                 plan.withdrawn.append((asked_by, why_not))
-                plan.refused.append((asked_by, why_not))  # drift for 'check'
+                if placed:  # placeable, but not by these backends: drift for 'check'
+                    plan.refused.append((asked_by, why_not))
             else:
                 desired.extend(placed)
         return desired

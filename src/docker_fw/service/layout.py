@@ -119,12 +119,26 @@ class LayoutActions(ServiceCore):
             return []
         return backend.plan_log(live, bridges if enabled else [], enabled, before)
 
+    def _refuse_log_blocked_without_a_logger(self) -> None:
+        """'init --log-blocked' where the firewall in use cannot log (Docker's nftables
+        mode, so far): refused before anything is recorded or changed, rather than a
+        record that promises a log no rule writes."""
+        unable = [b for b in self.backends if b.required and not isinstance(b, BlockLogger)]
+        if unable:
+            engine_backend = self.engine.firewall_backend() or "iptables"
+            raise UsageError(
+                f"--log-blocked: not supported with the engine's {engine_backend} firewall backend "
+                "(docker-fw logs blocked connections with iptables rules only, so far); nothing changed"
+            )
+
     def init(self, networks: list[str] | None = None, all_networks: bool = False,
              log_blocked: bool | None = None) -> Plan:
         """Reshape Docker's FORWARD chain (ensure_initialised), for every bridge network,
         or, from now on, only for NETWORKS (by name) until ALL_NETWORKS again.
         LOG_BLOCKED True (False) records that blocked connections are (not) logged from
         now on; None keeps what was recorded."""
+        if log_blocked:
+            self._refuse_log_blocked_without_a_logger()
         if networks:
             known = sorted(n.name for n in self.engine.snapshot().bridges())
             unknown = [name for name in networks if name not in known]
