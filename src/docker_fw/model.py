@@ -8,6 +8,7 @@ addresses are looked up each time the rule is applied, which is what lets
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import re
 import shlex
@@ -193,6 +194,9 @@ def parse_ipv6_network(text: str) -> ipaddress.IPv6Network | None:
         return None
 
 
+# Cached: a --from file or a replay parses the same few addresses again and again
+# (AddressSpec is immutable, and so is what it holds).
+@functools.lru_cache(maxsize=4096)
 def parse_address(text: str) -> AddressSpec:
     """Parse an address specification as the seed accepted it.
 
