@@ -670,14 +670,15 @@ def test_the_main_help_lists_every_action_with_its_summary(capsys):
 # Modules a cheap action must not load (issue #10: every run is a new process and
 # pays for each): the standard library's costly ones docker-fw replaced (typing:
 # values.py; socket, hashlib: lean.py; urllib.parse: lean.percent_encoded;
-# shutil: rulegrammar.Parser's formatter width; dataclasses: values.py), the
+# shutil: rulegrammar.Parser's formatter width; dataclasses: values.py;
+# subprocess: deadline.run_bounded imports it), the
 # docker SDK, and docker-fw's modules of other actions.
 _NEVER_FOR_A_SINGLE_ACTION = (
     "dataclasses", "inspect", "socket", "hashlib", "docker", "requests", "urllib3", "http.client",
     "docker_fw.graph", "docker_fw.metrics", "docker_fw.blocklog", "docker_fw.explain", "docker_fw.watch",
     "docker_fw.backends.nftables", "docker_fw.legacy_import",
 )
-_NEVER_FOR_HELP_OR_LS = ("typing", "shutil", "urllib.parse", "docker_fw.actions")
+_NEVER_FOR_HELP_OR_LS = ("typing", "shutil", "urllib.parse", "subprocess", "docker_fw.actions")
 
 
 @pytest.mark.parametrize("argv, forbidden", [
