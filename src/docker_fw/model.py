@@ -156,7 +156,7 @@ class AddressSpec:
     @property
     def ip_network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         assert self.kind is AddressKind.NETWORK
-        return ipaddress.ip_network(self.value)
+        return _network(self.value)
 
     @property
     def family(self) -> int | None:
@@ -192,6 +192,11 @@ def parse_ipv6_network(text: str) -> ipaddress.IPv6Network | None:
         return ipaddress.IPv6Network(text, strict=False)
     except ValueError:
         return None
+
+
+# Cached: each rule's address is checked against the engine's subnets more than once
+# (ipaddress's networks are immutable values too).
+_network = functools.lru_cache(maxsize=4096)(ipaddress.ip_network)
 
 
 # Cached: a --from file or a replay parses the same few addresses again and again
