@@ -8,7 +8,10 @@ W1 with egress deny: the same, every container also locked ('egress NAME
 deny': its lock and its DNS rules move with it), this checkout's code only.
 W2: ``docker-fw add --from`` of a 1,000-line file (fresh store, rules absent).
 With ``--baseline DIR`` (another checkout's src/) each workload is also run
-with that code, right after this checkout's, in the same sandbox.
+with that code, right after this checkout's, in the same sandbox.  With
+``--rounds N`` W1 and W2 run N times for each code, alternating, and the
+median is printed with the spread: one run each is at the mercy of whatever
+else the machine does at that moment.
 
 Run as root from the repository: ``sudo .venv/bin/python -m bench.bench_replay``
 (``--containers`` and ``--rules`` shrink it for a quick look).  Figures only:
@@ -21,6 +24,7 @@ import argparse
 import concurrent.futures
 import ipaddress
 import os
+import statistics
 import tempfile
 import time
 
@@ -103,6 +107,8 @@ def main() -> None:
     parser.add_argument("--name", default="dfw-bench", help="sandbox name (default dfw-bench)")
     parser.add_argument("--baseline", metavar="DIR", help=BASELINE_HELP)
     parser.add_argument("--no-egress", action="store_true", help="skip W1 with egress deny on every container")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs of W1 and W2 for each code, alternating (default 1); the median is printed")
     args = parser.parse_args()
     require_root()
     codes = variants(args.baseline)
@@ -124,20 +130,27 @@ def main() -> None:
         print(f"nsenter + process overhead: {bench.nsenter_overhead() * 1000:.0f} ms (included in docker-fw figures)")
 
         print("\nW1: replay of every container after all moved to new addresses")
-        print(f"{'rules':>7} {'docker-fw':>10} {'floor':>8} {'ratio':>6} {'per 1k rules':>13}")
+        print(f"{'rules':>7} {'docker-fw':>10} {'floor':>8} {'ratio':>6} {'per 1k rules':>13}"
+              + (f"  (median of {args.rounds}; min-max)" if args.rounds > 1 else ""))
         for count in args.rules:
-            for label, env in codes:
-                bench.state_dir = os.path.join(tmp, f"state-{count}{label.strip(' ()')}")
-                sb.docker("stop", "-t", "0", "bench-shift")
-                bench.fw("add", "--from", "-", input="\n".join(rule_lines(names, count)) + "\n", env=env)
-                move_all(sb, names)
-                elapsed = bench.fw("replay", env=env)
-                lines = bench.our_rule_lines()
-                assert len(bench.owned(lines)) == count, (len(bench.owned(lines)), count)
-                floor = bench.floor(lines)
+            times: dict[str, list[float]] = {label: [] for label, _ in codes}
+            floors: dict[str, list[float]] = {label: [] for label, _ in codes}
+            for _ in range(args.rounds):
+                for label, env in codes:
+                    bench.state_dir = os.path.join(tmp, f"state-{count}{label.strip(' ()')}")
+                    sb.docker("stop", "-t", "0", "bench-shift")
+                    bench.fw("add", "--from", "-", input="\n".join(rule_lines(names, count)) + "\n", env=env)
+                    move_all(sb, names)
+                    times[label].append(bench.fw("replay", env=env))
+                    lines = bench.our_rule_lines()
+                    assert len(bench.owned(lines)) == count, (len(bench.owned(lines)), count)
+                    floors[label].append(bench.floor(lines))
+                    bench.fw("drop", *names, env=env)
+            for label, _ in codes:
+                elapsed, floor = statistics.median(times[label]), statistics.median(floors[label])
+                spread = f"  {min(times[label]):.3f}-{max(times[label]):.3f}s" if args.rounds > 1 else ""
                 print(f"{count:>7} {elapsed:>9.3f}s {floor:>7.3f}s {elapsed / floor:>6.1f} "
-                      f"{elapsed / count * 1000:>12.3f}s{label}")
-                bench.fw("drop", *names, env=env)
+                      f"{elapsed / count * 1000:>12.3f}s{label}{spread}")
             if args.no_egress:
                 continue
             # the same with every container locked (this checkout only: a
@@ -157,13 +170,19 @@ def main() -> None:
             bench.fw("drop", *names)
 
         print(f"\nW2: add --from of a {args.from_lines}-line file")
-        for label, env in codes:
-            bench.state_dir = os.path.join(tmp, f"state-w2{label.strip(' ()')}")
-            elapsed = bench.fw("add", "--from", "-", input="\n".join(rule_lines(names, args.from_lines)) + "\n", env=env)
-            lines = bench.our_rule_lines()
-            floor = bench.floor(lines)
-            print(f"{args.from_lines:>7} {elapsed:>9.3f}s {floor:>7.3f}s {elapsed / floor:>6.1f}{label}")
-            bench.fw("drop", *names, env=env)
+        times = {label: [] for label, _ in codes}
+        floors = {label: [] for label, _ in codes}
+        for _ in range(args.rounds):
+            for label, env in codes:
+                bench.state_dir = os.path.join(tmp, f"state-w2{label.strip(' ()')}")
+                times[label].append(bench.fw("add", "--from", "-", input="\n".join(rule_lines(names, args.from_lines)) + "\n",
+                                             env=env))
+                floors[label].append(bench.floor(bench.our_rule_lines()))
+                bench.fw("drop", *names, env=env)
+        for label, _ in codes:
+            elapsed, floor = statistics.median(times[label]), statistics.median(floors[label])
+            spread = f"  {min(times[label]):.3f}-{max(times[label]):.3f}s" if args.rounds > 1 else ""
+            print(f"{args.from_lines:>7} {elapsed:>9.3f}s {floor:>7.3f}s {elapsed / floor:>6.1f}{label}{spread}")
 
 
 if __name__ == "__main__":

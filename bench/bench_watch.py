@@ -59,9 +59,10 @@ class WatchLog:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--restarts", type=int, default=100)
+    parser.add_argument("--name", default="dfw-bench4", help="sandbox name (default dfw-bench4)")
     args = parser.parse_args()
     require_root()
-    with Sandbox(name="dfw-bench4") as sb, tempfile.TemporaryDirectory() as tmp:
+    with Sandbox(name=args.name) as sb, tempfile.TemporaryDirectory() as tmp:
         api = sb.client().api
         state = os.path.join(tmp, "state")
         env = dict(os.environ, DOCKER_HOST=sb.docker_host, DOCKER_FW_STATE_DIR=state)

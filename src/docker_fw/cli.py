@@ -15,7 +15,6 @@ import stat
 import sys
 from collections.abc import Callable
 from .values import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from . import __version__
 from .errors import EXIT_OK, EXIT_PENDING_CHANGES, DockerFwError, UsageError, one_line
@@ -38,7 +37,10 @@ from .rulegrammar import (
 
 # The rest is imported where it is needed, once the command line is checked:
 # '--help' and usage errors load no service layer, 'ls' no engine module.
+TYPE_CHECKING = False  # typing is not imported at run time (see values.py)
 if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
     from .backends.iptables.process import Iptables
     from .backends.nftables.process import Nft
     from .engine import Engine
@@ -150,7 +152,7 @@ def build_parser(argv: list[str] | None = None) -> Parser:
     parser.add_argument("-v", "--verbose", action="store_true", help="print every firewall change (iptables or nft)")
     # -v also after the action; SUPPRESS keeps the subparser from resetting a
     # -v given before it.
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)  # a parent only: Parser for its formatter's width
     common.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
         help="print every firewall change (iptables or nft)",
@@ -602,7 +604,8 @@ def _check_argv(argv: list[str]) -> None:
             raise UsageError(f"argument {number} holds a control or unprintable character (U+{ord(bad):04X}): '{arg}'")
 
 
-class Output(NamedTuple):
+@dataclass(frozen=True)
+class Output:
     """What a command that opens no store itself (StoreUse.NONE) prints with."""
 
     out: Callable[[str], None]

@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
-import subprocess
 
 from .errors import FirewallError, UsageError
+
+TYPE_CHECKING = False  # typing is not imported at run time (see values.py)
+if TYPE_CHECKING:
+    import subprocess
 
 # Bounds for an overridden deadline: long enough for any real batch, short
 # enough that a value such as 1e308 cannot overflow a timer.
@@ -42,6 +44,9 @@ def run_bounded(argv: list[str], stdin: bytes | None, timeout: float) -> subproc
     the pipes open, and us waiting).  Any other exception, KeyboardInterrupt
     included, kills the group too.
     """
+    import signal  # here: 'ls' reads the engine's deadline from this module, and runs no process
+    import subprocess
+
     try:
         proc = subprocess.Popen(
             argv,

@@ -22,12 +22,15 @@ import re
 import sys
 import time
 from .values import dataclass, field, replace
-from typing import Any
 
 from .deadline import seconds_from_env
 from .errors import EngineError, PortInUseError  # noqa: F401 (PortInUseError: re-exported)
 from .labels import READ_LABELS
-from .lean import Socket, unix_stream_socket
+from .lean import Socket, percent_encoded, unix_stream_socket
+
+TYPE_CHECKING = False  # typing is not imported at run time (see values.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass(frozen=True)
@@ -323,7 +326,6 @@ DEFAULT_SOCKET = "/var/run/docker.sock"  # DOCKER_HOST unset, as for the docker 
 ENGINE_TIMEOUT_ENV = "DOCKER_FW_ENGINE_TIMEOUT"
 DEFAULT_ENGINE_TIMEOUT = 60.0  # seconds; the SDK's own default, made explicit
 MAX_ANSWER_BYTES = 256 * 1024 * 1024  # an engine answer larger than this is refused
-_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 
 class EngineHttpError(Exception):
@@ -414,8 +416,8 @@ class UnixSocketApi:
 
     @staticmethod
     def _id(ref: str) -> str:
-        """REF as one path segment (percent-encoded; urllib.parse costs more to load)."""
-        return "".join(c if c in _PLAIN else "".join(f"%{b:02X}" for b in c.encode()) for c in ref)
+        """REF as one path segment, percent-encoded."""
+        return percent_encoded(ref)
 
     # The APIClient calls Engine makes, by the SDK's names.
 

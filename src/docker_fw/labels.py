@@ -37,7 +37,6 @@ import functools
 import shlex
 from collections.abc import Iterable
 from .values import dataclass, replace
-from typing import TYPE_CHECKING
 
 from .errors import DockerFwError, UsageError
 from .model import AddressKind, AddressSpec, EgressPolicy, Kind, RuleSpec
@@ -46,6 +45,7 @@ from .rulegrammar import (
     checked_spec, parse_label_line, validate,
 )
 
+TYPE_CHECKING = False  # typing is not imported at run time (see values.py)
 if TYPE_CHECKING:  # annotations only: the engine module is loaded by who asks it
     from .engine import Container, Snapshot
 

@@ -10,10 +10,10 @@ otherwise spend most of its time loading.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
 
 from .model import AddressKind, Kind, RuleSpec
 
+TYPE_CHECKING = False  # typing is not imported at run time (see values.py)
 if TYPE_CHECKING:  # annotations only: 'ls' loads neither the service layer nor the engine module
     from .service.core import EngineFacts as EngineSnapshots  # only .snapshot() is used
     from .store import Store

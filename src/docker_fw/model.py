@@ -8,6 +8,7 @@ addresses are looked up each time the rule is applied, which is what lets
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import re
 import shlex
@@ -155,7 +156,7 @@ class AddressSpec:
     @property
     def ip_network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         assert self.kind is AddressKind.NETWORK
-        return ipaddress.ip_network(self.value)
+        return _network(self.value)
 
     @property
     def family(self) -> int | None:
@@ -193,6 +194,14 @@ def parse_ipv6_network(text: str) -> ipaddress.IPv6Network | None:
         return None
 
 
+# Cached: each rule's address is checked against the engine's subnets more than once
+# (ipaddress's networks are immutable values too).
+_network = functools.lru_cache(maxsize=4096)(ipaddress.ip_network)
+
+
+# Cached: a --from file or a replay parses the same few addresses again and again
+# (AddressSpec is immutable, and so is what it holds).
+@functools.lru_cache(maxsize=4096)
 def parse_address(text: str) -> AddressSpec:
     """Parse an address specification as the seed accepted it.
 

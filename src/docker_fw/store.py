@@ -35,11 +35,11 @@ import os
 import sqlite3
 import stat
 import time
-import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
-from typing import NamedTuple
+from .values import dataclass
 
 from .errors import DockerFwError, StoreError
+from .lean import percent_encoded
 from .model import AddressSpec, EgressPolicy, Kind, RuleSpec, parse_address, parse_ports
 
 DEFAULT_STATE_DIR = "/var/lib/docker-fw"
@@ -366,7 +366,7 @@ def _migrated(conn: sqlite3.Connection, read_only: bool) -> sqlite3.Connection:
 
 def _uri(path: str, mode: str) -> str:
     """SQLite's URI for PATH; mode 'ro' or 'rw' (neither creates the file)."""
-    return f"file:{urllib.parse.quote(path)}?mode={mode}"
+    return f"file:{percent_encoded(path, safe='/')}?mode={mode}"
 
 
 def _connect(path: str, read_only: bool, timeout: float) -> sqlite3.Connection:
@@ -444,7 +444,8 @@ def _spec_values(spec: RuleSpec) -> tuple:
     )
 
 
-class _Result(NamedTuple):
+@dataclass(frozen=True)
+class _Result:
     rows: list[sqlite3.Row]
     count: int  # rows changed
 

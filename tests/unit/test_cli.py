@@ -665,3 +665,63 @@ def test_the_main_help_lists_every_action_with_its_summary(capsys):
     shown = capsys.readouterr().out
     assert all(f"    {name}" in shown for name in cli.COMMANDS)
     assert "print recorded rules and egress" in shown
+
+
+# Modules a cheap action must not load (issue #10: every run is a new process and
+# pays for each): the standard library's costly ones docker-fw replaced (typing:
+# values.py; socket, hashlib: lean.py; urllib.parse: lean.percent_encoded;
+# shutil: rulegrammar.Parser's formatter width; dataclasses: values.py;
+# subprocess: deadline.run_bounded imports it), the
+# docker SDK, and docker-fw's modules of other actions.
+_NEVER_FOR_A_SINGLE_ACTION = (
+    "dataclasses", "inspect", "socket", "hashlib", "docker", "requests", "urllib3", "http.client",
+    "docker_fw.graph", "docker_fw.metrics", "docker_fw.blocklog", "docker_fw.explain", "docker_fw.watch",
+    "docker_fw.backends.nftables", "docker_fw.legacy_import",
+)
+_NEVER_FOR_HELP_OR_LS = ("typing", "shutil", "urllib.parse", "subprocess", "docker_fw.actions")
+
+
+@pytest.mark.parametrize("argv, forbidden", [
+    (["--help"], _NEVER_FOR_A_SINGLE_ACTION + _NEVER_FOR_HELP_OR_LS + ("docker_fw.store", "docker_fw.engine")),
+    (["add", "--help"], _NEVER_FOR_A_SINGLE_ACTION + _NEVER_FOR_HELP_OR_LS + ("docker_fw.store", "docker_fw.engine")),
+    (["ls"], _NEVER_FOR_A_SINGLE_ACTION + _NEVER_FOR_HELP_OR_LS),
+])
+def test_help_and_ls_load_no_heavy_module(argv, forbidden, tmp_path):
+    """A whole 'docker-fw --help' or 'ls' process, as users start it."""
+    code = (
+        "import sys\n"
+        "from docker_fw import cli\n"
+        f"try:\n    cli.run({argv!r}, out=lambda s: None, err=lambda s: None)\n"
+        "except SystemExit:\n    pass\n"
+        f"print(' '.join(m for m in {forbidden!r} if m in sys.modules))\n"
+    )
+    env = {**os.environ, "DOCKER_FW_STATE_DIR": str(tmp_path / "state"), "DOCKER_HOST": f"unix://{tmp_path}/none.sock"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    loaded = done.stdout.splitlines()[-1]  # after --help's text
+    assert loaded == "", f"{argv} loaded {loaded}"
+
+
+@pytest.mark.parametrize("argv", [["add", "web", "--source", "203.0.113.1", "--dport", "80"], ["replay"],
+                                  ["add", "--from", "-"]])
+def test_add_and_replay_load_no_module_of_another_action(argv, tmp_path):
+    """'add' and 'replay' on the iptables backend, in a process of their own
+    (the fakes' own imports, such as dataclasses, are taken before the run)."""
+    code = (
+        "import sys, io\n"
+        f"sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+        "from fakes import FakeEngine, FakeFirewall\n"
+        "from docker_fw import cli\n"
+        "before = set(sys.modules)\n"
+        f"engine = FakeEngine({str(tmp_path / 'engine')!r})\n"
+        "engine.add('web', state='running')\n"
+        "firewall = FakeFirewall()\n"
+        "sys.stdin = io.StringIO('web --source 203.0.113.2\\n')\n"
+        f"code = cli.run({argv!r}, out=lambda s: None, backends=lambda verbose: (engine, firewall, None))\n"
+        "assert code == 0, code\n"
+        f"print(' '.join(m for m in {_NEVER_FOR_A_SINGLE_ACTION!r} if m in sys.modules and m not in before))\n"
+    )
+    env = {**os.environ, "DOCKER_FW_STATE_DIR": str(tmp_path / "state")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"{argv} loaded {done.stdout.strip()}"

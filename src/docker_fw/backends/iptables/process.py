@@ -111,6 +111,8 @@ def split_saved(line: str) -> list[str]:
     well-formed quoted token (a raw value some extension printed) is taken
     as it is.
     """
+    if '"' not in line:
+        return [token for token in line.split(" ") if token]  # nothing quoted: the same tokens
     tokens: list[str] = []
     raw_value = False
     at, end = 0, len(line)
@@ -136,6 +138,12 @@ def split_saved(line: str) -> list[str]:
 def _read_quoted(line: str, start: int) -> tuple[str, int] | None:
     """The value of the quoted token at START and the index after it; None when
     the quote is not closed, or not followed by a space or the end of the line."""
+    close = line.find('"', start + 1)
+    if line.find("\\", start + 1, close if close >= 0 else len(line)) < 0:
+        # No escape before the closing quote (nearly every comment): one slice.
+        if close >= 0 and (close + 1 == len(line) or line[close + 1] == " "):
+            return line[start + 1:close], close + 1
+        return None
     chars: list[str] = []
     at = start + 1
     while at < len(line):
@@ -259,6 +267,8 @@ def check_restore_lines(lines: list[str]) -> None:
     """FirewallError, before anything runs, for a line iptables-restore would not
     read as the one line it is: too long, or holding a control character."""
     for number, line in enumerate(lines, 1):
+        if line.isascii() and line.isprintable() and len(line) <= MAX_RESTORE_LINE:
+            continue  # nearly every line: no character to look at one by one
         bad = next((c for c in line if _not_for_a_line(c)), None)
         size = len(line.encode("utf-8")) if bad is None else 0
         if size <= MAX_RESTORE_LINE and bad is None:
