@@ -725,9 +725,9 @@ def _check(service, args, _) -> int:
 
     printer, said = service.out, []
     service.out = said.append
-    problems = service.check()
+    problems, warnings = service.check_report()
     notes = [line for line in said if line not in problems and line != "check: no drift"]
-    printer(dumps(check_document(problems, notes)))
+    printer(dumps(check_document(problems, notes, warnings)))
     return _pending(problems)
 
 

@@ -385,10 +385,22 @@ def test_a_v4_only_containers_port_stays_open_over_ipv6_through_docker_proxy(on)
     sb, fw = on.sandbox, on
     sb.docker("network", "create", "v4only")  # user networks get IPv6 only with --ipv6
     sb.run_server("web", ports=(80,), publish=(f"{PORT}:80",), extra_args=("--network", "v4only"))
-    fw.ok("init")
+    warning = f"web: port {PORT}/tcp is published on every IPv6 address, but web has no IPv6 address on network v4only"
+    assert warning in fw.ok("init").stderr
     fw.ok("allow", "web", ALLOWED)
     assert reaches(sb, ALLOWED) and not reaches(sb, OTHER)
     assert soon_reaches(sb, OTHER6, HOST6)  # any IPv6 client, through the userland proxy
+    # check and init name it (docker-fw cannot close it: no rule sees the client); not drift
+    check = fw.ok("check")
+    assert check.stdout == "check: no drift\n" and check.stderr.count(warning) == 1, check
+    doc = json.loads(fw.ok("check", "--json").stdout)
+    assert doc["drift"] is False and len(doc["warnings"]) == 1 and doc["warnings"][0].startswith(warning), doc
+    # published on IPv4 only, the port is no longer open over IPv6, and nothing is warned about
+    sb.docker("rm", "-f", "web")
+    sb.run_server("web", ports=(80,), publish=(f"0.0.0.0:{PORT}:80",), extra_args=("--network", "v4only"))
+    fw.ok("replay")
+    assert reaches(sb, ALLOWED) and not reaches(sb, OTHER6, HOST6)
+    assert json.loads(fw.ok("check", "--json").stdout)["warnings"] == []
 
 
 def _switch(sb: Sandbox, backend: str, mark: bool = True) -> None:
