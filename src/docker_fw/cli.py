@@ -379,7 +379,10 @@ def build_parser(argv: list[str] | None = None) -> Parser:
         "chains, out-of-date hosts entries, hosts files it cannot read, recorded rules "
         "that cannot be applied as they are (a filter this version refuses). Exit 0 when "
         "there is none, 1 when there is "
-        "(for monitoring). Changes nothing: 'docker-fw replay' (and 'init') repair.",
+        "(for monitoring). Changes nothing: 'docker-fw replay' (and 'init') repair. "
+        "Warns (stderr; --json: 'warnings'), without counting it as drift, about each "
+        "published port that IPv6 clients reach through docker-proxy (a container with "
+        "no IPv6 address; 'init' warns too).",
     )
     json_option(p)
 
