@@ -224,6 +224,12 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
         A rule withdrawn because a container it names is not running is not
         drift (it comes back when the container does); one whose recorded
         filter this version refuses, or that a backend cannot express, is."""
+        return self.check_report()[0]
+
+    def check_report(self) -> tuple[list[str], list[str]]:
+        """check's drift lines, and its warnings: what is open past the whitelist
+        that no 'replay' or 'init' can close (proxy_exposures), warned about on
+        stderr, not drift (the exit status stays that of the drift)."""
         problems: list[str] = []
         tx = Transaction(self.backends)  # read and planned, never applied
         in_use = tx.in_use()
@@ -255,7 +261,10 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
             self.out(line)
         if not problems and not refused:
             self.out("check: no drift")
-        return refused + problems
+        warnings = self.proxy_exposures()
+        for warning in warnings:
+            self.warn(warning)
+        return refused + problems, warnings
 
     def gc(self, days: float, dry_run: bool = False) -> list[str]:
         """Forget the records of containers that no longer exist.

@@ -74,6 +74,7 @@ nftables: tables 'ip docker-fw' and 'ip6 docker-fw' (Docker's own tables are
 never touched), base chains 'forward' and 'input' at priority filter - 1,
 before Docker's; an accept there is not final, a drop is:
   init          fw-init: drops new connections into each bridge from outside it
+                (ip6, icc off: marks neighbour discovery within the bridge)
   add           fw-forward: matches are accepted, skipping init's drop; Docker's
                 chain still accepts only published ports
   add-internal  fw-internal: matches get the engine's accept mark, which Docker's
@@ -185,7 +186,10 @@ def build_parser(argv: list[str] | None = None) -> Parser:
         "reach published ports) and send traffic between containers to the DOCKER "
         "chain ('FORWARD -i <bridge> -o <bridge> -j DOCKER', first), for every bridge "
         "network (or those named with --network); deletes those jumps of networks that "
-        "are gone. Safe to re-run: a second run changes nothing. Refuses an iptables "
+        "are gone. IPv6, on a network with icc off: lets its neighbour discovery (ICMPv6 "
+        "135, 136) within the bridge pass Docker's icc drop, as ARP does in IPv4 "
+        "(ip6tables: an ACCEPT first in FORWARD; nftables: the accept mark, in fw-init). "
+        "Safe to re-run: a second run changes nothing. Refuses an iptables "
         "layout it does not know. In Docker's nftables mode: a drop of new connections "
         "into each bridge from outside it, in docker-fw's table; refuses an engine with "
         "no --bridge-accept-fwmark. Also removes what docker-fw left in the other "
@@ -375,7 +379,10 @@ def build_parser(argv: list[str] | None = None) -> Parser:
         "chains, out-of-date hosts entries, hosts files it cannot read, recorded rules "
         "that cannot be applied as they are (a filter this version refuses). Exit 0 when "
         "there is none, 1 when there is "
-        "(for monitoring). Changes nothing: 'docker-fw replay' (and 'init') repair.",
+        "(for monitoring). Changes nothing: 'docker-fw replay' (and 'init') repair. "
+        "Warns (stderr; --json: 'warnings'), without counting it as drift, about each "
+        "published port that IPv6 clients reach through docker-proxy (a container with "
+        "no IPv6 address; 'init' warns too).",
     )
     json_option(p)
 
@@ -721,9 +728,9 @@ def _check(service, args, _) -> int:
 
     printer, said = service.out, []
     service.out = said.append
-    problems = service.check()
+    problems, warnings = service.check_report()
     notes = [line for line in said if line not in problems and line != "check: no drift"]
-    printer(dumps(check_document(problems, notes)))
+    printer(dumps(check_document(problems, notes, warnings)))
     return _pending(problems)
 
 

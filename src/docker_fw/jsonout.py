@@ -104,12 +104,14 @@ def problem_kind(line: str) -> str:
     return "other"
 
 
-def check_document(problems: list[str], notes: list[str]) -> dict[str, Any]:
-    """PROBLEMS: check's drift lines; NOTES: what it says besides (rules not applied, and why)."""
+def check_document(problems: list[str], notes: list[str], warnings: list[str] = ()) -> dict[str, Any]:
+    """PROBLEMS: check's drift lines; NOTES: what it says besides (rules not applied, and why);
+    WARNINGS: what is open past the whitelist that docker-fw cannot close (not drift)."""
     return {
         "drift": bool(problems),
         "problems": [{"kind": problem_kind(line), "text": line} for line in problems],
         "notes": notes,
+        "warnings": list(warnings),
     }
 
 

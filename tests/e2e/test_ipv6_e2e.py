@@ -131,6 +131,77 @@ def test_explain_over_ipv6_agrees_with_packets(sb6, fw6):
     assert agree(ALLOWED6) and not agree(OTHER6)
 
 
+def soon_connects(fw, name: str, ip: str, port: int, seconds: float = 10) -> bool:
+    """Fw.container_connects, retried: new IPv6 addresses are tentative for a second or two."""
+    deadline = time.monotonic() + seconds
+    while not fw.container_connects(name, ip, port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.3)
+    return True
+
+
+def test_add_internal_over_ipv6_with_icc_off(sb6, fw6):
+    """--icc=false (the sandbox's): Docker's '-i docker0 -o docker0 -j DROP' in ip6tables
+    also drops the neighbour discovery between two containers; init accepts it above the
+    drop (ICMPv6 135/136 only), so an add-internal rule connects over IPv6 and only there."""
+    sb = sb6
+    sb.run_server("srv", ports=(80, 81))
+    sb.run_server("client")
+    sb.run_server("stranger")
+    srv6 = ip6_of(sb, "srv")
+    fw6.ok("init")  # an earlier test of the module may have run it: what counts is what is live
+    saved6 = sb.engine_run(["ip6tables-save", "-t", "filter"]).stdout
+    for icmp_type in ("135", "136"):
+        assert (f"-A FORWARD -i docker0 -o docker0 -p ipv6-icmp -m icmp6 --icmpv6-type {icmp_type} "
+                "-m comment --comment docker-fw-nd -j ACCEPT") in saved6, saved6
+    saved4 = sb.engine_run(["iptables-save", "-t", "filter"]).stdout
+    assert "icmpv6" not in saved4  # IPv4: ARP is not IP, nothing to accept
+    assert not fw6.container_connects("client", srv6, 80)
+    fw6.ok("add-internal", "srv", "--source", "client", "--dport", "80")
+    assert soon_connects(fw6, "client", srv6, 80)
+    assert not fw6.container_connects("client", srv6, 81)  # a port no rule admits
+    assert not soon_connects(fw6, "stranger", srv6, 80, seconds=2)
+    assert fw6.ok("init").stdout == "init: already done, nothing changed\n"
+    # (check's status: earlier tests of the module leave rules of theirs behind)
+    assert "icmpv6" not in fw6.run("check").stdout
+    # removed by hand: a container new to srv (no neighbour entry on either side) cannot
+    # connect whatever add-internal admits; check reports it, init puts it back
+    for icmp_type in ("135", "136"):
+        sb.engine_run(["ip6tables", "-D", "FORWARD", "-i", "docker0", "-o", "docker0", "-p", "ipv6-icmp", "-m",
+                       "icmp6", "--icmpv6-type", icmp_type, "-m", "comment", "--comment", "docker-fw-nd", "-j", "ACCEPT"])
+    sb.run_server("late")
+    fw6.ok("add-internal", "srv", "--source", "late", "--dport", "80")
+    assert not soon_connects(fw6, "late", srv6, 80, seconds=3)
+    check = fw6.run("check")
+    assert check.returncode == 1 and "--icmpv6-type 136" in check.stdout, check
+    assert "--icmpv6-type 136" in fw6.ok("init").stdout
+    assert soon_connects(fw6, "late", srv6, 80)
+    assert "icmpv6" not in fw6.run("check").stdout
+    fw6.ok("drop", "srv")  # the next test's store knows nothing of srv's rules
+
+
+def test_a_v4_only_containers_port_on_every_address_is_warned_about(sb6, fw6):
+    """docker-proxy listens on [::] for a container with no IPv6 address and connects to it
+    from the host, where no FORWARD rule sees the client: init and check say so, per port."""
+    sb = sb6
+    sb.docker("network", "create", "v4only")  # no --ipv6: IPv4 only (fw6 resets the engine after)
+    sb.run_server("web", ports=(80,), publish=(f"{PORT}:80",), extra_args=("--network", "v4only"))
+    warning = f"web: port {PORT}/tcp is published on every IPv6 address, but web has no IPv6 address on network v4only"
+    assert warning in fw6.ok("init").stderr
+    fw6.ok("allow", "web", ALLOWED4)
+    assert reaches(sb, sb.host_ip, ALLOWED4) and not reaches(sb, sb.host_ip, OTHER4)
+    assert soon_reaches(sb, HOST6, OTHER6)  # the hole: any IPv6 client, through the proxy
+    check = fw6.run("check")  # its status: earlier tests of the module leave rules of theirs behind
+    assert check.stderr.count(warning) == 1 and warning not in check.stdout, check
+    assert json.loads(fw6.run("check", "--json").stdout)["warnings"][0].startswith(warning)
+    sb.docker("rm", "-f", "web")  # the first fix: published on IPv4 only
+    sb.run_server("web", ports=(80,), publish=(f"0.0.0.0:{PORT}:80",), extra_args=("--network", "v4only"))
+    fw6.ok("replay")
+    assert reaches(sb, sb.host_ip, ALLOWED4) and not reaches(sb, HOST6, OTHER6)
+    assert json.loads(fw6.run("check", "--json").stdout)["warnings"] == []
+
+
 @pytest.fixture(scope="module")
 def sb_no_ip6tables():
     """Containers get IPv6 addresses, but the engine leaves ip6tables alone (no --ip6tables)."""

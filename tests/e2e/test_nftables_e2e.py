@@ -130,6 +130,16 @@ def connects(sb: Sandbox, name: str, dest: str, port: int) -> bool:
     return result.returncode == 0 and result.stdout.strip() != ""
 
 
+def soon_connects(sb: Sandbox, name: str, dest: str, port: int, seconds: float = 10) -> bool:
+    """connects(), retried: a new IPv6 address is tentative for a second or two."""
+    deadline = time.monotonic() + seconds
+    while not connects(sb, name, dest, port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.3)
+    return True
+
+
 def ip6_of(sb: Sandbox, name: str) -> str:
     return sb.client().api.inspect_container(name)["NetworkSettings"]["Networks"]["bridge"]["GlobalIPv6Address"]
 
@@ -233,7 +243,7 @@ def test_replay_follows_a_moved_container_and_withdraws_a_stopped_ones_rules(off
 def test_add_internal_and_add_two_ways_pass_dockers_icc_drop_with_the_accept_mark(off):
     sb, fw = off.sandbox, off
     fw.ok("init")
-    for name, ports in (("srv", (80,)), ("client", ()), ("stranger", ())):
+    for name, ports in (("srv", (80, 81)), ("client", ()), ("stranger", ())):
         sb.run_server(name, ports=ports)
     srv4 = sb.container_ip("srv")
     assert not connects(sb, "client", srv4, 80)  # --icc=false
@@ -241,11 +251,15 @@ def test_add_internal_and_add_two_ways_pass_dockers_icc_drop_with_the_accept_mar
     assert "meta mark set" in ours(sb)
     assert connects(sb, "client", srv4, 80)
     assert not connects(sb, "stranger", srv4, 80)
-    # A rule naming containers is written for both families; over IPv6, though, Docker's
-    # ICC drop also drops the neighbour solicitations between the two containers (ARP is
-    # not IP: IPv4 has no such problem), so no IPv6 connection between containers is
-    # possible with --icc=false, whatever is marked (see the README, IPv6).
-    assert f"ip6 saddr {ip6_of(sb, 'client')} ip6 daddr {ip6_of(sb, 'srv')} tcp dport 80 meta mark set" in ours(sb)
+    # A rule naming containers is written for both families.  Over IPv6, Docker's ICC drop
+    # also drops the neighbour discovery between the two containers (ARP is not IP: IPv4
+    # has no such problem); init marks it (fw-init), so Docker accepts it above that drop.
+    srv6 = ip6_of(sb, "srv")
+    assert f"ip6 saddr {ip6_of(sb, 'client')} ip6 daddr {srv6} tcp dport 80 meta mark set" in ours(sb)
+    assert "docker-fw-nd:" in ours(sb).split("table ip6 docker-fw", 1)[1]
+    assert soon_connects(sb, "client", srv6, 80)
+    assert not connects(sb, "client", srv6, 81)  # a port no rule admits
+    assert not soon_connects(sb, "stranger", srv6, 80, seconds=2)
 
     sb.run_server("endpoint", ports=(1025,))
     sb.run_server("promoted", ports=())
@@ -297,6 +311,24 @@ def test_ipv6_rules_on_a_dual_stack_network(off):
     assert old6 not in ours(sb) and ip6_of(sb, "web") in ours(sb)
     fw.ok("drop", "web")
     assert not reaches(sb, ALLOWED6, HOST6) and not reaches(sb, ALLOWED)
+
+    # Between containers (icc off): init's neighbour-discovery mark is what lets an IPv6
+    # add-internal rule connect.  Deleted by hand, a container new to web (no neighbour
+    # entry on either side) cannot; check reports it; init puts it back.
+    sb.run_server("late")
+    fw.ok("add-internal", "web", "--source", "late", "--dport", "80")
+    web6 = ip6_of(sb, "web")
+    listing = json.loads(sb.engine_run(["nft", "-j", "list", "chain", "ip6", "docker-fw", "fw-init"]).stdout)
+    (mark,) = [str(o["rule"]["handle"]) for o in listing["nftables"]
+               if "docker-fw-nd:" in o.get("rule", {}).get("comment", "")]
+    sb.engine_run(["nft", "delete", "rule", "ip6", "docker-fw", "fw-init", "handle", mark])
+    assert not soon_connects(sb, "late", web6, 80, seconds=3)
+    assert connects(sb, "late", sb.container_ip("web"), 80)  # IPv4 needs no mark: ARP is not IP
+    check = fw.run("check")
+    assert check.returncode == 1 and "docker-fw-nd:" in check.stdout, check
+    assert "docker-fw-nd:" in fw.ok("init").stdout
+    assert soon_connects(sb, "late", web6, 80)
+    assert fw.ok("check").stdout == "check: no drift\n"
 
 
 def test_a_user_network_created_after_init_is_open_until_init_covers_it(off):
@@ -353,10 +385,22 @@ def test_a_v4_only_containers_port_stays_open_over_ipv6_through_docker_proxy(on)
     sb, fw = on.sandbox, on
     sb.docker("network", "create", "v4only")  # user networks get IPv6 only with --ipv6
     sb.run_server("web", ports=(80,), publish=(f"{PORT}:80",), extra_args=("--network", "v4only"))
-    fw.ok("init")
+    warning = f"web: port {PORT}/tcp is published on every IPv6 address, but web has no IPv6 address on network v4only"
+    assert warning in fw.ok("init").stderr
     fw.ok("allow", "web", ALLOWED)
     assert reaches(sb, ALLOWED) and not reaches(sb, OTHER)
     assert soon_reaches(sb, OTHER6, HOST6)  # any IPv6 client, through the userland proxy
+    # check and init name it (docker-fw cannot close it: no rule sees the client); not drift
+    check = fw.ok("check")
+    assert check.stdout == "check: no drift\n" and check.stderr.count(warning) == 1, check
+    doc = json.loads(fw.ok("check", "--json").stdout)
+    assert doc["drift"] is False and len(doc["warnings"]) == 1 and doc["warnings"][0].startswith(warning), doc
+    # published on IPv4 only, the port is no longer open over IPv6, and nothing is warned about
+    sb.docker("rm", "-f", "web")
+    sb.run_server("web", ports=(80,), publish=(f"0.0.0.0:{PORT}:80",), extra_args=("--network", "v4only"))
+    fw.ok("replay")
+    assert reaches(sb, ALLOWED) and not reaches(sb, OTHER6, HOST6)
+    assert json.loads(fw.ok("check", "--json").stdout)["warnings"] == []
 
 
 def _switch(sb: Sandbox, backend: str, mark: bool = True) -> None:

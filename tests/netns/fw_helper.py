@@ -75,7 +75,7 @@ def handle(request: dict, fw: Iptables) -> dict:
         return {"lines": lines, "notes": [c.note for c in changes]}
     if op in ("plan_init", "init"):
         table = fw.save()
-        lines = [c.line for c in layouts.plan_init(table, request["bridges"])]
+        lines = [c.line for c in layouts.plan_init(table, request["bridges"], family=request.get("family", 4))]
         if op == "init":
             fw.restore("filter", lines, before=table)
         return {"lines": lines}

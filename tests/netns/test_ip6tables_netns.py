@@ -91,6 +91,16 @@ def test_ipv6_init_on_ip6tables(netns6):
     text = save6(netns6)
     assert "-A FORWARD -o docker0 -j DOCKER" not in text
     assert "-A FORWARD -i docker0 -o docker0 -j DOCKER" in text
+    # --icc=false: neighbour discovery within docker0 is accepted above Docker's drop,
+    # spelt as the real ip6tables-save prints it (else a second init would add it again)
+    forward = [line for line in text.splitlines() if line.startswith("-A FORWARD ")]
+    drop = forward.index("-A FORWARD -i docker0 -o docker0 -j DROP")
+    for icmp_type in ("135", "136"):
+        accept = (f"-A FORWARD -i docker0 -o docker0 -p ipv6-icmp -m icmp6 --icmpv6-type {icmp_type} "
+                  "-m comment --comment docker-fw-nd -j ACCEPT")
+        assert accept in forward and forward.index(accept) < drop, text
+    assert netns6.helper("init", family=6, bridges=["docker0"])["ok"]
+    assert save6(netns6) == text  # a second init changes nothing
 
 
 def test_an_ipv6_lock_keeps_the_containers_neighbour_discovery(netns6):

@@ -398,3 +398,28 @@ def test_replay_moves_an_outbound_rule_found_below_the_lock(world):
     backend.apply(backend.read(), changes)
     assert world.reaches("web", WEB, GOOD, 443)
     assert backend.plan(backend.read(), rules, None) == []
+
+
+def test_ipv6_between_containers_needs_init_neighbour_discovery_mark(world):
+    """--icc=false drops IPv6 neighbour discovery within docker0 too (Docker's "ICC" drop):
+    init marks it, so an IPv6 add-internal rule connects without static neighbour entries."""
+    from docker_fw.backends.nftables.rules import CHAIN_INIT, NEIGHBOUR_PREFIX
+
+    for role in ("web", "db"):
+        world.ip(role, "-6", "neigh", "flush", "dev", "eth0", "nud", "all")
+    v6 = world.backend(6)
+    rule = ResolvedRule("web", Kind.INTERNAL, "fd00:17::3/128", "fd00:17::2/128", "tcp", dport=5432, family=6)
+    sync(v6, [rule], init=True)
+    assert NEIGHBOUR_PREFIX in world.listing("ip6") and NEIGHBOUR_PREFIX not in world.listing("ip")
+    assert world.reaches("db", "fd00:17::3", "fd00:17::2", 5432)
+    assert not world.reaches("db", "fd00:17::3", "fd00:17::2", 80)  # only the rule's port
+    assert v6.plan_init(v6.read(), ["docker0"], "nftables", ["docker0"]) == []  # a second init: nothing
+    # without it (deleted by hand), the neighbours never learn each other: nothing connects, and
+    # init (what check reports) would put it back
+    live = v6.read()
+    (mine,) = [r for r in live.ours.chain_rules(CHAIN_INIT) if r.comment.startswith(NEIGHBOUR_PREFIX)]
+    world.run("host", "nft", "delete", "rule", "ip6", "docker-fw", CHAIN_INIT, "handle", str(mine.handle))
+    for role in ("web", "db"):
+        world.ip(role, "-6", "neigh", "flush", "dev", "eth0", "nud", "all")
+    assert not world.reaches("db", "fd00:17::3", "fd00:17::2", 5432)
+    assert [c.why for c in v6.plan_init(v6.read(), ["docker0"], "nftables", ["docker0"])] == ["init"]

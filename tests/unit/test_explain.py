@@ -492,7 +492,7 @@ def test_check_json(run):
     assert [p["text"] for p in doc["problems"]] == run("check")[1]
     run("init")
     code, out, _ = run("check", "--json")
-    assert code == 0 and json.loads(out[0]) == {"drift": False, "problems": [], "notes": []}
+    assert code == 0 and json.loads(out[0]) == {"drift": False, "problems": [], "notes": [], "warnings": []}
 
 
 def test_replay_dry_run_json(run):

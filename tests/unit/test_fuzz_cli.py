@@ -47,12 +47,13 @@ from docker_fw.errors import one_line
 from fakes import FakeEngine, FakeFirewall
 from tests.fuzz_strategies import add_commands, addresses, container_names, external_addresses, from_files, mostly
 
-# web publishes port 80 (allow needs a published port); web and db share both
+# web publishes port 80 on 0.0.0.0 (allow needs a published port; on every address, a
+# v4-only container is warned about: proxy_exposures); web and db share both
 # networks, app is on appnet only, old is stopped.
 CONTAINERS = {
     "web": dict(
         state="running", ips={"bridge": "172.17.0.10", "appnet": "172.18.0.10"},
-        port_bindings={"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}, exposed=("80/tcp",),
+        port_bindings={"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}, exposed=("80/tcp",),
     ),
     "db": dict(state="running", ips={"bridge": "172.17.0.11", "appnet": "172.18.0.11"}),
     "app": dict(state="running", ips={"appnet": "172.18.0.12"}),

@@ -249,3 +249,62 @@ def test_plan_rules_ignores_the_other_family():
     six = plan_rules(table, rules, None, family=6)
     assert [c.family for c in four] == [4] and "172.17.0.3/32" in four[0].line
     assert [c.family for c in six] == [6] and APP6 + "/128" in six[0].line
+
+
+# -- docker-proxy: a v4-only container's port published on [::] ---------------------
+
+
+def _published(name: str, networks: dict, ips=("0.0.0.0", "::")) -> dict:
+    raw = summary(name, networks, ports=())
+    raw["Ports"] = [{"PrivatePort": 80, "PublicPort": 8080, "Type": "tcp", "IP": ip} for ip in ips]
+    return raw
+
+
+def _exposures(*raw, bridges=("docker0", "br-ab12ab12ab12")) -> list[str]:
+    from docker_fw.service.layout import proxy_exposures
+
+    nets = {n.name: n for n in (parse_network(n) for n in NET_LIST)}
+    snap = Snapshot(containers=[parse_container(s, nets) for s in raw], networks=list(nets.values()))
+    return proxy_exposures(snap, set(bridges))
+
+
+def test_a_v4_only_containers_port_on_every_ipv6_address_is_named_with_its_fixes():
+    (line,) = _exposures(_published("legacy", {"v4only": _ep("172.18.0.2", "172.18.0.1")}))
+    assert line.startswith("legacy: port 8080/tcp is published on every IPv6 address, but legacy has no IPv6 "
+                           "address on network v4only")
+    for fix in ("0.0.0.0:8080", "--userland-proxy=false", "give v4only IPv6"):
+        assert fix in line
+
+
+@pytest.mark.parametrize("raw", [
+    _published("web", {"bridge": _ep("172.17.0.2", "172.17.0.1", WEB6, "2001:db8:1::1")}),  # Docker DNATs IPv6
+    _published("legacy", {"v4only": _ep("172.18.0.2", "172.18.0.1")}, ips=("0.0.0.0",)),  # IPv4 only
+    _published("legacy", {"v4only": _ep("172.18.0.2", "172.18.0.1")}, ips=("127.0.0.1", "::1")),  # loopback only
+    # on v4only and a dual-stack network: published through the dual-stack one (gateway_order)
+    _published("both", {"v4only": _ep("172.18.0.2", "172.18.0.1"),
+                        "bridge": _ep("172.17.0.5", "172.17.0.1", APP6, "2001:db8:1::1")}),
+], ids=["dual-stack", "ipv4-only-binding", "loopback", "dual-stack-gateway"])
+def test_no_warning_where_ipv6_clients_meet_the_whitelist_or_none_can_connect(raw):
+    assert _exposures(raw) == []
+
+
+def test_a_network_init_leaves_out_is_not_warned_about():
+    raw = _published("legacy", {"v4only": _ep("172.18.0.2", "172.18.0.1")})
+    assert _exposures(raw, bridges=("docker0",)) == []
+
+
+def test_init_and_check_warn_and_check_json_counts_it_without_drift(world):
+    legacy = _published("legacy", {"v4only": _ep("172.18.0.2", "172.18.0.1")})
+    nets = {n.name: n for n in (parse_network(n) for n in NET_LIST)}
+    world.engine = fakes.SnapshotEngine(Snapshot(
+        containers=[*snapshot().containers, parse_container(legacy, nets)], networks=list(nets.values())))
+    world.service().init()
+    assert [w for w in world.warnings if w.startswith("legacy: port 8080/tcp")] != []
+    world.warnings.clear()
+    problems, warnings = world.service().check_report()
+    assert problems == [] and len(warnings) == 1 and warnings[0].startswith("legacy: port 8080/tcp")
+    assert world.warnings == warnings  # on stderr too
+    from docker_fw.jsonout import check_document
+
+    doc = check_document(problems, [], warnings)
+    assert doc["drift"] is False and doc["warnings"] == warnings

@@ -287,9 +287,10 @@ def test_a_label_turned_bad_closes_its_container_and_check_says_why(world):
     web.labels = {RULES_LABEL: "allow 198.51.100.2\nallow 198.51.100.3 --everyone\n"}
     run().replay([])
     assert forward(firewall.table, to("172.17.0.2", "198.51.100.2", 80)) == "DROP"  # whole or nothing: closed
-    assert warnings[-1].startswith(f"container web: label {RULES_LABEL} line 2: ")
+    refused = warnings[-1]
+    assert refused.startswith(f"container web: label {RULES_LABEL} line 2: ")
     problems = run().check()
-    assert problems == [f"label refused: {warnings[-1]}"]
+    assert problems == [f"label refused: {refused}"]
 
 
 def test_a_store_rule_and_a_label_rule_of_one_container_live_side_by_side(world):

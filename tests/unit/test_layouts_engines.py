@@ -399,3 +399,58 @@ def test_a_recorded_rule_whose_bridge_iptables_cannot_match_is_withdrawn(hostile
     assert not [r for r in svc.backends[0].runner.table.rules if "docker-fw:web:" in r.line]
     assert any("not applied (the bridge 'a+': a trailing '+'" in w for w in warned)
     assert len(svc.store.rules(["web"])) == 1  # still recorded: back once the bridge can be matched
+
+
+# IPv6 (ip6tables): Docker's filter rules there have the same shape as these
+# captured iptables ones, so the fixtures stand for ip6tables-save too.
+ND_ICC_FALSE = ["docker-20.10-icc-false.txt", "docker-28.5-icc-false.txt", "docker-29-iptables-icc-false.txt"]
+
+
+def _neighbour_rules(table: Table, bridge: str) -> list[tuple[str, ...]]:
+    return [r.args for r in table.chain_rules("FORWARD") if r.args[:2] == ("-i", bridge) and "ipv6-icmp" in r.args]
+
+
+@pytest.mark.parametrize("name", ND_ICC_FALSE)
+def test_ipv6_init_accepts_neighbour_discovery_above_the_icc_drop(name):
+    table = fixture(name)
+    layout = layouts.detect(table)
+    changes = layouts.plan_init(table, ["docker0"], family=6)
+    after = apply_lines(table, [c.line for c in changes])
+    wanted = [layouts.neighbour_accept("docker0", t) for t in ("135", "136")]
+    assert sorted(_neighbour_rules(after, "docker0")) == sorted(wanted)
+    forward = [r.args for r in after.chain_rules("FORWARD")]
+    first_blocker = min(layout.blockers(after, "docker0"))
+    assert all(forward.index(args) + 1 < first_blocker for args in wanted)
+    assert layouts.is_initialised(after, ["docker0"], family=6)
+    assert layouts.plan_init(after, ["docker0"], family=6) == []
+    # IPv4 (iptables) never gets them: ARP is not IP, no rule filters it
+    assert not _neighbour_rules(apply_lines(table, [c.line for c in layouts.plan_init(table, ["docker0"])]), "docker0")
+    # removed by hand: init is not done (what check reports), and puts back only that one
+    gone = apply_lines(after, [f"-D FORWARD {' '.join(layouts.neighbour_accept('docker0', '136'))}"])
+    assert not layouts.is_initialised(gone, ["docker0"], family=6)
+    assert [c.line for c in layouts.plan_init(gone, ["docker0"], family=6)] == [
+        f"-I FORWARD 1 {' '.join(layouts.neighbour_accept('docker0', '136'))}"
+    ]
+
+
+def test_ipv6_no_neighbour_accept_where_icc_is_on_and_a_left_one_goes():
+    table = fixture("docker-20.10-icc-true.txt")
+    assert not _neighbour_rules(apply_lines(table, [c.line for c in layouts.plan_init(table, ["docker0"], family=6)]), "docker0")
+    # left from when icc was off (the engine restarted with --icc=true): init removes it
+    done = apply_lines(table, [c.line for c in layouts.plan_init(table, ["docker0"], family=6)])
+    left = apply_lines(done, [f"-I FORWARD 1 {' '.join(layouts.neighbour_accept('docker0', '135'))}"])
+    assert not layouts.is_initialised(left, ["docker0"], family=6)
+    changes = layouts.plan_init(left, ["docker0"], family=6)
+    assert [c.line for c in changes] == [f"-D FORWARD {' '.join(layouts.neighbour_accept('docker0', '135'))}"]
+    assert "icc is on" in changes[0].note
+
+
+def test_ipv6_neighbour_accepts_below_the_icc_drop_are_moved_and_a_gone_networks_removed():
+    table = fixture("docker-28.5-icc-false.txt")
+    done = apply_lines(table, [c.line for c in layouts.plan_init(table, ["docker0"], family=6)])
+    below = " ".join(layouts.neighbour_accept("docker0", "135"))
+    stale = " ".join(layouts.neighbour_accept("br-0123456789ab", "136"))
+    moved = apply_lines(done, [f"-D FORWARD {below}", f"-A FORWARD {below}", f"-A FORWARD {stale}"])
+    lines = [c.line for c in layouts.plan_init(moved, ["docker0"], ["docker0"], family=6)]
+    assert lines == [f"-D FORWARD {below}", f"-I FORWARD 1 {below}", f"-D FORWARD {stale}"]
+    assert layouts.plan_init(apply_lines(moved, lines), ["docker0"], family=6) == []

@@ -348,3 +348,47 @@ def test_plan_inserts_outbound_rules_above_locks_and_moves_one_found_below():
     listed = _own_listing([(11, ret.comment), (10, drop.comment)]) + listed[-1:]
     backend = NftablesBackend(Listing(docker_listing(MASKED), listed), 4)
     assert backend.plan(backend.read(), [lock, outbound], {"web"}) == []  # in order: nothing to do
+
+
+def _icc_rule(verdict: str) -> dict:
+    return {"rule": {"family": "ip6", "table": "docker-bridges", "chain": "filter-forward-in__docker0", "handle": 9,
+                     "comment": "ICC", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}},
+                                                           "right": "docker0"}}, {"counter": None}, {verdict: None}]}}
+
+
+def _own_init_rule(handle: int, comment: str) -> dict:
+    return {"rule": {"family": "ip6", "table": "docker-fw", "chain": "fw-init", "handle": handle, "comment": comment,
+                     "expr": [{"accept": None}]}}
+
+
+def test_ipv6_init_marks_neighbour_discovery_where_docker_drops_icc():
+    from docker_fw.backends.nftables.rules import neighbour_rule
+
+    off = docker_listing(MASKED) + [_icc_rule("drop")]
+    assert parse_docker(off).icc_off == ("docker0",)
+    assert parse_docker(docker_listing(MASKED) + [_icc_rule("accept")]).icc_off == ()
+    wanted = neighbour_rule("docker0", Mark(256, 65280))
+    assert wanted.comment == "docker-fw-nd:0x100/0xff00:docker0"
+    assert "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert }" in wanted.text()
+    v6 = NftablesBackend(Listing(off), 6)
+    lines = [c.line for c in v6.plan_init(v6.read(), ["docker0"], "nftables", ["docker0"])]
+    assert f"add rule ip6 docker-fw fw-init {wanted.text()}" in lines
+    v4 = NftablesBackend(Listing(off), 4)  # IPv4: ARP is not IP, nothing to mark
+    assert not any("docker-fw-nd" in line for line in (c.line for c in v4.plan_init(v4.read(), ["docker0"], "nftables", ["docker0"])))
+    # present: nothing to do, and it is not foreign
+    ours = _own_listing([]) + [_own_init_rule(20, init_rule("docker0", 6).comment), _own_init_rule(21, wanted.comment)]
+    done = NftablesBackend(Listing(off, ours), 6)
+    assert done.plan_init(done.read(), ["docker0"], "nftables", ["docker0"]) == []
+    assert done.foreign_rules(done.read()) == []
+    # another mark (the engine's changed), icc on again, a network gone: deleted by handle
+    stale = _own_listing([]) + [_own_init_rule(20, init_rule("docker0", 6).comment),
+                                _own_init_rule(21, "docker-fw-nd:0x7:docker0"),
+                                _own_init_rule(22, "docker-fw-nd:0x100/0xff00:br-0123456789ab")]
+    v6 = NftablesBackend(Listing(off, stale), 6)
+    changes = v6.plan_init(v6.read(), ["docker0"], "nftables", ["docker0"])
+    assert [(c.line, c.note) for c in changes if c.verb == "delete"] == [
+        ("delete rule ip6 docker-fw fw-init handle 21", "another accept mark"),
+        ("delete rule ip6 docker-fw fw-init handle 22", "its network is gone"),
+    ]
+    on = NftablesBackend(Listing(docker_listing(MASKED) + [_icc_rule("accept")], ours), 6)
+    assert [c.note for c in on.plan_init(on.read(), ["docker0"], "nftables", ["docker0"])] == ["icc is on: Docker accepts it"]

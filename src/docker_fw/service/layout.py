@@ -19,6 +19,37 @@ IPV6_NOT_INITIALISED = (
 )
 
 
+# What Docker publishes a port on when the run names no address: every IPv4 address
+# (0.0.0.0) and every IPv6 one ('::'); '' in older engines' lists means both.
+_EVERY_IPV6_ADDRESS = ("::", "")
+
+
+def proxy_exposures(snapshot: Snapshot, bridges: set[str]) -> list[str]:
+    """One warning per published port that IPv6 clients reach through docker-proxy.
+
+    A port published on every address ('::') of a running container with no
+    IPv6 address on the network it is published through (its gateway
+    endpoint): Docker has nothing to DNAT IPv6 to, so its userland proxy
+    listens on [::] and connects to the container's IPv4 address from the
+    host itself, where no forward rule sees the client (checked on 20.10 and
+    29).  BRIDGES: the networks init closes (the others are open anyway).
+    """
+    found = []
+    for container in snapshot.containers:
+        endpoint = container.published_endpoint
+        if container.state != "running" or endpoint is None or endpoint.ip6 or endpoint.bridge not in bridges:
+            continue
+        ports = sorted({(p.host_port, p.proto) for p in container.ports if p.host_ip in _EVERY_IPV6_ADDRESS})
+        for port, proto in ports:
+            found.append(
+                f"{container.name}: port {port}/{proto} is published on every IPv6 address, but "
+                f"{container.name} has no IPv6 address on network {endpoint.network}: docker-proxy admits "
+                f"every IPv6 client, which no rule sees; publish it on 0.0.0.0:{port} only, or run dockerd "
+                f"with --userland-proxy=false, or give {endpoint.network} IPv6"
+            )
+    return found
+
+
 class LayoutActions(ServiceCore):
     """'init' (and what 'check' reports of it) in every backend in use."""
 
@@ -34,6 +65,11 @@ class LayoutActions(ServiceCore):
             f"init is limited to networks that no longer exist ({', '.join(self.store.init_networks() or [])}): "
             "run 'docker-fw init --network NAME' or 'docker-fw init --all-networks'"
         )
+
+    def proxy_exposures(self) -> list[str]:
+        """proxy_exposures on the networks init covers now (what init and check warn about)."""
+        snapshot = self.engine.snapshot()
+        return proxy_exposures(snapshot, {n.bridge for n in self._init_networks(snapshot)})
 
     def _warn_if_not_initialised(self, tx: Transaction) -> None:
         backend = self.backends[0]  # the required one: the others may be left out
@@ -170,6 +206,8 @@ class LayoutActions(ServiceCore):
                 self.out(f"init: {change.shown}{family_note(change)}")
         else:
             self.out("init: already done, nothing changed")
+        for warning in self.proxy_exposures():
+            self.warn(warning)
         return plan
 
     def _layout_problems(self, tx: Transaction) -> list[str]:

@@ -126,7 +126,7 @@ class IptablesBackend:
         return self.family == 4 or bool(network.subnets6)
 
     def plan_init(self, live: Table, bridges: list[str], engine_backend: str, existing: Iterable[str]) -> list[Change]:
-        changes = layouts.plan_init(live, bridges, engine_backend, existing)
+        changes = layouts.plan_init(live, bridges, engine_backend, existing, self.family)
         return [values.replace(c, family=self.family) for c in changes]
 
     def plan_log(self, live: Table, bridges: list[str], enabled: bool, before: list[Change] = ()) -> list[Change]:
@@ -138,7 +138,7 @@ class IptablesBackend:
         return ensure_chains(live, family=self.family)
 
     def is_initialised(self, live: Table, bridges: list[str], engine_backend: str | None = None) -> bool:
-        return layouts.is_initialised(live, bridges, engine_backend)
+        return layouts.is_initialised(live, bridges, engine_backend, self.family)
 
     # Leftovers (backends.Leftovers): what 'init' removes after the engine moved to
     # its nftables backend.  Docker then deletes its own chains but keeps those
@@ -152,12 +152,17 @@ class IptablesBackend:
             return None  # no iptables (or ip6tables) here: nothing of ours either
 
     def plan_remove(self, live: Table) -> list[Change]:
-        """The jumps to docker-fw's chains, then the chains themselves (flushed, deleted)."""
+        """The jumps to docker-fw's chains and init's neighbour-discovery accepts,
+        then the chains themselves (flushed, deleted)."""
         ours = [chain for chain in ALL_OWN_CHAINS if chain in live.chains]
         changes = [
             Change("-D" + rule.line[2:], "init", LEFT_FROM_IPTABLES, self.family)
             for rule in live.rules
             if rule.chain not in ours and rule.target() in ours
+        ]
+        changes += [
+            Change(rule_line("-D", "FORWARD", rule.args), "init", LEFT_FROM_IPTABLES, self.family)
+            for rule in layouts.neighbour_rules(live)
         ]
         changes += [Change(f"-F {chain}", "init", LEFT_FROM_IPTABLES, self.family) for chain in ours]
         changes += [Change(f"-X {chain}", "init", LEFT_FROM_IPTABLES, self.family) for chain in ours]

@@ -18,7 +18,13 @@ a whitelist (the seed's "iptables workflow"):
    rule that ends such traffic (20.10: ``FORWARD -i <bridge> -o <bridge> -j
    DROP|ACCEPT``; 28+: the jump to DOCKER-FORWARD, which holds that rule), so
    a copy found below it is moved back to the top;
-3. everything else (established connections, outgoing traffic) is Docker's
+3. IPv6 (ip6tables) on a bridge with --icc=false: accept its neighbour
+   discovery (ICMPv6 types 135 and 136, from the bridge to the same bridge)
+   first in FORWARD, above Docker's ICC drop, which would drop it too: no
+   IPv6 connection between two containers could then be opened, whatever
+   'add-internal' admits.  Parity with IPv4, whose ARP no iptables rule
+   filters; it opens no port (``neighbour_accept``);
+4. everything else (established connections, outgoing traffic) is Docker's
    and stays as it is.
 
 What is left of "anyone may reach a published port" is then docker-fw's own
@@ -51,7 +57,7 @@ from collections.abc import Iterable
 from ...values import dataclass
 
 from ...errors import FirewallError
-from .process import Table, bridge_name_problem
+from .process import SavedRule, Table, bridge_name_problem
 from .reconcile import Change, rule_line
 
 LEGACY = "docker-20.10"  # the layout of Docker 1.5 up to 27.x
@@ -174,16 +180,66 @@ def _positions(table: Table, chain: str, args: tuple[str, ...]) -> list[int]:
     return [r.position for r in table.chain_rules(chain) if r.args == args]
 
 
-def _internal_in_place(layout: Layout, table: Table, bridge: str) -> bool:
-    """Whether FORWARD has the internal jump, above every rule it must precede."""
-    mine = _positions(table, "FORWARD", internal_jump(bridge))
+# ICMPv6 neighbour solicitation and advertisement: what two containers of one
+# bridge exchange before any IPv6 packet between them (ARP's part in IPv4).
+NEIGHBOUR_DISCOVERY_TYPES = ("135", "136")
+# Marks init's neighbour-discovery accepts as docker-fw's (FORWARD is Docker's
+# chain): found again, moved or removed by it alone.
+NEIGHBOUR_COMMENT = "docker-fw-nd"
+
+
+def neighbour_accept(bridge: str, icmp_type: str) -> tuple[str, ...]:
+    """init's accept of IPv6 neighbour discovery within BRIDGE, as ip6tables-save prints it."""
+    return (
+        "-i", bridge, "-o", bridge, "-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", icmp_type,
+        "-m", "comment", "--comment", NEIGHBOUR_COMMENT, "-j", "ACCEPT",
+    )
+
+
+def neighbour_rules(table: Table) -> list[SavedRule]:
+    """init's neighbour-discovery accepts in FORWARD, for any bridge."""
+    return [
+        r for r in table.chain_rules("FORWARD")
+        if len(r.args) > 1 and any(r.args == neighbour_accept(r.args[1], t) for t in NEIGHBOUR_DISCOVERY_TYPES)
+    ]
+
+
+def _neighbour_changes(layout: Layout, table: Table, bridge: str) -> list[Change]:
+    """init's neighbour-discovery accepts for BRIDGE (ip6tables): one of each type,
+    above Docker's rule that ends internal traffic, where Docker drops it (icc off);
+    none where it does not (icc on: Docker accepts it; or no drop at all)."""
+    wanted = _drops_internal_traffic(table, bridge)
+    changes = []
+    for icmp_type in NEIGHBOUR_DISCOVERY_TYPES:
+        args = neighbour_accept(bridge, icmp_type)
+        copies = _positions(table, "FORWARD", args)
+        keep = wanted and len(copies) == 1 and _in_place(layout, table, bridge, args)
+        if keep:
+            continue
+        note = "icc is on: Docker accepts it" if not wanted else "moved to the top"
+        changes.extend(Change(rule_line("-D", "FORWARD", args), "init", note=note) for _ in copies)
+        if wanted:
+            changes.append(Change(rule_line("-I", "FORWARD", ["1", *args]), "init"))
+    return changes
+
+
+def _in_place(layout: Layout, table: Table, bridge: str, args: tuple[str, ...]) -> bool:
+    """Whether FORWARD has the rule ARGS, above every rule init's rules must precede."""
+    mine = _positions(table, "FORWARD", args)
     if not mine:
         return False
     blockers = layout.blockers(table, bridge)
     return not blockers or min(mine) < min(blockers)
 
 
-def is_initialised(table: Table, bridges: list[str], firewall_backend: str | None = None) -> bool:
+def _internal_in_place(layout: Layout, table: Table, bridge: str) -> bool:
+    """Whether FORWARD has the internal jump, above every rule it must precede."""
+    return _in_place(layout, table, bridge, internal_jump(bridge))
+
+
+def is_initialised(
+    table: Table, bridges: list[str], firewall_backend: str | None = None, family: int = 4,
+) -> bool:
     """Whether 'init' has nothing left to do for these bridges.
 
     A bridge is done when Docker's catch-all for it is gone and our internal
@@ -208,6 +264,8 @@ def is_initialised(table: Table, bridges: list[str], firewall_backend: str | Non
             return False
         if not jumps and _drops_internal_traffic(table, bridge):
             return False  # init would add the jump (an --internal network with icc off)
+        if family == 6 and _neighbour_changes(layout, table, bridge):
+            return False
     return True
 
 
@@ -240,12 +298,13 @@ def stale_internal_jumps(table: Table, existing: Iterable[str]) -> list[str]:
 
 def plan_init(
     table: Table, bridges: list[str], firewall_backend: str | None = None,
-    existing: Iterable[str] | None = None,
+    existing: Iterable[str] | None = None, family: int = 4,
 ) -> list[Change]:
     """The changes 'init' makes; empty when already done (re-running is safe).
 
     ``bridges``: the bridges to reshape; ``existing``: every bridge network's
     bridge (default: ``bridges``), so that init's jumps for removed networks go.
+    ``family`` 6 (ip6tables): also the neighbour-discovery accepts.
     """
     layout = detect(table, firewall_backend)
     _check_bridges(bridges)
@@ -263,6 +322,8 @@ def plan_init(
         recognised += bool(shared)
         changes.extend(Change(rule_line("-D", "FORWARD", args), "init") for args in shared)
     for bridge in bridges:
+        if family == 6:
+            changes.extend(_neighbour_changes(layout, table, bridge))
         copies = len(_positions(table, chain, catch_all(bridge)))
         internal = _positions(table, "FORWARD", internal_jump(bridge))
         if layout.shared_catch_all and not internal and layout.blockers(table, bridge):
@@ -295,6 +356,14 @@ def plan_init(
             f"could not find Docker's rule '{chain} {rule}' (nor the one "
             f"init adds) for any bridge ({layout.description}): unrecognised layout; {_NOTHING}"
         )
-    for bridge in stale_internal_jumps(table, bridges if existing is None else existing):
+    existing = set(bridges if existing is None else existing)
+    for bridge in stale_internal_jumps(table, existing):
         changes.append(Change(rule_line("-D", "FORWARD", internal_jump(bridge)), "init", note="its network is gone"))
+    for bridge in sorted({r.args[1] for r in neighbour_rules(table)} - existing):
+        for icmp_type in NEIGHBOUR_DISCOVERY_TYPES:
+            args = neighbour_accept(bridge, icmp_type)
+            changes.extend(
+                Change(rule_line("-D", "FORWARD", args), "init", note="its network is gone")
+                for _ in _positions(table, "FORWARD", args)
+            )
     return changes

@@ -50,6 +50,8 @@ from .rules import (
     Unexpressible,
     init_rule,
     interface_problem,
+    neighbour_bridge,
+    neighbour_rule,
     nft_family,
     render_all,
 )
@@ -261,7 +263,7 @@ class NftablesBackend:
     def plan_init(self, live: NftLive, bridges: list[str], engine_backend: str, existing: Iterable[str]) -> list[NftChange]:
         """init: the accept mark must be set; each bridge gets fw-init's drop (once);
         the drops of bridges that are gone are deleted.  Empty when done already."""
-        self._mark_for_init(live)
+        mark = self._mark_for_init(live)
         for bridge in bridges:
             problem = interface_problem(bridge)
             if problem:
@@ -280,9 +282,38 @@ class NftablesBackend:
         for bridge, copies in present.items():
             if bridge not in existing and bridge not in bridges:
                 changes.extend(self._delete_rule(rule, "init", "its network is gone") for rule in copies)
+        changes.extend(self._plan_neighbours(live, bridges, existing, mark))
         if changes:
             # fw-init must exist before a rule is added to it: 'add' of what exists changes nothing
             changes = self._setup_table(live, [CHAIN_INIT]) + changes
+        return changes
+
+    def _plan_neighbours(self, live: NftLive, bridges: list[str], existing: set[str], mark: Mark) -> list[NftChange]:
+        """IPv6: init's neighbour-discovery mark (neighbour_rule), once, for each of
+        BRIDGES whose chain in Docker's table drops traffic within it (icc off);
+        deleted where icc is on, for a network that is gone, or with another mark."""
+        present: dict[str, list[LiveRule]] = {}
+        for rule in live.ours.chain_rules(CHAIN_INIT) if live.ours else []:
+            bridge = neighbour_bridge(rule.comment)
+            if bridge is not None:
+                present.setdefault(bridge, []).append(rule)
+        changes: list[NftChange] = []
+        wanted = {b: neighbour_rule(b, mark) for b in bridges if self.family == 6 and b in live.docker.icc_off}
+        for bridge, rule in wanted.items():
+            copies = [r for r in present.get(bridge, []) if r.comment == rule.comment]
+            if not copies:
+                changes.append(self._add(rule, "init"))
+            changes.extend(self._delete_rule(r, "init", "a second copy") for r in copies[1:])
+        for bridge, copies in present.items():
+            if bridge in wanted:
+                stale, why = [r for r in copies if r.comment != wanted[bridge].comment], "another accept mark"
+            elif bridge in bridges:
+                stale, why = copies, "icc is on: Docker accepts it"
+            elif bridge not in existing:
+                stale, why = copies, "its network is gone"
+            else:
+                continue  # a network 'init --network' leaves out: not init's to change now
+            changes.extend(self._delete_rule(r, "init", why) for r in stale)
         return changes
 
     def is_initialised(self, live: NftLive, bridges: list[str], engine_backend: str | None = None) -> bool:
@@ -321,7 +352,7 @@ class NftablesBackend:
             if rule.chain in RULE_CHAINS:
                 foreign = parse_comment(rule.comment) is None
             elif rule.chain == CHAIN_INIT:
-                foreign = not rule.comment.startswith(INIT_PREFIX)
+                foreign = not rule.comment.startswith(INIT_PREFIX) and neighbour_bridge(rule.comment) is None
             else:
                 foreign = rule.jump_target() not in jumps.get(rule.chain, ())
             if foreign:

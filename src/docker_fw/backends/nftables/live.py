@@ -17,6 +17,7 @@ from .rules import Mark
 DOCKER_TABLE = "docker-bridges"
 _BRIDGE_CHAIN = "filter-forward-in__"
 _MARK_COMMENT = "ALLOW FW MARK"
+_ICC_COMMENT = "ICC"  # moby: 'iifname B counter drop|accept comment "ICC"' (nftabler bridge.go)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ class DockerTable:
 
     bridges: tuple[str, ...]  # those with a filter-forward-in__<bridge> chain
     marks: tuple[Mark, ...]  # every distinct mark of an 'ALLOW FW MARK' rule
+    # those whose chain drops traffic within the bridge (its "ICC" rule is a
+    # drop: --icc=false, or the network's enable_icc=false)
+    icc_off: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,12 @@ def parse_docker(objects: list[dict]) -> DockerTable:
         if isinstance(chain, dict) and str(chain.get("name", "")).startswith(_BRIDGE_CHAIN):
             bridges.append(str(chain["name"])[len(_BRIDGE_CHAIN):])
     marks: list[Mark] = []
+    icc_off = []
     for rule in _rules(objects):
+        chain_name = str(rule.get("chain", ""))
+        if (rule.get("comment") == _ICC_COMMENT and chain_name.startswith(_BRIDGE_CHAIN)
+                and isinstance(rule.get("expr"), list) and {"drop": None} in rule["expr"]):
+            icc_off.append(chain_name[len(_BRIDGE_CHAIN):])
         if rule.get("comment") != _MARK_COMMENT or not str(rule.get("chain", "")).startswith(_BRIDGE_CHAIN):
             continue
         mark = _mark_of(rule.get("expr"))
@@ -100,7 +109,7 @@ def parse_docker(objects: list[dict]) -> DockerTable:
             )
         if mark not in marks:
             marks.append(mark)
-    return DockerTable(tuple(bridges), tuple(marks))
+    return DockerTable(tuple(bridges), tuple(marks), tuple(icc_off))
 
 
 def _mark_of(exprs: object) -> Mark | None:

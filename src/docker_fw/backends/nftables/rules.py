@@ -57,6 +57,10 @@ BASE_CHAINS = (
 KIND_CHAINS = {Kind.ADD: CHAIN_ADD, Kind.INTERNAL: CHAIN_INTERNAL, Kind.INPUT: CHAIN_ADD_INPUT}
 
 INIT_PREFIX = "docker-fw-init:"  # + bridge: not an owner tag (a container may be named 'init')
+# + the accept mark's option + ':' + bridge (a bridge's name holds no ':'): init's
+# neighbour-discovery mark in fw-init (IPv6, icc off); the mark is in the tag
+# so that a rule of another mark (the engine's changed) is replaced
+NEIGHBOUR_PREFIX = "docker-fw-nd:"
 REPLIED = ("established", "related")
 
 
@@ -378,5 +382,35 @@ def init_rule(bridge: str, family: int) -> NftRule:
     )
 
 
+def neighbour_rule(bridge: str, mark: Mark) -> NftRule:
+    """init's accept mark for IPv6 neighbour discovery within BRIDGE (icc off).
+
+    Docker's per-bridge chain drops what enters from the bridge itself (its
+    "ICC" drop), neighbour solicitations and advertisements between two of
+    its containers too: no IPv6 connection between them could be opened,
+    whatever 'add-internal' admits.  Marked, Docker accepts them above that
+    drop ("ALLOW FW MARK").  Parity with IPv4, whose ARP no nft rule of
+    Docker's filters; it opens no port.
+    """
+    return NftRule(
+        "",
+        CHAIN_INIT,
+        (Match("iifname", "==", bridge), Match("oifname", "==", bridge), Match("l4proto", "==", "ipv6-icmp"),
+         Match("type", "==", ("nd-neighbor-solicit", "nd-neighbor-advert"), "icmpv6")),
+        "accept",
+        mark,
+        family=6,
+        tag=f"{NEIGHBOUR_PREFIX}{mark.option}:{bridge}",
+    )
+
+
+def neighbour_bridge(comment: str) -> str | None:
+    """The bridge of a neighbour_rule's comment, else None."""
+    if not comment.startswith(NEIGHBOUR_PREFIX):
+        return None
+    _, sep, bridge = comment[len(NEIGHBOUR_PREFIX):].partition(":")
+    return bridge if sep and bridge else None
+
+
 __all__ = ["parse_comment", "NftRule", "Match", "Mark", "render", "render_lock", "render_all", "init_rule",
-           "Unexpressible"]
+           "neighbour_rule", "neighbour_bridge", "Unexpressible"]
