@@ -235,6 +235,12 @@ def engine_id(engine: str) -> str:
     return f"docker{engine}"
 
 
+def nft_engine_id(engine: str) -> str:
+    """The test id of an engine in nftables mode ("docker29-nft"): a work unit
+    of its own for tests/conftest.py's scheduler."""
+    return f"{engine_id(engine)}-nft"
+
+
 def skip_unselected(engine: str) -> None:
     if engine not in selected_engines():
         pytest.skip(f"Docker {engine}: not in DFW_E2E_ENGINES={os.environ.get('DFW_E2E_ENGINES')}")
@@ -253,7 +259,7 @@ def sandbox(request):
         sb.stop()
 
 
-@pytest.fixture(scope="session", params=["29"], ids=engine_id)
+@pytest.fixture(scope="session", params=["29"], ids=nft_engine_id)
 def sandbox29_nftables(request):
     """Docker 29 with --firewall-backend=nftables and an accept mark (NFTABLES_ARGS),
     --icc=false; forwarding on in its namespace.  For the nftables backend's tests."""

@@ -32,7 +32,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import NFTABLES_ARGS, NFTABLES_FWMARK, SANDBOX_NAME, engine_id, skip_unselected, start_sandbox
+from tests.e2e.conftest import NFTABLES_ARGS, NFTABLES_FWMARK, SANDBOX_NAME, nft_engine_id, skip_unselected, start_sandbox
 from tests.e2e.fw import ALLOWED, OTHER, PORT, Fw
 from tests.e2e.test_watch_e2e import Watch, eventually
 from tests.harness.sandbox import Sandbox
@@ -57,12 +57,12 @@ def _engine(icc: bool, suffix: str):
         sb.stop()
 
 
-@pytest.fixture(scope="module", params=["29"], ids=engine_id)
+@pytest.fixture(scope="module", params=["29"], ids=nft_engine_id)
 def engine_icc_off(request):
     yield from _engine(False, "29nf")
 
 
-@pytest.fixture(scope="module", params=["29"], ids=engine_id)
+@pytest.fixture(scope="module", params=["29"], ids=nft_engine_id)
 def engine_icc_on(request):
     yield from _engine(True, "29ni")
 
