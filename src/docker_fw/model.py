@@ -85,10 +85,10 @@ class Kind(enum.Enum):
 
     @classmethod
     def from_action(cls, action: str) -> "Kind":
-        for kind in cls:
-            if kind.action == action:
-                return kind
-        raise UsageError(f"unknown rule action: {action}")
+        try:
+            return cls(action)  # a kind's value is its action
+        except ValueError:
+            raise UsageError(f"unknown rule action: {action}") from None
 
 
 class EgressPolicy(enum.Enum):
@@ -305,7 +305,14 @@ def parse_ports(text: str | int | None, option: str) -> Ports:
     two).  UsageError otherwise; empty or None: any port."""
     if text is None or text == "":
         return Ports()
-    text = str(text)
+    return _parsed_ports(str(text), option)
+
+
+# Cached: a --from file or a replay gives the same few ports again and again,
+# each parsed once as typed and once more as read back from the store (Ports is
+# immutable; a refused one raises, and is not cached).
+@functools.lru_cache(maxsize=4096)
+def _parsed_ports(text: str, option: str) -> Ports:
     if not text.isascii() or len(text) > 200:
         raise UsageError(f"{option}: not a port number, a range or a list: {text[:40]!r}")
     ranges, ranged = [], []
