@@ -138,7 +138,10 @@ class AddressSpec:
 
     @classmethod
     def network(cls, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> "AddressSpec":
-        return cls(AddressKind.NETWORK, str(net))
+        text = str(net)
+        if len(_MADE_NETWORKS) < _MADE_NETWORKS_MAX:
+            _MADE_NETWORKS[text] = net
+        return cls(AddressKind.NETWORK, text)
 
     @property
     def text(self) -> str:
@@ -196,7 +199,16 @@ def parse_ipv6_network(text: str) -> ipaddress.IPv6Network | None:
 
 # Cached: each rule's address is checked against the engine's subnets more than once
 # (ipaddress's networks are immutable values too).
-_network = functools.lru_cache(maxsize=4096)(ipaddress.ip_network)
+_parsed_network = functools.lru_cache(maxsize=4096)(ipaddress.ip_network)
+# The networks parse_address made, by the text their AddressSpec holds (what
+# ip_network(text) gives again): an address typed once is not parsed twice.
+_MADE_NETWORKS: dict[str, ipaddress.IPv4Network | ipaddress.IPv6Network] = {}
+_MADE_NETWORKS_MAX = 4096
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    made = _MADE_NETWORKS.get(text)
+    return made if made is not None else _parsed_network(text)
 
 
 # Cached: a --from file or a replay parses the same few addresses again and again

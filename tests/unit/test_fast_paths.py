@@ -151,3 +151,37 @@ def test_a_from_lines_request_or_error_is_argparses(line, action):
     with mock.patch("docker_fw.rulegrammar.plain_line_options", return_value=None):
         slow = outcome()
     assert fast == slow
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)), st.integers(0, 128))
+def test_an_address_specs_network_is_what_its_text_parses_to(address, prefix):
+    """AddressSpec.ip_network hands back the network parse_address made: the same
+    value ipaddress.ip_network gives for the text the spec holds."""
+    import ipaddress
+
+    from docker_fw.model import parse_address
+
+    text = f"{address}/{min(prefix, address.max_prefixlen)}"
+    try:
+        spec = parse_address(text)
+    except UsageError:
+        return  # loopback, link-local, IPv4-mapped: refused before any network is made
+    assert spec.ip_network == ipaddress.ip_network(spec.value)
+    assert str(spec.ip_network) == spec.value
+
+
+@settings(max_examples=200)
+@given(st.lists(st.ip_addresses(v=4), min_size=1, max_size=6), st.integers(8, 32))
+def test_is_docker_address_remembers_what_it_computes(addresses, prefix):
+    import ipaddress
+
+    from docker_fw.engine import Network, Snapshot
+
+    subnets = tuple(ipaddress.ip_network(s) for s in ("10.0.0.0/8", "172.17.0.0/16"))
+    snapshot = Snapshot(containers=[], networks=[
+        Network(id="n", name="bridge", driver="bridge", bridge="docker0", subnets=subnets, gateway="172.17.0.1")])
+    for address in addresses * 2:  # the second time from the memo
+        net = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+        fresh = any(net.subnet_of(sub) for sub in subnets)
+        assert snapshot.is_docker_address(net) is fresh
