@@ -102,7 +102,8 @@ def move_all(sb: Sandbox, names: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--containers", type=int, default=200)
-    parser.add_argument("--rules", type=int, nargs="+", default=[500, 2000, 8000])
+    parser.add_argument("--rules", type=int, nargs="*", default=[500, 2000, 8000],
+                        help="W1's rule counts (default 500 2000 8000); none ('--rules' alone): W2 only")
     parser.add_argument("--from-lines", type=int, default=1000)
     parser.add_argument("--name", default="dfw-bench", help="sandbox name (default dfw-bench)")
     parser.add_argument("--baseline", metavar="DIR", help=BASELINE_HELP)

@@ -17,7 +17,7 @@ from .errors import DockerFwError, EngineError, UsageError
 from .labels import RULES_LABEL
 from .listing import Records
 from .model import EgressPolicy, Kind, RuleSpec
-from .resolve import allow_ports, check_kind_addresses, normalise_address, resolve
+from .resolve import allow_ports, check_kind_addresses, normalise_address
 from .rulegrammar import AddRequest, EgressRequest, allow_addresses, allow_requests, checked_spec, validate
 from .service.core import ServiceCore, backend_note, family_note
 from .service.hostsync import HostsSync, hosts_not_updated, raise_first
@@ -43,21 +43,21 @@ class Service(LayoutActions, StartActions, HostsSync, ServiceCore):
     def spec_from_request(self, kind: Kind, req: AddRequest, rev_lookup: bool, action: str | None = None) -> RuleSpec:
         """REQ as the rule of ACTION (default: KIND's) it records: checked without
         the engine (rulegrammar), then its names and addresses normalised against
-        the running containers and checked again."""
+        the running containers and, if that changed them, checked again."""
         action = action or kind.action
         written = checked_spec(action, req)
         snapshot = self.engine.snapshot()
         try:
             owner = snapshot.running(req.container)
-            spec = values.replace(
-                written,
-                owner=owner.name,
-                source=normalise_address(written.source, owner, snapshot, rev_lookup),
-                dest=normalise_address(written.dest, owner, snapshot, rev_lookup),
-            )
-            validate(action, spec)
+            source = normalise_address(written.source, owner, snapshot, rev_lookup)
+            dest = normalise_address(written.dest, owner, snapshot, rev_lookup)
+            if (owner.name, source, dest) == (written.owner, written.source, written.dest):
+                spec = written  # as checked_spec checked it: validate() would see the same rule
+            else:
+                spec = values.replace(written, owner=owner.name, source=source, dest=dest)
+                validate(action, spec)
             check_kind_addresses(spec, snapshot)
-            why_not = self._inexpressible(resolve(spec, snapshot))  # fail now, not at apply time
+            why_not = self._inexpressible(self._resolved(spec, snapshot))  # fail now, not at apply time
             if why_not:
                 raise UsageError(why_not)
         except DockerFwError as exc:

@@ -143,6 +143,9 @@ class Snapshot:
     networks: list[Network]
     _by_name: dict[str, Container] = field(default_factory=dict, repr=False)
     _by_id: dict[str, Container] = field(default_factory=dict, repr=False)
+    # is_docker_address's answers: 'add' asks it twice per rule (normalising, then
+    # checking the kind), and ipaddress's subnet_of is slow Python.
+    _docker_address_memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._by_name = {c.name: c for c in self.containers}
@@ -199,9 +202,14 @@ class Snapshot:
 
     def is_docker_address(self, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
         """Whether a network spec lies inside a Docker network's subnet (of its family)."""
-        if net.version == 6:
-            return any(net.subnet_of(sub) for n in self.networks for sub in n.subnets6)
-        return any(net.subnet_of(sub) for n in self.networks for sub in n.subnets)
+        found = self._docker_address_memo.get(net)
+        if found is None:
+            if net.version == 6:
+                found = any(net.subnet_of(sub) for n in self.networks for sub in n.subnets6)
+            else:
+                found = any(net.subnet_of(sub) for n in self.networks for sub in n.subnets)
+            self._docker_address_memo[net] = found
+        return found
 
     def is_gateway(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         """Whether an address is a Docker network's gateway (IPv4 or IPv6)."""

@@ -85,10 +85,10 @@ class Kind(enum.Enum):
 
     @classmethod
     def from_action(cls, action: str) -> "Kind":
-        for kind in cls:
-            if kind.action == action:
-                return kind
-        raise UsageError(f"unknown rule action: {action}")
+        try:
+            return cls(action)  # a kind's value is its action
+        except ValueError:
+            raise UsageError(f"unknown rule action: {action}") from None
 
 
 class EgressPolicy(enum.Enum):
@@ -138,7 +138,10 @@ class AddressSpec:
 
     @classmethod
     def network(cls, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> "AddressSpec":
-        return cls(AddressKind.NETWORK, str(net))
+        text = str(net)
+        if len(_MADE_NETWORKS) < _MADE_NETWORKS_MAX:
+            _MADE_NETWORKS[text] = net
+        return cls(AddressKind.NETWORK, text)
 
     @property
     def text(self) -> str:
@@ -196,7 +199,16 @@ def parse_ipv6_network(text: str) -> ipaddress.IPv6Network | None:
 
 # Cached: each rule's address is checked against the engine's subnets more than once
 # (ipaddress's networks are immutable values too).
-_network = functools.lru_cache(maxsize=4096)(ipaddress.ip_network)
+_parsed_network = functools.lru_cache(maxsize=4096)(ipaddress.ip_network)
+# The networks parse_address made, by the text their AddressSpec holds (what
+# ip_network(text) gives again): an address typed once is not parsed twice.
+_MADE_NETWORKS: dict[str, ipaddress.IPv4Network | ipaddress.IPv6Network] = {}
+_MADE_NETWORKS_MAX = 4096
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    made = _MADE_NETWORKS.get(text)
+    return made if made is not None else _parsed_network(text)
 
 
 # Cached: a --from file or a replay parses the same few addresses again and again
@@ -305,7 +317,14 @@ def parse_ports(text: str | int | None, option: str) -> Ports:
     two).  UsageError otherwise; empty or None: any port."""
     if text is None or text == "":
         return Ports()
-    text = str(text)
+    return _parsed_ports(str(text), option)
+
+
+# Cached: a --from file or a replay gives the same few ports again and again,
+# each parsed once as typed and once more as read back from the store (Ports is
+# immutable; a refused one raises, and is not cached).
+@functools.lru_cache(maxsize=4096)
+def _parsed_ports(text: str, option: str) -> Ports:
     if not text.isascii() or len(text) > 200:
         raise UsageError(f"{option}: not a port number, a range or a list: {text[:40]!r}")
     ranges, ranged = [], []

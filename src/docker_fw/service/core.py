@@ -114,6 +114,7 @@ class ServiceCore:
         self.store = store
         self.out = out
         self.warn = warn
+        self._resolve_memo: tuple[Snapshot, dict[RuleSpec, tuple[ResolvedRule, ...]]] | None = None
 
     @property
     def backends(self) -> list[FirewallBackend]:
@@ -125,12 +126,24 @@ class ServiceCore:
     def backends(self, backends: list[FirewallBackend]) -> None:
         self._backends = list(backends)
 
+    def _resolved(self, spec: RuleSpec, snapshot: Snapshot) -> tuple[ResolvedRule, ...]:
+        """resolve(SPEC, SNAPSHOT), once per snapshot: 'add' resolves each new rule
+        to check it, then again for the plan (of the same snapshot, the engine's
+        cached one).  Only rules that resolved are kept; both values are immutable."""
+        memo = self._resolve_memo
+        if memo is None or memo[0] is not snapshot:
+            memo = self._resolve_memo = (snapshot, {})
+        rules = memo[1].get(spec)
+        if rules is None:
+            rules = memo[1][spec] = tuple(resolve(spec, snapshot))
+        return rules
+
     def _desired(self, specs: Iterable[RuleSpec], plan: Plan) -> list[ResolvedRule]:
         snapshot = self.engine.snapshot()
         desired: list[ResolvedRule] = []
         for spec in specs:
             try:
-                rules = resolve(spec, snapshot)
+                rules = self._resolved(spec, snapshot)
             except EngineError as exc:
                 # Not applied, and removed if present: a rule left pointing at
                 # a stopped container's old address would admit whoever gets
