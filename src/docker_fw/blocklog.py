@@ -86,7 +86,7 @@ def parse_line(line: bytes | str) -> Blocked | None:
         return None
     try:
         record = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         return None
     if not isinstance(record, dict) or record.get("oob.prefix") != NFLOG_PREFIX:
         return None
