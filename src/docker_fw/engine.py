@@ -25,7 +25,7 @@ from .values import dataclass, field, replace
 
 from .deadline import seconds_from_env
 from .errors import EngineError, PortInUseError  # noqa: F401 (PortInUseError: re-exported)
-from .labels import READ_LABELS
+from .labels import ICC_OPTION, READ_LABELS
 from .lean import Socket, percent_encoded, unix_stream_socket
 
 TYPE_CHECKING = False  # typing is not imported at run time (see values.py)
@@ -259,7 +259,7 @@ def parse_network(net: dict[str, Any]) -> Network:
         internal=bool(net.get("Internal")),
         subnets6=tuple(subnets6),
         gateway6=gateway6,
-        icc=(net.get("Options") or {}).get("com.docker.network.bridge.enable_icc") != "false",
+        icc=(net.get("Options") or {}).get(ICC_OPTION) != "false",
     )
 
 
@@ -562,6 +562,7 @@ class Engine:
         self._client = client
         self._local = UnixSocketApi.from_env() if client is None else None
         self._snapshot: Snapshot | None = None
+        self._firewall_backend: str | None = None  # /info's answer, kept as long as the snapshot
 
     @property
     def api(self) -> Any:
@@ -601,6 +602,7 @@ class Engine:
 
     def snapshot(self, refresh: bool = False) -> Snapshot:
         if self._snapshot is None or refresh:
+            self._firewall_backend = None  # asked again with the new snapshot: an engine restart may switch it
             raw_networks = self._call("list networks", self._rest().networks)
             networks = [parse_network(n) for n in raw_networks]
             by_name = {n.name: n for n in networks}
@@ -616,9 +618,13 @@ class Engine:
         return self._call(f"inspect {ref}", self._rest().inspect_container, ref)
 
     def firewall_backend(self) -> str:
-        """'iptables', 'nftables' (Docker 29 opt-in), or '' when the engine does not say."""
-        info = self._call("info", self._rest().info)
-        return (info.get("FirewallBackend") or {}).get("Driver", "")
+        """'iptables', 'nftables' (Docker 29 opt-in), or '' when the engine does not say.
+
+        Asked once per snapshot: choosing the backends, init and check all want it."""
+        if self._firewall_backend is None:
+            info = self._call("info", self._rest().info)
+            self._firewall_backend = (info.get("FirewallBackend") or {}).get("Driver", "")
+        return self._firewall_backend
 
     def version(self) -> dict[str, Any]:
         return self._call("version", self._rest().version)
