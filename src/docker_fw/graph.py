@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from .errors import EngineError, UsageError, one_line
 from .filtergrammar import FilterError
+from .listing import action_of
 from .jsonout import ORIGIN_LABEL, ORIGIN_STORE, label_record, ports_value
 from .model import AddressKind, AddressSpec, Kind, Ports, RuleSpec
 from .egress import DNS_PORT, ResolvedLock
@@ -217,14 +218,6 @@ def _network_of(spec: RuleSpec, source: str, dest: str, snapshot: Snapshot) -> s
         if address in (endpoint.ip, endpoint.ip6):
             return endpoint.network
     return ""
-
-
-def action_of(spec: RuleSpec, host_entries: dict[str, list[str]]) -> str:
-    """The action 'ls' prints a rule as: add-internal with a hosts line for its owner is add-two-ways."""
-    if spec.kind is Kind.INTERNAL and spec.source.kind is AddressKind.CONTAINER:
-        if spec.owner in host_entries.get(spec.source.value, []):
-            return "add-two-ways"
-    return spec.kind.action
 
 
 def flow_of(spec: RuleSpec, snapshot: Snapshot, action: str, label: Origin | None = None) -> Flow:

@@ -45,20 +45,20 @@ def listed_rules(store: Store, engine: EngineSnapshots, containers: list[str]) -
     action 'ls' prints it with."""
     owners = owner_names(store, engine, containers) if containers else None
     entries = store.host_entries()
-
-    def action(spec: RuleSpec) -> str:
-        # An add-internal rule that gave its source a hosts line for the
-        # owner was recorded by add-two-ways: print it as such, so that
-        # running the line again restores the hosts entry too.
-        if spec.kind is Kind.INTERNAL and spec.source.kind is AddressKind.CONTAINER:
-            if spec.owner in entries.get(spec.source.value, []):
-                return "add-two-ways"
-        return spec.kind.action
-
-    return [(spec, action(spec)) for spec in store.rules(owners)]
+    return [(spec, action_of(spec, entries)) for spec in store.rules(owners)]
 
 
-def _say_nothing(_: str) -> None:
+def action_of(spec: RuleSpec, host_entries: dict[str, list[str]]) -> str:
+    """The action 'ls' (and 'graph') prints a rule as.  An add-internal rule that
+    gave its source a hosts line for the owner was recorded by add-two-ways:
+    printed as such, running the line again restores the hosts entry too."""
+    if spec.kind is Kind.INTERNAL and spec.source.kind is AddressKind.CONTAINER:
+        if spec.owner in host_entries.get(spec.source.value, []):
+            return "add-two-ways"
+    return spec.kind.action
+
+
+def say_nothing(_: str) -> None:
     pass
 
 
@@ -66,7 +66,7 @@ class Records:
     """What a command that needs no firewall runs with, in place of actions.Service."""
 
     def __init__(self, engine: EngineSnapshots, store: Store, out: Callable[[str], None] = print,
-                 warn: Callable[[str], None] = _say_nothing):
+                 warn: Callable[[str], None] = say_nothing):
         self.engine, self.store, self.out, self.warn = engine, store, out, warn
 
     def ls(self, containers: list[str]) -> list[str]:

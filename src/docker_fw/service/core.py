@@ -12,7 +12,7 @@ from ..backends.choice import for_engine
 from ..backends.iptables.backend import Runner
 from ..errors import EngineError
 from ..filtergrammar import FilterError
-from ..listing import owner_names
+from ..listing import owner_names, say_nothing
 from ..labels import LabelRules, icc_note, read_labels
 from ..model import RuleSpec
 from ..resolve import ResolvedRule, resolve
@@ -22,10 +22,6 @@ from ..transaction import Plan, Transaction, transaction
 if TYPE_CHECKING:  # annotations only: 'ls' and '--help' do not load the engine module
     from ..backends.nftables.backend import Runner as NftRunner
     from ..engine import Snapshot
-
-
-def say_nothing(_: str) -> None:
-    pass
 
 
 def family_note(change: Change) -> str:
@@ -115,6 +111,7 @@ class ServiceCore:
         self.out = out
         self.warn = warn
         self._resolve_memo: tuple[Snapshot, dict[RuleSpec, tuple[ResolvedRule, ...]]] | None = None
+        self._labels_of: tuple[Snapshot, LabelRules] | None = None  # label_rules(), per snapshot
 
     @property
     def backends(self) -> list[FirewallBackend]:
@@ -249,7 +246,7 @@ class ServiceCore:
         """The rules of the running containers' docker-fw.rules labels, read from
         the engine's snapshot (once per snapshot: labels.read_labels)."""
         snapshot = self.engine.snapshot()
-        cached = getattr(self, "_labels_of", None)
+        cached = self._labels_of
         if cached is None or cached[0] is not snapshot:
             cached = self._labels_of = (snapshot, read_labels(snapshot))
         return cached[1]

@@ -132,7 +132,7 @@ def plan_log(table: Table, bridges: list[str], enabled: bool, family: int = 4,
     if not enabled and not has_chain:
         return []
     try:
-        now = apply_lines(table, list(before))
+        now = apply_lines(table, list(before)) if before else table  # nothing to simulate: the table as read
     except Unmodelled:
         now = table  # init's lines did not simulate: positions as read (a mistake is refused whole)
     changes: list[Change] = []
